@@ -1,0 +1,52 @@
+# One entry point for local development and CI (STYLE 15).
+#   make demo   install everything, run ccloud_sim + the daemon, compute a chargeback
+#   make test   install everything, then lint, types and the whole test suite
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+# Use a uv already on PATH; otherwise bootstrap a pinned one into .tools with pip.
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: all install lint format types pytest test demo system-deps clean
+
+all: test
+
+$(TOOLS)/bin/uv:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+install: $(VENV)/.synced
+
+# promtool and prometheus for the end-to-end tests that scrape /metrics (Debian package).
+system-deps:
+	@command -v promtool >/dev/null 2>&1 || scripts/install-system-deps
+
+lint: install
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
+
+format: install
+	$(RUN) ruff format src tests bench
+	$(RUN) ruff check --fix src tests bench
+
+types: install
+	$(RUN) mypy
+
+pytest: install system-deps
+	$(RUN) pytest
+
+test: lint types pytest
+
+demo: install
+	$(RUN) chargeback demo --config settings.yaml
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Plugin protocols, discovery and the registry (seed: "Plugin System")."""

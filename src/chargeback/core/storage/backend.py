@@ -1,0 +1,279 @@
+"""The storage backend protocol and the records it reads and writes (DESIGN §7).
+
+Nothing outside :mod:`chargeback.core.storage` writes SQL. The engine, the emitters,
+reconciliation and the CLI talk to a :class:`StorageBackend`; the embedded default is
+SQLite (:mod:`chargeback.core.storage.sqlite`), and a server database can replace it
+by implementing this protocol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
+from chargeback.core.plugin.protocols import PluginRows, StorageModule
+
+__all__ = [
+    "CostTotal",
+    "DateState",
+    "InventoryDelta",
+    "ReconcileRow",
+    "RerunRequest",
+    "RunRecord",
+    "StorageBackend",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DateState:
+    """What was last calculated for one tenant-date (DESIGN §4).
+
+    Attributes:
+        day: the date.
+        billing_fingerprint: digest of the billing lines it was calculated from.
+        settings_fingerprint: digest of the allocation settings it was calculated with.
+        inventory_fingerprint: digest of the inventory it was calculated with.
+        calc_seq: increases by one on every commit of this date; emitters compare it.
+        calculated_at: when it was committed.
+        line_count: billing lines of the date.
+        row_count: chargeback rows of the date.
+        billed_total: sum of the lines' amounts (minor units).
+        allocated_total: sum of the rows' amounts (minor units).
+        unallocated_total: the part of ``allocated_total`` charged to UNALLOCATED.
+    """
+
+    day: dt.date
+    billing_fingerprint: str
+    settings_fingerprint: str
+    inventory_fingerprint: str
+    calc_seq: int
+    calculated_at: dt.datetime
+    line_count: int
+    row_count: int
+    billed_total: int
+    allocated_total: int
+    unallocated_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of one tenant (status ``running``, ``success``, ``failed``, ``cancelled``)."""
+
+    run_id: str
+    tenant_id: str
+    trigger: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    counts: Mapping[str, int]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RerunRequest:
+    """An operator's request to recalculate ``start <= day <= end`` (inclusive)."""
+
+    request_id: int
+    tenant_id: str
+    start: dt.date
+    end: dt.date
+    requested_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryDelta:
+    """What one inventory sync changed.
+
+    Attributes:
+        created: ids seen for the first time.
+        deleted: ids no longer listed, now marked deleted.
+        deletion_suppressed: ids that would have been deleted but were kept because
+            the guard judged the listing unreliable.
+        fingerprint: digest of the tenant's whole inventory after the sync.
+    """
+
+    created: int
+    deleted: int
+    deletion_suppressed: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRow:
+    """Billed vs allocated for one tenant, date and product type (minor units)."""
+
+    day: dt.date
+    product_type: str
+    billed: int
+    allocated: int
+    lines: int
+
+    @property
+    def difference(self) -> int:
+        """``allocated - billed``; zero is the product's promise."""
+        return self.allocated - self.billed
+
+
+@dataclass(frozen=True, slots=True)
+class CostTotal:
+    """A sum of chargeback amounts for one group (the Prometheus emitter's input)."""
+
+    tenant_id: str
+    identity_id: str
+    product_type: str
+    cost_type: str
+    env_id: str
+    amount: int
+
+
+class StorageBackend(Protocol):
+    """Protocol: the database behind the engine.
+
+    All methods are coroutines; each write method is one transaction that either
+    commits whole or not at all.
+    """
+
+    async def open(self) -> None:
+        """Open the database and apply the core migrations. Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Close the database. Idempotent."""
+        ...
+
+    async def register_modules(self, modules: Sequence[StorageModule]) -> None:
+        """Apply the migrations of plugin storage modules not yet applied."""
+        ...
+
+    # -- runs ---------------------------------------------------------------------
+    async def start_run(
+        self, tenant_id: str, run_id: str, trigger: str, started_at: dt.datetime
+    ) -> None:
+        """Record a run as started."""
+        ...
+
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        finished_at: dt.datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        """Record a run's outcome."""
+        ...
+
+    async def list_runs(self, tenant_id: str, limit: int = 20) -> list[RunRecord]:
+        """Return the newest runs of a tenant, newest first."""
+        ...
+
+    # -- date state and reruns ------------------------------------------------------
+    async def get_date_states(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> dict[dt.date, DateState]:
+        """Return the stored state of every calculated date with ``start <= day < end``."""
+        ...
+
+    async def request_rerun(
+        self, tenant_id: str, start: dt.date, end: dt.date, requested_at: dt.datetime
+    ) -> int:
+        """Record an operator's rerun request (inclusive range); return its id."""
+        ...
+
+    async def pending_reruns(self, tenant_id: str) -> list[RerunRequest]:
+        """Return the rerun requests not yet completed."""
+        ...
+
+    async def complete_reruns(self, request_ids: Sequence[int], completed_at: dt.datetime) -> None:
+        """Mark rerun requests as done."""
+        ...
+
+    # -- inventory --------------------------------------------------------------------
+    async def sync_inventory(
+        self,
+        tenant_id: str,
+        resources: Sequence[Resource],
+        identities: Sequence[Identity],
+        seen_at: dt.datetime,
+        *,
+        deletable_types: frozenset[str] | None = None,
+    ) -> InventoryDelta:
+        """Upsert what was listed; mark what is no longer listed as deleted at ``seen_at``.
+
+        Only resource and identity types in ``deletable_types`` are marked deleted
+        (``None``: all); the engine leaves out types whose listing failed or looks
+        unreliable, so an empty or failed listing never mass-deletes.
+        """
+        ...
+
+    async def load_inventory(self, tenant_id: str) -> tuple[list[Resource], list[Identity]]:
+        """Return every resource and identity ever seen, deleted ones with ``deleted_at``."""
+        ...
+
+    # -- the date commit ----------------------------------------------------------------
+    async def commit_date(
+        self,
+        tenant_id: str,
+        day: dt.date,
+        *,
+        lines: Sequence[BillingLineItem],
+        rows: Sequence[ChargebackRow],
+        plugin_rows: Sequence[PluginRows],
+        billing_fingerprint: str,
+        settings_fingerprint: str,
+        inventory_fingerprint: str,
+        calculated_at: dt.datetime,
+    ) -> DateState:
+        """Replace the date's lines, rows and plugin rows and update its state, atomically.
+
+        Returns the new state (``calc_seq`` incremented).
+        """
+        ...
+
+    # -- emissions ------------------------------------------------------------------------
+    async def pending_emissions(self, tenant_id: str, emitter: str) -> list[tuple[dt.date, int]]:
+        """Return ``(date, calc_seq)`` of calculated dates not yet emitted at their ``calc_seq``."""
+        ...
+
+    async def record_emission(
+        self,
+        tenant_id: str,
+        emitter: str,
+        day: dt.date,
+        calc_seq: int,
+        *,
+        emitted_at: dt.datetime,
+        error: str | None = None,
+    ) -> None:
+        """Record an emission attempt; ``error=None`` means it succeeded."""
+        ...
+
+    # -- reads ----------------------------------------------------------------------------
+    async def read_rows(self, tenant_id: str, day: dt.date) -> list[ChargebackRow]:
+        """Return the chargeback rows of one tenant-date, in a stable order."""
+        ...
+
+    async def reconcile(self, tenant_id: str, start: dt.date, end: dt.date) -> list[ReconcileRow]:
+        """Return billed vs allocated per date and product type, ``start <= day < end``."""
+        ...
+
+    async def cost_totals(
+        self, tenant_id: str | None, start: dt.date, end: dt.date
+    ) -> list[CostTotal]:
+        """Sum chargeback amounts per tenant, identity, product type, cost type and env.
+
+        For days ``start <= day < end``; ``tenant_id=None`` means every tenant.
+        """
+        ...
+
+    async def latest_calculated_date(self, tenant_id: str) -> dt.date | None:
+        """Return the newest calculated date of a tenant, if any."""
+        ...
+
+    async def tenants(self) -> list[str]:
+        """Return every tenant with stored state."""
+        ...

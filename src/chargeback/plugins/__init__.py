@@ -1,0 +1,1 @@
+"""Built-in ecosystem plugins, discovered by scanning this package (DESIGN §6)."""

@@ -1,0 +1,1 @@
+"""The daemon: scheduler, signals, HTTP endpoints (DESIGN §9)."""
