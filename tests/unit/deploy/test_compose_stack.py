@@ -1,0 +1,162 @@
+"""The compose stack: the daemon, ccloud_sim, Prometheus and a provisioned Grafana."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+COMPOSE = Path(__file__).resolve().parents[3] / "deploy" / "compose"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Return container path -> host path of a service's bind mounts (relative to compose/)."""
+    mounts: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if source.startswith("."):
+            mounts[target] = (COMPOSE / source).resolve()
+    return mounts
+
+
+class TestServices:
+    """The four services and how they reach each other."""
+
+    def test_the_four_services_exist(self, compose_file: dict[str, Any]) -> None:
+        """chargeback, ccloud-sim, prometheus and grafana are defined."""
+        assert set(compose_file["services"]) == {
+            "chargeback",
+            "ccloud-sim",
+            "prometheus",
+            "grafana",
+        }
+
+    def test_daemon_and_sim_share_the_repository_image(self, compose_file: dict[str, Any]) -> None:
+        """Both are built from the repository's Dockerfile (one image, two commands)."""
+        for name in ("chargeback", "ccloud-sim"):
+            service = compose_file["services"][name]
+            build = service["build"]
+            assert (COMPOSE / build["context"] / build["dockerfile"]).resolve().is_file()
+            assert service["image"] == "chargeback:local"
+
+    def test_daemon_waits_for_a_healthy_sim(self, compose_file: dict[str, Any]) -> None:
+        """The daemon starts after the sim's health check passes."""
+        services = compose_file["services"]
+        assert services["chargeback"]["depends_on"]["ccloud-sim"]["condition"] == "service_healthy"
+        assert services["ccloud-sim"]["healthcheck"]["test"][0] == "CMD"
+
+    def test_demo_tenant_points_at_the_sim_service(self, compose_file: dict[str, Any]) -> None:
+        """The demo tenant's base URLs are the sim's service name and its listening port."""
+        services = compose_file["services"]
+        sim_cmd = services["ccloud-sim"]["command"]
+        sim_port = sim_cmd[sim_cmd.index("--port") + 1]
+        env = services["chargeback"]["environment"]
+        prefix = "CHARGEBACK_TENANTS__DEMO__PLUGIN_SETTINGS__"
+        urls = {k: v for k, v in env.items() if k.startswith(prefix) and k.endswith("_URL")}
+        assert urls
+        for value in urls.values():
+            assert value.startswith(f"http://ccloud-sim:{sim_port}")
+        assert f"{sim_port}:{sim_port}" in services["ccloud-sim"]["ports"]
+
+    def test_database_is_on_a_named_volume(self, compose_file: dict[str, Any]) -> None:
+        """The daemon's /var/lib/chargeback is a named volume that survives `down`."""
+        volumes = compose_file["services"]["chargeback"]["volumes"]
+        assert "chargeback-data:/var/lib/chargeback" in volumes
+        assert "chargeback-data" in compose_file["volumes"]
+
+
+class TestPrometheus:
+    """Prometheus scrapes the daemon's /metrics."""
+
+    def test_promtool_accepts_the_config(self) -> None:
+        """`promtool check config` passes on prometheus.yml."""
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            pytest.fail("promtool not found: run `make system-deps` (Debian package prometheus)")
+        result = subprocess.run(
+            [promtool, "check", "config", str(COMPOSE / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_scrapes_the_daemon_service(
+        self, prometheus_config: dict[str, Any], compose_file: dict[str, Any]
+    ) -> None:
+        """The chargeback job targets the compose service on its published port."""
+        (job,) = [j for j in prometheus_config["scrape_configs"] if j["job_name"] == "chargeback"]
+        assert job["metrics_path"] == "/metrics"
+        (target,) = job["static_configs"][0]["targets"]
+        host, port = target.split(":")
+        assert host in compose_file["services"]
+        assert f"{port}:{port}" in compose_file["services"][host]["ports"]
+
+    def test_config_file_is_mounted(self, compose_file: dict[str, Any]) -> None:
+        """The prometheus service mounts this prometheus.yml where --config.file points."""
+        service = compose_file["services"]["prometheus"]
+        flag = next(a for a in service["command"] if a.startswith("--config.file="))
+        assert _mounts(service)[flag.split("=", 1)[1]] == COMPOSE / "prometheus.yml"
+
+
+class TestGrafana:
+    """Grafana finds its datasource and the dashboard without clicks."""
+
+    def test_provisioning_is_mounted(self, compose_file: dict[str, Any]) -> None:
+        """The provisioning folder and the dashboards folder are mounted where Grafana reads."""
+        mounts = _mounts(compose_file["services"]["grafana"])
+        assert mounts["/etc/grafana/provisioning"] == COMPOSE / "grafana" / "provisioning"
+        provider = yaml.safe_load(
+            (COMPOSE / "grafana/provisioning/dashboards/chargeback.yaml").read_text()
+        )
+        path = provider["providers"][0]["options"]["path"]
+        assert (mounts[path] / "chargeback.json").is_file()
+
+    def test_datasource_points_at_the_prometheus_service(
+        self, compose_file: dict[str, Any]
+    ) -> None:
+        """The provisioned datasource's URL is the prometheus service on its port."""
+        datasources = yaml.safe_load(
+            (COMPOSE / "grafana/provisioning/datasources/prometheus.yaml").read_text()
+        )
+        (ds,) = datasources["datasources"]
+        assert ds["type"] == "prometheus"
+        assert ds["url"] == "http://prometheus:9090"
+        assert "9090:9090" in compose_file["services"]["prometheus"]["ports"]
+
+    def test_every_panel_uses_the_provisioned_datasource(self, dashboard: dict[str, Any]) -> None:
+        """Panels and targets refer to the datasource uid that provisioning creates."""
+        datasources = yaml.safe_load(
+            (COMPOSE / "grafana/provisioning/datasources/prometheus.yaml").read_text()
+        )
+        uid = datasources["datasources"][0]["uid"]
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] == uid, panel["title"]
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == uid
+
+    def test_panel_ids_are_unique_and_titles_cover_the_brief(
+        self, dashboard: dict[str, Any]
+    ) -> None:
+        """Panel ids are unique; the dashboard has cost, unallocated and pipeline panels."""
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(ids) == len(set(ids))
+        titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
+        for words in (
+            "cost by identity",
+            "cost by product type",
+            "cost by environment",
+            "unallocated",
+            "runs by status",
+            "last success",
+            "api requests",
+            "api retries",
+        ):
+            assert words in titles, words
