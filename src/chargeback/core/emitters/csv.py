@@ -1,0 +1,128 @@
+"""The ``csv`` emitter: one file per tenant and date, written atomically (DESIGN §8).
+
+``{output_dir}/{tenant}/{YYYY-MM-DD}.csv`` with a header row, amounts as exact
+decimals, rows in a stable order. The file is written to a temporary file in the same
+directory, flushed to disk and renamed over the old one, so a reader sees either the
+whole old file or the whole new one. A recalculated date rewrites its file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from chargeback.core.models import ChargebackRow
+from chargeback.core.money import format_amount
+
+__all__ = ["HEADER", "CsvEmitter", "make_csv_emitter"]
+
+HEADER = (
+    "tenant_id",
+    "date",
+    "line_id",
+    "identity_id",
+    "product_type",
+    "product_category",
+    "resource_id",
+    "env_id",
+    "cost_type",
+    "rule",
+    "amount",
+    "reason",
+)
+
+
+def _sort_key(row: ChargebackRow) -> tuple[str, str, str, str, int, str]:
+    return (row.line_id, row.identity_id, row.cost_type, row.rule, row.amount, row.reason or "")
+
+
+class CsvEmitter:
+    """Writes one CSV file per tenant and date under ``output_dir``."""
+
+    __slots__ = ("output_dir", "places")
+
+    def __init__(self, output_dir: Path, *, places: int = 9) -> None:
+        self.output_dir = output_dir
+        self.places = places
+
+    def path_for(self, tenant_id: str, day: dt.date) -> Path:
+        """Return the file a tenant-date is written to.
+
+        Raises:
+            ValueError: the tenant id could escape the output directory.
+        """
+        if not tenant_id or tenant_id in {".", ".."} or "/" in tenant_id or os.sep in tenant_id:
+            raise ValueError(f"tenant id {tenant_id!r} cannot be used as a directory name")
+        return self.output_dir / tenant_id / f"{day.isoformat()}.csv"
+
+    async def __call__(
+        self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
+    ) -> None:
+        """Write the date's rows, replacing the file atomically (off the event loop)."""
+        await asyncio.to_thread(self._write, self.path_for(tenant_id, day), rows)
+
+    def _write(self, path: Path, rows: Sequence[ChargebackRow]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(HEADER)
+                places = self.places
+                for r in sorted(rows, key=_sort_key):
+                    writer.writerow(
+                        (
+                            r.tenant_id,
+                            r.date.isoformat(),
+                            r.line_id,
+                            r.identity_id,
+                            r.product_type,
+                            r.product_category,
+                            r.resource_id or "",
+                            r.env_id or "",
+                            r.cost_type,
+                            r.rule,
+                            format_amount(r.amount, places),
+                            r.reason or "",
+                        )
+                    )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def make_csv_emitter(output_dir: str, places: int = 9) -> CsvEmitter:
+    """Factory for the ``csv`` emitter type (YAML ``params: {output_dir: ...}``).
+
+    Args:
+        output_dir: the directory that receives ``{tenant}/{date}.csv``.
+        places: decimals printed per amount (9 = exact minor units).
+    """
+    if not 0 <= places <= 9:
+        raise ValueError(f"places must be between 0 and 9, got {places}")
+    return CsvEmitter(Path(output_dir), places=places)

@@ -1,0 +1,381 @@
+"""The per-tenant lifecycle (seed "Lifecycle" steps 1-9; DESIGN §3, §4).
+
+:class:`TenantRuntime` owns one tenant's plugin instance: :meth:`~TenantRuntime.start`
+walks steps 1-6 once, :meth:`~TenantRuntime.run` does step 7 and step 8 for the dates
+that need work, :meth:`~TenantRuntime.aclose` is step 9.
+
+One run::
+
+    pending reruns -> candidate dates (no candidates: no API call at all)
+    -> shared context -> inventory (once, with the deletion guard)
+    -> billing for the span of candidates -> dates whose inputs changed
+    -> usage (one fetch per metric query for the whole range)
+    -> per date, oldest first: allocate -> commit (one transaction) -> emit
+    -> complete reruns, record the run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+import pydantic
+import structlog
+
+from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
+from chargeback.core.engine import dates as datesel
+from chargeback.core.engine.allocation import Dispatcher, RunNotes
+from chargeback.core.engine.inventory import gather_inventory
+from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
+from chargeback.core.models import BillingLineItem, IdentitySet, MetricQuery, UsageTable
+from chargeback.core.plugin.overrides import load_overrides
+from chargeback.core.plugin.protocols import (
+    CostAllocator,
+    CostInput,
+    EcosystemPlugin,
+    MetricsSource,
+    ServiceHandler,
+    StorageModule,
+)
+from chargeback.core.storage.backend import DateState, StorageBackend
+from chargeback.errors import ConfigError, PluginError
+
+__all__ = ["TenantRuntime"]
+
+log = structlog.get_logger(__name__)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _validation_message(tenant: str, exc: pydantic.ValidationError) -> tuple[str, str]:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+    count = exc.error_count()
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return (
+        f"tenant {tenant!r}: invalid plugin_settings.{loc}: {first.get('msg')}{more}",
+        f"tenants.{tenant}.plugin_settings.{loc}",
+    )
+
+
+class TenantRuntime:
+    """One tenant's plugin, settings and storage, and the runs over them.
+
+    Args:
+        config: the tenant's settings.
+        plugin: a fresh plugin instance (from the plugin registry).
+        storage: the open storage backend.
+        emitters: the emitters every committed date goes to.
+        clock: returns the current UTC time (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        config: TenantConfig,
+        plugin: EcosystemPlugin,
+        storage: StorageBackend,
+        emitters: Sequence[NamedEmitter] = (),
+        *,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self.config = config
+        self.plugin = plugin
+        self.storage = storage
+        self.emitters = tuple(emitters)
+        self._clock = clock
+        self._started = False
+        self._initialized = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+        self._handlers: Mapping[str, ServiceHandler] = {}
+        self._cost_input: CostInput | None = None
+        self._metrics: MetricsSource | None = None
+        self._storage_module: StorageModule | None = None
+        self._fallback: CostAllocator | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._settings_fp = datesel.settings_fingerprint(config.plugin_settings)
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant's id."""
+        return self.config.name
+
+    # -- steps 1-6 ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Walk lifecycle steps 1-6 once; later calls do nothing.
+
+        Raises:
+            ConfigError: ``plugin_settings`` are invalid (the message names the tenant
+                and the field) or an override path cannot be resolved.
+            PluginError: the plugin returned components of the wrong kind.
+        """
+        if self._started:
+            return
+        tenant = self.tenant_id
+        name = self.config.ecosystem
+        overrides = load_overrides(tenant, self.config.plugin_settings)
+        try:
+            self._initialized = True
+            self.plugin.initialize(dict(self.config.plugin_settings))  # step 1
+        except pydantic.ValidationError as exc:
+            message, where = _validation_message(tenant, exc)
+            raise ConfigError(message, field=where) from exc
+        handlers = dict(self.plugin.get_service_handlers())  # step 2
+        for service_type, handler in handlers.items():
+            if not isinstance(handler, ServiceHandler):
+                raise PluginError(
+                    f"plugin {name!r}: handler {service_type!r} is a "
+                    f"{type(handler).__name__}, not a ServiceHandler",
+                    plugin=name,
+                )
+        cost_input = self.plugin.get_cost_input()  # step 3
+        if not isinstance(cost_input, CostInput):
+            raise PluginError(f"plugin {name!r}: get_cost_input() is not a CostInput", plugin=name)
+        metrics = self.plugin.get_metrics_source()  # step 4
+        if metrics is not None and not isinstance(metrics, MetricsSource):
+            raise PluginError(
+                f"plugin {name!r}: get_metrics_source() is not a MetricsSource", plugin=name
+            )
+        module = self.plugin.get_storage_module()  # step 5
+        if module is not None:
+            if not isinstance(module, StorageModule):
+                raise PluginError(
+                    f"plugin {name!r}: get_storage_module() is not a StorageModule", plugin=name
+                )
+            await self.storage.register_modules([module])
+        fallback = self.plugin.get_fallback_allocator()  # step 6
+        if fallback is not None and not isinstance(fallback, CostAllocator):
+            raise PluginError(
+                f"plugin {name!r}: get_fallback_allocator() is not callable", plugin=name
+            )
+        self._dispatcher = Dispatcher(tenant, handlers, fallback, overrides)
+        self._handlers = handlers
+        self._cost_input = cost_input
+        self._metrics = metrics
+        self._storage_module = module
+        self._fallback = fallback
+        self._started = True
+        log.info("tenant started", tenant_id=tenant, ecosystem=name, handlers=sorted(handlers))
+
+    # -- step 9 -----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Step 9: close the plugin. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._initialized:
+            await self.plugin.close()
+
+    # -- steps 7-8 ----------------------------------------------------------------------
+    async def run(self, trigger: str = "schedule") -> RunSummary:
+        """Run steps 7-8 for the dates that need work and record the run.
+
+        An ordinary failure returns a summary with status ``failed`` and the error;
+        committed dates stay committed and no date is half-written. Cancellation
+        records status ``cancelled`` and re-raises.
+        """
+        async with self._lock:
+            summary = RunSummary(
+                run_id=uuid.uuid4().hex,
+                tenant_id=self.tenant_id,
+                trigger=trigger,
+                started_at=self._clock(),
+            )
+            with structlog.contextvars.bound_contextvars(
+                tenant_id=self.tenant_id, run_id=summary.run_id
+            ):
+                return await self._run_recorded(summary)
+
+    async def _run_recorded(self, summary: RunSummary) -> RunSummary:
+        recorded = False
+        try:
+            await self.storage.start_run(
+                self.tenant_id, summary.run_id, summary.trigger, summary.started_at
+            )
+            recorded = True
+            log.info("run started", trigger=summary.trigger)
+            async with asyncio.timeout(self.config.run_timeout_s):
+                await self.start()
+                await self._run(summary)
+        except asyncio.CancelledError:
+            summary.status = RunStatus.CANCELLED
+            summary.error = "cancelled"
+            await self._finish(summary, recorded)
+            raise
+        except TimeoutError:
+            summary.status = RunStatus.FAILED
+            summary.error = f"run timed out after {self.config.run_timeout_s:g} s"
+        except Exception as exc:  # the tenant boundary: plugin code may raise anything
+            summary.status = RunStatus.FAILED
+            summary.error = f"{type(exc).__name__}: {exc}"
+        await self._finish(summary, recorded)
+        return summary
+
+    async def _finish(self, summary: RunSummary, recorded: bool) -> None:
+        summary.finished_at = self._clock()
+        if summary.status is RunStatus.SUCCESS:
+            log.info("run finished", **summary.counts())
+        else:
+            log.error("run failed", status=str(summary.status), error=summary.error)
+        if not recorded:
+            return
+        try:
+            await self.storage.finish_run(
+                summary.run_id,
+                status=str(summary.status),
+                finished_at=summary.finished_at,
+                counts=summary.counts(),
+                error=summary.error,
+            )
+        except Exception as exc:  # recording the outcome must not mask it
+            log.exception("run not recorded", error=f"{type(exc).__name__}: {exc}")
+
+    async def _run(self, summary: RunSummary) -> None:
+        tenant = self.tenant_id
+        cfg = self.config
+        storage = self.storage
+        win = datesel.window(
+            self._clock().date(), cfg.lookback_days, cfg.cutoff_days, cfg.recalc_days
+        )
+        requests = await storage.pending_reruns(tenant)
+        reruns = datesel.rerun_dates(requests, win.last)
+        first = min([win.first, *reruns])
+        states = await storage.get_date_states(tenant, first, win.last + dt.timedelta(days=1))
+        fetch = datesel.dates_to_fetch(win, states, reruns=reruns, settings_fp=self._settings_fp)
+        window_days = len(win.days())
+        if fetch:
+            calculated = await self._calculate(summary, fetch, states, reruns, win)
+            summary.dates_skipped = max(window_days - calculated, 0)
+        else:
+            summary.dates_skipped = window_days
+            log.info("no dates need work")
+        outcome = await emit_pending(tenant, storage, self.emitters, clock=self._clock)
+        self._count_emits(summary, outcome)
+        if requests:
+            await storage.complete_reruns([r.request_id for r in requests], self._clock())
+
+    async def _calculate(
+        self,
+        summary: RunSummary,
+        fetch: list[dt.date],
+        states: Mapping[dt.date, DateState],
+        reruns: set[dt.date],
+        win: datesel.DateWindow,
+    ) -> int:
+        """Fetch, decide and commit; return the number of dates calculated."""
+        tenant = self.tenant_id
+        assert self._dispatcher is not None  # noqa: S101  (start() ran)
+        assert self._cost_input is not None  # noqa: S101
+        shared = await self.plugin.build_shared_context(tenant)  # step 7
+        inventory = await gather_inventory(
+            tenant,
+            self._handlers,
+            shared,
+            self.storage,
+            seen_at=self._clock(),
+            guard_ratio=self.config.deletion_guard_ratio,
+        )
+        resources = {r.resource_id: r for r in inventory.resources}
+        identities = IdentitySet(inventory.identities)
+
+        by_date = await self._gather_billing(summary, fetch)
+        billing_fps = {day: datesel.billing_fingerprint(by_date.get(day, ())) for day in fetch}
+        todo = datesel.dates_to_allocate(
+            fetch,
+            states,
+            billing_fps=billing_fps,
+            inventory_fp=inventory.fingerprint,
+            settings_fp=self._settings_fp,
+            reruns=reruns,
+            win=win,
+        )
+        log.info("dates selected", fetched=len(fetch), to_allocate=len(todo))
+        if not todo:
+            return 0
+        usage = await self._fetch_usage(
+            [line for day in todo for line in by_date.get(day, ())], todo[0], todo[-1]
+        )
+        notes = RunNotes()
+        for day in todo:
+            with structlog.contextvars.bound_contextvars(date=day.isoformat()):
+                lines = by_date.get(day, [])
+                result = self._dispatcher.allocate_date(
+                    day, lines, identities=identities, resources=resources, usage=usage, notes=notes
+                )
+                plugin_rows = (
+                    self._storage_module.billing_rows(tenant, day, lines)
+                    if self._storage_module is not None
+                    else ()
+                )
+                state = await self.storage.commit_date(
+                    tenant,
+                    day,
+                    lines=lines,
+                    rows=result.rows,
+                    plugin_rows=plugin_rows,
+                    billing_fingerprint=billing_fps[day],
+                    settings_fingerprint=self._settings_fp,
+                    inventory_fingerprint=inventory.fingerprint,
+                    calculated_at=self._clock(),
+                )
+                summary.dates_calculated += 1
+                summary.rows_written += len(result.rows)
+                summary.unallocated += result.unallocated
+                log.info(
+                    "date committed",
+                    lines=len(lines),
+                    rows=len(result.rows),
+                    calc_seq=state.calc_seq,
+                    allocator_errors=result.allocator_errors,
+                )
+                outcome = await emit_date(
+                    tenant,
+                    self.storage,
+                    self.emitters,
+                    day=day,
+                    calc_seq=state.calc_seq,
+                    rows=result.rows,
+                    clock=self._clock,
+                )
+                self._count_emits(summary, outcome)
+            await asyncio.sleep(0)  # let /metrics scrapes in between large dates
+        return len(todo)
+
+    async def _gather_billing(
+        self, summary: RunSummary, fetch: list[dt.date]
+    ) -> dict[dt.date, list[BillingLineItem]]:
+        assert self._cost_input is not None  # noqa: S101  (start() ran)
+        wanted = set(fetch)
+        by_date: dict[dt.date, list[BillingLineItem]] = defaultdict(list)
+        for start, end in datesel.spans(fetch):
+            async for line in self._cost_input.gather(self.tenant_id, start, end):
+                summary.lines_read += 1
+                if line.date in wanted:
+                    by_date[line.date].append(line)
+        return by_date
+
+    async def _fetch_usage(
+        self, lines: list[BillingLineItem], first: dt.date, last: dt.date
+    ) -> dict[MetricQuery, UsageTable]:
+        assert self._dispatcher is not None  # noqa: S101  (start() ran)
+        needed = self._dispatcher.metric_queries(lines)
+        if not needed:
+            return {}
+        if self._metrics is None:
+            log.warning("usage needed but the plugin has no metrics source", queries=len(needed))
+            return {}
+        end = last + dt.timedelta(days=1)
+        usage: dict[MetricQuery, UsageTable] = {}
+        for query in sorted(needed, key=lambda q: (q.key, q.metric)):
+            usage[query] = await self._metrics.fetch(query, sorted(needed[query]), first, end)
+        return usage
+
+    @staticmethod
+    def _count_emits(summary: RunSummary, outcome: EmitOutcome) -> None:
+        summary.emitted += outcome.emitted
+        summary.emit_failures += outcome.failed
