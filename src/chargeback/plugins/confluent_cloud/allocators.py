@@ -1,0 +1,223 @@
+"""The allocation rules of DESIGN §10 as pure functions.
+
+Every function takes an :class:`~chargeback.core.models.AllocationContext` and
+returns parts that sum to the line's amount exactly (they only use
+:func:`~chargeback.core.money.split` and :func:`~chargeback.core.money.split_even`).
+Each part carries a ``cost_type`` and the name of the rule that produced it:
+
+==========================  ===========================================================
+rule name                   meaning
+==========================  ===========================================================
+``<configured name>``       the configured rule applied normally (e.g.
+                            ``kafka_network_usage``, ``connector_owner``)
+``even_split_no_usage``     a usage rule found no usage: even over active principals
+``no_identities``           nobody could be charged: UNALLOCATED with the reason
+``unknown_principal``       usage by principals not in the inventory (when the rule
+                            sends those to UNALLOCATED)
+``fallback_unallocated``    no handler claims the product type
+``malformed_line``          the billing row could not be read (set by the engine)
+==========================  ===========================================================
+
+Usage principals are mapped through ``principal_map`` (API key -> owner, Flink
+statement -> owner) and their values summed per payer. For Kafka, a principal that
+is in no inventory is charged as itself (it is a real principal id such as
+``sa-...`` the IAM listing did not show); Flink statements missing from the
+inventory go to UNALLOCATED, because a statement name is not an identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import structlog
+
+from chargeback.core.models import (
+    UNALLOCATED,
+    Allocation,
+    AllocationContext,
+    AllocationParams,
+    AllocationResult,
+    CostType,
+)
+from chargeback.core.money import split, split_even
+from chargeback.plugins.confluent_cloud.config import Rule
+
+__all__ = [
+    "EVEN_NO_USAGE",
+    "FALLBACK",
+    "NO_IDENTITIES",
+    "UNKNOWN_PRINCIPAL",
+    "FallbackAllocator",
+    "RuleAllocator",
+    "allocate_even",
+    "allocate_owner",
+    "allocate_unallocated",
+    "allocate_usage",
+]
+
+_log = structlog.get_logger(__name__)
+
+EVEN_NO_USAGE = "even_split_no_usage"
+NO_IDENTITIES = "no_identities"
+UNKNOWN_PRINCIPAL = "unknown_principal"
+FALLBACK = "fallback_unallocated"
+
+
+def _nonzero(parts: list[Allocation]) -> list[Allocation]:
+    """Drop zero parts, but keep one so every line leaves a row behind."""
+    kept = [p for p in parts if p.amount != 0]
+    return kept or parts[:1]
+
+
+def _even(amount: int, ids: Iterable[str], cost_type: str, rule: str) -> list[Allocation]:
+    ordered = sorted(ids)
+    return [
+        Allocation(i, part, cost_type, rule)
+        for i, part in zip(ordered, split_even(amount, len(ordered)), strict=True)
+    ]
+
+
+def _nobody(ctx: AllocationContext, default: str) -> AllocationResult:
+    return AllocationResult.unallocated(ctx.line, NO_IDENTITIES, ctx.reason or default)
+
+
+def allocate_usage(
+    ctx: AllocationContext, params: AllocationParams, *, unknown_to_unallocated: bool = False
+) -> AllocationResult:
+    """Split by usage (``params.usage_ratio`` of the line), the rest evenly.
+
+    The usage part is split by the summed values of ``params.metric_keys`` per payer;
+    the shared part evenly over the active principals (the resolved identities plus
+    every payer seen in the usage). Without usage the whole line is split evenly
+    over the active principals (``even_split_no_usage``); with nobody at all it goes
+    to UNALLOCATED (``no_identities``).
+    """
+    amount = ctx.line.amount
+    pmap = ctx.principal_map
+    known = ctx.identities
+    weights: dict[str, int] = {}
+    unknown_weight = 0
+    seen: set[str] = set()
+    for key in params.metric_keys:
+        for principal, value in ctx.usage.get(key, {}).items():
+            payer = pmap.get(principal, principal)
+            if unknown_to_unallocated and principal not in pmap and payer not in known:
+                unknown_weight += max(value, 0)
+                continue
+            seen.add(payer)
+            if value > 0:
+                weights[payer] = weights.get(payer, 0) + value
+    active = set(known.ids) | seen
+    total = sum(weights.values()) + unknown_weight
+    if total == 0:
+        if not active:
+            return _nobody(ctx, f"no usage and no active principals for {ctx.line.resource_id}")
+        return AllocationResult(_nonzero(_even(amount, active, CostType.SHARED, EVEN_NO_USAGE)))
+    ratio = params.usage_ratio
+    if ratio >= 1 or not active:
+        usage_part, shared_part = amount, 0
+    elif ratio <= 0:
+        usage_part, shared_part = 0, amount
+    else:
+        usage_part, shared_part = split(
+            amount, [ratio.numerator, ratio.denominator - ratio.numerator]
+        )
+    payers = sorted(weights)
+    parts: list[Allocation] = []
+    if usage_part:
+        ws = [weights[p] for p in payers]
+        if unknown_weight:
+            ws.append(unknown_weight)
+        amounts = split(usage_part, ws)
+        parts.extend(
+            Allocation(p, a, CostType.USAGE, params.rule)
+            for p, a in zip(payers, amounts, strict=False)
+        )
+        if unknown_weight:
+            parts.append(
+                Allocation(
+                    UNALLOCATED, amounts[-1], CostType.UNALLOCATED, UNKNOWN_PRINCIPAL,
+                    "usage by principals that are not in the inventory",
+                )
+            )  # fmt: skip
+    if shared_part:
+        parts.extend(_even(shared_part, active, CostType.SHARED, params.rule))
+    if not parts:
+        parts = _even(amount, active or {UNALLOCATED}, CostType.SHARED, params.rule)
+    return AllocationResult(_nonzero(parts))
+
+
+def allocate_even(ctx: AllocationContext, params: AllocationParams) -> AllocationResult:
+    """Split the line evenly over the resolved identities."""
+    if not ctx.identities:
+        return _nobody(ctx, f"no active identities for {ctx.line.resource_id or 'the tenant'}")
+    return AllocationResult(
+        _nonzero(_even(ctx.line.amount, ctx.identities.ids, CostType.SHARED, params.rule))
+    )
+
+
+def allocate_owner(ctx: AllocationContext, params: AllocationParams) -> AllocationResult:
+    """Charge the resource's owner (evenly if the resolution found several)."""
+    if not ctx.identities:
+        return _nobody(ctx, f"no owner known for {ctx.line.resource_id}")
+    return AllocationResult(
+        _nonzero(_even(ctx.line.amount, ctx.identities.ids, CostType.USAGE, params.rule))
+    )
+
+
+def allocate_unallocated(ctx: AllocationContext, params: AllocationParams) -> AllocationResult:
+    """Charge UNALLOCATED, with the configured rule's name as the reason."""
+    return AllocationResult.unallocated(
+        ctx.line, params.rule, ctx.reason or f"{ctx.line.product_type} is configured unallocated"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleAllocator:
+    """A :class:`~chargeback.core.plugin.protocols.CostAllocator` bound to a configured rule.
+
+    The rule and its parameters come from the plugin settings (defaults per product
+    type, overridable); ``ctx.params`` from the engine is not consulted.
+    """
+
+    kind: Rule
+    params: AllocationParams
+    unknown_to_unallocated: bool = False
+
+    def __call__(self, ctx: AllocationContext, /) -> AllocationResult:
+        """Split ``ctx.line`` by this rule."""
+        if self.kind == "usage":
+            return allocate_usage(
+                ctx, self.params, unknown_to_unallocated=self.unknown_to_unallocated
+            )
+        if self.kind == "even":
+            return allocate_even(ctx, self.params)
+        if self.kind == "owner":
+            return allocate_owner(ctx, self.params)
+        return allocate_unallocated(ctx, self.params)
+
+
+class FallbackAllocator:
+    """Allocator for product types no handler claims: one warning per type, UNALLOCATED."""
+
+    __slots__ = ("_warned",)
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+
+    def __call__(self, ctx: AllocationContext, /) -> AllocationResult:
+        """Charge the whole line to UNALLOCATED with the reason."""
+        product_type = ctx.line.product_type
+        if product_type not in self._warned:
+            self._warned.add(product_type)
+            _log.warning("product type has no handler", product_type=product_type)
+        return AllocationResult.unallocated(
+            ctx.line, FALLBACK, f"no allocation rule for product type {product_type}"
+        )
+
+
+def usage_params(rule: str, ratio: Fraction, metric_keys: tuple[str, ...]) -> AllocationParams:
+    """Build :class:`AllocationParams` (a small convenience for handlers and tests)."""
+    return AllocationParams(rule=rule, usage_ratio=ratio, metric_keys=metric_keys)

@@ -1,0 +1,417 @@
+"""The HTTP client of one Confluent Cloud tenant (DESIGN §10, reference §1, §5).
+
+One :class:`httpx.AsyncClient` per tenant carries every call: the management APIs,
+the Metrics API and the regional Flink hosts. On top of it this module adds
+
+- HTTP Basic auth from a :class:`~pydantic.SecretStr` (per request, so Flink calls can
+  use a Flink key);
+- retries with exponential backoff and full jitter on 429 (waiting what
+  ``Retry-After`` / ``X-RateLimit-Reset`` / ``rateLimit-reset`` ask, in relative
+  seconds), 5xx, timeouts, connection errors and truncated or invalid JSON bodies;
+- a concurrency bound and a request-rate limit per API host;
+- generic pagination over the ``{"metadata": {"next": ...}, "data": [...]}`` envelope;
+- one :func:`~chargeback.core.telemetry.current_telemetry` report per attempt and
+  per retry (host, endpoint template without ids, status).
+
+After the retry budget a request raises :class:`~chargeback.errors.SourceError`
+(:class:`~chargeback.errors.AuthenticationError` for 401/403). Messages carry the
+URL and status only: never the secret or the ``Authorization`` header.
+
+Tests inject an ``httpx.AsyncClient`` or a transport (``httpx.MockTransport``,
+``httpx.ASGITransport(app=ccloud_sim_app)``) and a fake ``sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from chargeback.core.telemetry import current_telemetry
+from chargeback.errors import AuthenticationError, SourceError
+from chargeback.plugins.confluent_cloud.config import HttpSettings
+
+__all__ = ["CCloudClient", "Credentials", "retry_after_seconds"]
+
+_log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+Params = Mapping[str, str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An API key and its secret; ``repr`` never shows the secret."""
+
+    key: str
+    secret: SecretStr
+
+    def auth(self) -> httpx.BasicAuth:
+        """Return the httpx Basic auth for these credentials."""
+        return httpx.BasicAuth(self.key, self.secret.get_secret_value())
+
+
+@dataclass(slots=True)
+class _HostLimits:
+    """The concurrency bound and rate limiter of one API host."""
+
+    semaphore: asyncio.Semaphore
+    interval: float
+    next_start: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class _Retry(Exception):  # noqa: N818  (internal control flow, never escapes)
+    def __init__(self, reason: str, status: int | None, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.wait = wait
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """Return the wait a 429 asks for, in seconds, if any header says so.
+
+    ``Retry-After`` (seconds) wins; then ``X-RateLimit-Reset`` and ``rateLimit-reset``,
+    which Confluent documents as *relative* seconds (reference §4.3, §5.1).
+    """
+    for name in ("retry-after", "x-ratelimit-reset", "ratelimit-reset"):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw.split(",")[0].strip())
+        except ValueError:
+            continue
+        if value >= 0:
+            return value
+    return None
+
+
+class CCloudClient:
+    """Async HTTP client for one tenant's Confluent Cloud APIs.
+
+    Args:
+        credentials: the Cloud API key used unless a request names other credentials.
+        settings: timeouts, retries and per-host limits.
+        client: a ready client to use (not closed by :meth:`aclose`).
+        transport: a transport for a client this object creates and owns.
+        sleep: awaited for every backoff and rate-limit wait (tests pass a fake).
+        rng: returns a float in ``[0, 1)`` for the jitter.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        settings: HttpSettings | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._creds = credentials
+        self._settings = settings or HttpSettings()
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            transport=transport, timeout=httpx.Timeout(self._settings.timeout_s)
+        )
+        self._sleep = sleep
+        self._rng = rng
+        self._hosts: dict[str, _HostLimits] = {}
+        self._closed = False
+
+    @property
+    def settings(self) -> HttpSettings:
+        """The HTTP settings in use."""
+        return self._settings
+
+    async def aclose(self) -> None:
+        """Close the owned HTTP client. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            if self._owns_client:
+                await self._client.aclose()
+
+    # -- single requests ------------------------------------------------------------
+    async def get_json(
+        self,
+        url: str,
+        *,
+        endpoint: str,
+        params: Params | None = None,
+        credentials: Credentials | None = None,
+        not_found: Any = ...,
+    ) -> Any:
+        """GET ``url`` and return its JSON body, retrying transient failures.
+
+        Args:
+            url: the absolute URL.
+            endpoint: the path template reported to telemetry (no ids).
+            params: query parameters.
+            credentials: other credentials than the client's (Flink keys).
+            not_found: returned on 404 instead of raising, when given.
+        """
+        return await self.request_json(
+            "GET", url, endpoint=endpoint, params=params, credentials=credentials,
+            not_found=not_found,
+        )  # fmt: skip
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        params: Params | None = None,
+        body: Any = None,
+        form: Mapping[str, str] | None = None,
+        credentials: Credentials | None = None,
+        anonymous: bool = False,
+        not_found: Any = ...,
+    ) -> Any:
+        """Send one request with retries and return the parsed JSON body.
+
+        ``body`` is sent as JSON, ``form`` form-encoded; ``anonymous`` sends no auth
+        (a Prometheus without basic auth must not receive the Confluent key).
+
+        Raises:
+            AuthenticationError: 401 or 403.
+            SourceError: any other failure once the retry budget is spent.
+        """
+        auth = None if anonymous else (credentials or self._creds).auth()
+        host = urlsplit(url).netloc
+        limits = self._limits(host)
+        attempts = self._settings.max_retries + 1
+        last: _Retry | None = None
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(
+                    method, url, endpoint, host, limits, params, (body, form), auth, not_found
+                )
+            except _Retry as retry:
+                last = retry
+                if attempt + 1 >= attempts:
+                    break
+                current_telemetry().api_retry(host, retry.reason)
+                wait = self._backoff(attempt, retry.wait)
+                _log.info(
+                    "ccloud request retry", method=method, endpoint=endpoint,
+                    reason=retry.reason, attempt=attempt + 1, wait_s=round(wait, 3),
+                )  # fmt: skip
+                await self._sleep(wait)
+        reason = last.reason if last else "unknown"
+        raise SourceError(
+            f"{method} {_plain(url)} failed after {attempts} attempts (last: {reason}); "
+            "the API kept failing, the run will be retried",
+            url=_plain(url),
+            status=last.status if last else None,
+        )
+
+    async def _attempt(  # noqa: PLR0917  (internal; one call site)
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        host: str,
+        limits: _HostLimits,
+        params: Params | None,
+        content: tuple[Any, Mapping[str, str] | None],
+        auth: httpx.BasicAuth | None,
+        not_found: Any,
+    ) -> Any:
+        async with limits.semaphore:
+            await self._pace(limits)
+            started = time.monotonic()
+            telemetry = current_telemetry()
+            try:
+                response = await self._client.request(
+                    method, url, params=params, json=content[0], data=content[1],
+                    auth=auth or httpx.USE_CLIENT_DEFAULT,
+                )  # fmt: skip
+            except httpx.TimeoutException as exc:
+                telemetry.api_request(host, endpoint, "timeout", time.monotonic() - started)
+                raise _Retry("timeout", None) from exc
+            except httpx.TransportError as exc:
+                telemetry.api_request(host, endpoint, "connection", time.monotonic() - started)
+                raise _Retry("connection", None) from exc
+            status = response.status_code
+            telemetry.api_request(host, endpoint, str(status), time.monotonic() - started)
+        if status == 404 and not_found is not ...:
+            return not_found
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"{method} {_plain(url)} was rejected with {status}: check the API key and "
+                "secret of this tenant and the key's role (OrganizationAdmin/BillingAdmin/"
+                "MetricsViewer)",
+                url=_plain(url),
+                status=status,
+            )
+        if status == 429:
+            raise _Retry("429", status, retry_after_seconds(response.headers))
+        if status >= 500 or status == 408:
+            raise _Retry(str(status), status)
+        if status >= 400:
+            raise SourceError(
+                f"{method} {_plain(url)} returned {status}: {_error_detail(response)}",
+                url=_plain(url),
+                status=status,
+            )
+        try:
+            return json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _Retry("invalid_json", status) from exc
+
+    def _backoff(self, attempt: int, asked: float | None) -> float:
+        cap = min(self._settings.backoff_max_s, math.ldexp(self._settings.backoff_base_s, attempt))
+        jitter = self._rng() * cap
+        if asked is not None:
+            return min(asked, self._settings.max_retry_after_s) + jitter * 0.1
+        return jitter
+
+    def _limits(self, host: str) -> _HostLimits:
+        limits = self._hosts.get(host)
+        if limits is None:
+            rps = self._settings.requests_per_second
+            limits = _HostLimits(
+                semaphore=asyncio.Semaphore(self._settings.max_concurrency),
+                interval=0.0 if rps is None else 1.0 / rps,
+            )
+            self._hosts[host] = limits
+        return limits
+
+    async def _pace(self, limits: _HostLimits) -> None:
+        """Space request starts on one host at least ``1 / requests_per_second`` apart."""
+        if limits.interval <= 0:
+            return
+        async with limits.lock:
+            now = time.monotonic()
+            start = max(now, limits.next_start)
+            limits.next_start = start + limits.interval
+        if start > now:
+            await self._sleep(start - now)
+
+    # -- pagination ---------------------------------------------------------------------
+    async def paginate(
+        self,
+        url: str,
+        *,
+        endpoint: str,
+        params: Params | None = None,
+        credentials: Credentials | None = None,
+        not_found_empty: bool = False,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield the ``data`` list of every page of a ``metadata.next`` listing.
+
+        ``metadata.next`` is followed as-is when it points at the same host as
+        ``url``; otherwise (e.g. behind a proxy) its ``page_token`` is re-sent with the
+        original parameters to ``url``.
+
+        Args:
+            url: the first page's URL.
+            endpoint: the path template reported to telemetry.
+            params: the original query parameters.
+            credentials: other credentials than the client's.
+            not_found_empty: a 404 means "no items" (lists under a deleted parent).
+
+        Raises:
+            SourceError: a request failed, or the listing exceeded ``max_pages``.
+        """
+        base = urlsplit(url)
+        next_url: str | None = url
+        next_params: Params | None = params
+        seen: set[str] = set()
+        pages = 0
+        while next_url is not None:
+            pages += 1
+            if pages > self._settings.max_pages:
+                raise SourceError(
+                    f"GET {_plain(url)} returned more than {self._settings.max_pages} pages; "
+                    "raise http.max_pages if the listing is really that long",
+                    url=_plain(url),
+                )
+            body = await self.get_json(
+                next_url,
+                endpoint=endpoint,
+                params=next_params,
+                credentials=credentials,
+                not_found=None if not_found_empty else ...,
+            )
+            if body is None:
+                return
+            if not isinstance(body, dict):
+                raise SourceError(f"GET {_plain(url)} returned a non-object body", url=_plain(url))
+            data = body.get("data") or []
+            if not isinstance(data, list):
+                raise SourceError(f"GET {_plain(url)} returned a non-list 'data'", url=_plain(url))
+            yield [item for item in data if isinstance(item, dict)]
+            meta = body.get("metadata") or {}
+            nxt = meta.get("next") if isinstance(meta, dict) else None
+            if not nxt or not isinstance(nxt, str):
+                return
+            if nxt in seen:
+                raise SourceError(
+                    f"GET {_plain(url)} paginated in a loop (metadata.next repeated)",
+                    url=_plain(url),
+                )
+            seen.add(nxt)
+            split = urlsplit(nxt)
+            if split.netloc == base.netloc and split.scheme == base.scheme:
+                next_url, next_params = nxt, None
+            else:
+                token = parse_qs(split.query).get("page_token", [None])[0]
+                if not token:
+                    return
+                next_url, next_params = url, {**(params or {}), "page_token": token}
+
+    async def list_all(
+        self,
+        url: str,
+        *,
+        endpoint: str,
+        params: Params | None = None,
+        credentials: Credentials | None = None,
+        not_found_empty: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Return every item of a paginated listing."""
+        items: list[dict[str, Any]] = []
+        async for page in self.paginate(
+            url, endpoint=endpoint, params=params, credentials=credentials,
+            not_found_empty=not_found_empty,
+        ):  # fmt: skip
+            items.extend(page)
+        return items
+
+
+def _plain(url: str) -> str:
+    """Return ``url`` without any userinfo (credentials never reach a message)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """Return a short description of an error body (``errors[]`` or ``error{}``)."""
+    try:
+        body = json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text[:200]
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            return str(first.get("detail") or first.get("title") or first.get("code"))[:200]
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("code"))[:200]
+    return str(body)[:200]
