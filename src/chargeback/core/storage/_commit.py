@@ -1,0 +1,289 @@
+"""The date commit, the hot path: replace one tenant-date's rows in one transaction.
+
+Rows arrive as :class:`~chargeback.core.models.ChargebackRow` named tuples; the only
+per-row Python work is one flat tuple per row with the tenant and the date (encoded
+once per batch) in front, then ``executemany`` does the rest in C.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from operator import itemgetter
+
+import aiosqlite
+
+from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow
+from chargeback.core.plugin.protocols import PluginRows
+from chargeback.core.storage._util import (
+    attrs_to_text,
+    check_identifier,
+    datetime_from_text,
+    datetime_to_text,
+)
+from chargeback.core.storage.backend import DateState
+
+__all__ = ["CORE_TABLES", "PreparedCommit", "date_state_of", "prepare_commit", "write_commit"]
+
+CORE_TABLES = frozenset(
+    {
+        "billing_lines",
+        "chargeback_rows",
+        "date_state",
+        "runs",
+        "rerun_requests",
+        "emissions",
+        "resources",
+        "identities",
+        "plugin_tables",
+        "schema_migrations",
+    }
+)
+
+_INSERT_LINE = (
+    "INSERT INTO billing_lines (tenant_id, date, line_id, product_type, product_category, "
+    "resource_id, env_id, amount, quantity, unit, unit_price, original_amount, "
+    "discount_amount, description, attributes, error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ROW = (
+    "INSERT INTO chargeback_rows (tenant_id, date, line_id, identity_id, product_type, "
+    "product_category, resource_id, env_id, cost_type, rule, amount, reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STATE = """
+INSERT INTO date_state (tenant_id, date, billing_fingerprint, settings_fingerprint,
+    inventory_fingerprint, calc_seq, calculated_at, line_count, row_count, billed_total,
+    allocated_total, unallocated_total)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, date) DO UPDATE SET
+    billing_fingerprint = excluded.billing_fingerprint,
+    settings_fingerprint = excluded.settings_fingerprint,
+    inventory_fingerprint = excluded.inventory_fingerprint,
+    calc_seq = date_state.calc_seq + 1,
+    calculated_at = excluded.calculated_at,
+    line_count = excluded.line_count,
+    row_count = excluded.row_count,
+    billed_total = excluded.billed_total,
+    allocated_total = excluded.allocated_total,
+    unallocated_total = excluded.unallocated_total
+RETURNING calc_seq
+"""
+
+_TENANT_AND_DATE = itemgetter(0, 1)
+_AMOUNT = itemgetter(10)
+
+Params = list[tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCommit:
+    """The parameters of one date commit, built before the transaction opens.
+
+    Attributes:
+        totals: ``(line_count, row_count, billed, allocated, unallocated)``.
+    """
+
+    tenant_id: str
+    day: dt.date
+    line_params: Params
+    row_params: Params
+    plugin_batches: list[tuple[str, str, Params]]
+    state_params: tuple[object, ...]
+    totals: tuple[int, int, int, int, int]
+
+
+def _line_params(
+    tenant_id: str, day: dt.date, day_text: str, lines: Sequence[BillingLineItem]
+) -> Params:
+    params: Params = []
+    append = params.append
+    for line in lines:
+        if line.date != day:
+            raise ValueError(
+                f"billing line {line.line_id!r} is dated {line.date}, but the commit is for "
+                f"{day}; commit each date's lines separately"
+            )
+        quantity, unit_price = line.quantity, line.unit_price
+        append(
+            (
+                tenant_id,
+                day_text,
+                line.line_id,
+                line.product_type,
+                line.product_category,
+                line.resource_id,
+                line.env_id,
+                line.amount,
+                None if quantity is None else str(quantity),
+                line.unit,
+                None if unit_price is None else str(unit_price),
+                line.original_amount,
+                line.discount_amount,
+                line.description,
+                attrs_to_text(line.attributes),
+                line.error,
+            )
+        )
+    return params
+
+
+def _row_params(
+    tenant_id: str, day: dt.date, day_text: str, rows: Sequence[ChargebackRow]
+) -> Params:
+    if rows:
+        keys = set(map(_TENANT_AND_DATE, rows))
+        if keys != {(tenant_id, day)}:
+            wrong = sorted((t, str(d)) for t, d in keys if (t, d) != (tenant_id, day))
+            raise ValueError(
+                f"chargeback rows for {wrong[:3]} were passed to the commit of tenant "
+                f"{tenant_id!r} date {day}; commit each tenant-date's rows separately"
+            )
+    t, d = tenant_id, day_text
+    return [(t, d, r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
+
+
+def _adapt(value: object) -> object:
+    """Encode a plugin cell: dates and datetimes as ISO text, Decimals as exact text."""
+    if isinstance(value, dt.datetime):
+        return datetime_to_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _plugin_batches(
+    tenant_id: str, day: dt.date, day_text: str, plugin_rows: Sequence[PluginRows]
+) -> list[tuple[str, str, Params]]:
+    """Build ``(table, insert_sql, params)`` per PluginRows.
+
+    ``tenant_id`` and ``date`` are prepended when the plugin leaves them out of
+    ``columns``; when it includes them they must match the commit's tenant and date.
+    """
+    batches: list[tuple[str, str, Params]] = []
+    for block in plugin_rows:
+        table = check_identifier(block.table, "plugin table")
+        if table in CORE_TABLES:
+            raise ValueError(f"plugin rows may not target the core table {table!r}")
+        columns = [check_identifier(c, f"column of plugin table {table!r}") for c in block.columns]
+        prefix: tuple[object, ...] = ()
+        if "date" not in columns:
+            columns.insert(0, "date")
+            prefix = (day_text,)
+        if "tenant_id" not in columns:
+            columns.insert(0, "tenant_id")
+            prefix = (tenant_id, *prefix)
+        t_idx, d_idx = columns.index("tenant_id"), columns.index("date")
+        params: Params = []
+        for row in block.rows:
+            values = (*prefix, *map(_adapt, row))
+            if len(values) != len(columns):
+                raise ValueError(
+                    f"a row for plugin table {table!r} has {len(row)} values, expected "
+                    f"{len(block.columns)} (columns {block.columns})"
+                )
+            if values[t_idx] != tenant_id or values[d_idx] != day_text:
+                raise ValueError(
+                    f"a row for plugin table {table!r} is for tenant {values[t_idx]!r} date "
+                    f"{values[d_idx]!r}, but the commit is for tenant {tenant_id!r} date {day}"
+                )
+            params.append(values)
+        placeholders = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+        batches.append((table, sql, params))
+    return batches
+
+
+def prepare_commit(
+    tenant_id: str,
+    day: dt.date,
+    *,
+    lines: Sequence[BillingLineItem],
+    rows: Sequence[ChargebackRow],
+    plugin_rows: Sequence[PluginRows],
+    billing_fingerprint: str,
+    settings_fingerprint: str,
+    inventory_fingerprint: str,
+    calculated_at: dt.datetime,
+) -> PreparedCommit:
+    """Validate the inputs and build every parameter tuple (no I/O).
+
+    Raises:
+        ValueError: a line, row or plugin row belongs to another tenant or date, or a
+            plugin table or column name is not a plain identifier.
+    """
+    day_text = day.isoformat()
+    line_params = _line_params(tenant_id, day, day_text, lines)
+    row_params = _row_params(tenant_id, day, day_text, rows)
+    batches = _plugin_batches(tenant_id, day, day_text, plugin_rows)
+    billed = sum(line.amount for line in lines)
+    allocated = sum(map(_AMOUNT, rows))
+    unallocated = sum(r[10] for r in rows if r[3] == UNALLOCATED)
+    state_params = (
+        tenant_id,
+        day_text,
+        billing_fingerprint,
+        settings_fingerprint,
+        inventory_fingerprint,
+        datetime_to_text(calculated_at),
+        len(lines),
+        len(rows),
+        billed,
+        allocated,
+        unallocated,
+    )
+    totals = (len(lines), len(rows), billed, allocated, unallocated)
+    return PreparedCommit(tenant_id, day, line_params, row_params, batches, state_params, totals)
+
+
+async def write_commit(conn: aiosqlite.Connection, prepared: PreparedCommit) -> int:
+    """Run the statements of one date commit inside the caller's open transaction.
+
+    Returns the new ``calc_seq``. The caller owns ``BEGIN IMMEDIATE``/``COMMIT`` and
+    rolls back on any error.
+    """
+    key = (prepared.tenant_id, prepared.day.isoformat())
+    known = await conn.execute_fetchall("SELECT table_name FROM plugin_tables")
+    tables = {str(r[0]) for r in known}
+    new_tables = sorted({b[0] for b in prepared.plugin_batches} - tables)
+    if new_tables:
+        now = str(prepared.state_params[5])
+        await conn.executemany(
+            "INSERT INTO plugin_tables (table_name, first_used_at) VALUES (?, ?)",
+            [(t, now) for t in new_tables],
+        )
+    await conn.execute("DELETE FROM billing_lines WHERE tenant_id = ? AND date = ?", key)
+    await conn.execute("DELETE FROM chargeback_rows WHERE tenant_id = ? AND date = ?", key)
+    for table in sorted(tables | set(new_tables)):
+        await conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND date = ?", key)
+    if prepared.line_params:
+        await conn.executemany(_INSERT_LINE, prepared.line_params)
+    if prepared.row_params:
+        await conn.executemany(_INSERT_ROW, prepared.row_params)
+    for _table, sql, params in prepared.plugin_batches:
+        if params:
+            await conn.executemany(sql, params)
+    result = await conn.execute_fetchall(_UPSERT_STATE, prepared.state_params)
+    return int(next(iter(result))[0])
+
+
+def date_state_of(prepared: PreparedCommit, calc_seq: int) -> DateState:
+    """Return the :class:`DateState` a successful commit of ``prepared`` stored."""
+    line_count, row_count, billed, allocated, unallocated = prepared.totals
+    return DateState(
+        day=prepared.day,
+        billing_fingerprint=str(prepared.state_params[2]),
+        settings_fingerprint=str(prepared.state_params[3]),
+        inventory_fingerprint=str(prepared.state_params[4]),
+        calc_seq=calc_seq,
+        calculated_at=datetime_from_text(str(prepared.state_params[5])),
+        line_count=line_count,
+        row_count=row_count,
+        billed_total=billed,
+        allocated_total=allocated,
+        unallocated_total=unallocated,
+    )

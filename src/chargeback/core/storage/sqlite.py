@@ -1,0 +1,520 @@
+"""The embedded SQLite backend (DESIGN §7): aiosqlite, WAL, one file.
+
+Two connections: a *writer*, whose transactions are serialised by an asyncio lock
+(several tenants share one backend), and a *reader*, which sees the last committed
+state through WAL snapshots and never waits for a long commit. An in-memory database
+(``":memory:"``) uses the writer for both.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is
+atomic in every case: a killed process (SIGKILL, OOM) loses nothing that committed,
+and a half-written transaction is discarded when the file is next opened. Only an
+OS crash or power loss can lose the last few *committed* transactions (NORMAL skips
+the fsync per commit), and the database still opens consistent. That trade is safe
+here because everything about a tenant-date (its lines, rows, plugin rows and
+``date_state``) commits in one transaction: a lost commit just makes the date look
+uncalculated, and the next run calculates it again. FULL would add an fsync to every
+commit for no gain in consistency.
+
+Errors from sqlite3/aiosqlite are translated into :class:`~chargeback.errors.StorageError`
+here, at the boundary, with what to do about them (locked, read-only, full, corrupt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+import structlog
+
+from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
+from chargeback.core.plugin.protocols import PluginRows, StorageModule
+from chargeback.core.storage import _commit, _inventory, _queries
+from chargeback.core.storage._util import (
+    date_from_text,
+    datetime_to_text,
+    rollback_quietly,
+    translate_error,
+)
+from chargeback.core.storage.backend import (
+    CostTotal,
+    DateState,
+    InventoryDelta,
+    ReconcileRow,
+    RerunRequest,
+    RunRecord,
+)
+from chargeback.core.storage.migrations import (
+    CORE_MIGRATIONS,
+    CORE_NAMESPACE,
+    apply_migrations,
+    ensure_migrations_table,
+    recorded_version,
+)
+from chargeback.errors import StorageError
+
+__all__ = ["SQLiteBackend"]
+
+log = structlog.get_logger(__name__)
+
+_DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
+"""What a database call can raise: sqlite3 errors, ints beyond 64 bits, a closed connection."""
+
+
+class SQLiteBackend:
+    """The :class:`~chargeback.core.storage.backend.StorageBackend` on one SQLite file.
+
+    Args:
+        path: the database file (created if missing; its directory must exist), or
+            ``":memory:"`` for a private in-memory database.
+        busy_timeout_s: how long a write waits for another process's write lock
+            before failing with a StorageError.
+        read_only: open the file read-only (e.g. for ``chargeback reconcile`` next to
+            a running daemon); migrations are not applied, writes fail.
+    """
+
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 5.0, read_only: bool = False
+    ) -> None:
+        self._path = str(path)
+        self._ro_uri = (
+            None if self._path == ":memory:" else Path(self._path).absolute().as_uri() + "?mode=ro"
+        )
+        self._busy_timeout_ms = max(0, int(busy_timeout_s * 1000))
+        self._read_only = read_only
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._namespaces_done: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend({self._path!r})"
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
+        if read_only and self._ro_uri is not None:
+            conn = await aiosqlite.connect(self._ro_uri, uri=True, isolation_level=None)
+        else:
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA temp_store = MEMORY")
+            await conn.execute("PRAGMA cache_size = -32000")  # 32 MB page cache
+            if not read_only:
+                # Persistent in the file; the first connection switches it.
+                modes = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+                self._check_wal(str(next(iter(modes))[0]))
+                await conn.execute("PRAGMA synchronous = NORMAL")  # see module docstring
+                await conn.execute("PRAGMA journal_size_limit = 67108864")  # 64 MB WAL
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    def _check_wal(self, mode: str) -> None:
+        if mode.lower() != "wal" and self._path != ":memory:":
+            raise StorageError(
+                f"cannot switch {self._path} to WAL mode (got {mode!r}); "
+                "use a local filesystem (WAL needs shared memory)"
+            )
+
+    async def open(self) -> None:
+        """Open the database and apply the core migrations. Idempotent.
+
+        Raises:
+            StorageError: the file cannot be opened or written, is corrupt, or records
+                a newer schema than this code knows.
+        """
+        if self._writer is not None:
+            return
+        try:
+            writer = await self._connect(read_only=self._read_only)
+        except _DB_ERRORS as exc:
+            raise translate_error(exc, "opening the database", self._path) from exc
+        try:
+            async with self._lock:
+                if self._read_only:
+                    await self._check_read_only_schema(writer)
+                else:
+                    await ensure_migrations_table(writer)
+                    applied = await apply_migrations(
+                        writer, CORE_NAMESPACE, CORE_MIGRATIONS, now=_utcnow()
+                    )
+                    if applied:
+                        log.info("storage migrated", path=self._path, versions=applied)
+            reader = writer
+            if self._path != ":memory:":
+                reader = await self._connect(read_only=True)
+        except _DB_ERRORS as exc:
+            await writer.close()
+            raise translate_error(exc, "opening the database", self._path) from exc
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer, self._reader = writer, reader
+        log.debug("storage opened", path=self._path, read_only=self._read_only)
+
+    async def _check_read_only_schema(self, conn: aiosqlite.Connection) -> None:
+        tables = await conn.execute_fetchall(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        )
+        if not list(tables):
+            raise StorageError(
+                f"the database {self._path} has no chargeback schema; run chargeback "
+                "against it once (not read-only) to create it"
+            )
+        known = CORE_MIGRATIONS[-1].version
+        current = await recorded_version(conn, CORE_NAMESPACE)
+        if current > known:
+            raise StorageError(
+                f"the database records schema version {current} of 'core', but this "
+                f"chargeback knows only up to version {known}; upgrade chargeback"
+            )
+
+    async def close(self) -> None:
+        """Close both connections. Idempotent."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        if reader is not None and reader is not writer:
+            await reader.close()
+        if writer is not None:
+            async with self._lock:
+                await writer.close()
+
+    async def __aenter__(self) -> SQLiteBackend:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- transaction helpers -----------------------------------------------------------
+    @asynccontextmanager
+    async def _write(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), errors translated."""
+        async with self._lock:
+            conn = self._writer
+            if conn is None:
+                raise StorageError(f"{action} failed: the storage is not open; call open() first")
+            if self._read_only:
+                raise StorageError(
+                    f"{action} failed: the database {self._path} was opened read-only"
+                )
+            try:
+                if conn.in_transaction:  # left open by an interrupted earlier write
+                    await rollback_quietly(conn)
+                await conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                await conn.execute("COMMIT")
+            except _DB_ERRORS as exc:
+                await rollback_quietly(conn)
+                raise translate_error(exc, action, self._path) from exc
+            except BaseException:
+                await rollback_quietly(conn)
+                raise
+
+    @asynccontextmanager
+    async def _read(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """A connection for reads, errors translated."""
+        conn = self._reader
+        if conn is None:
+            raise StorageError(f"{action} failed: the storage is not open; call open() first")
+        try:
+            if conn is self._writer:
+                async with self._lock:
+                    yield conn
+            else:
+                yield conn
+        except _DB_ERRORS as exc:
+            raise translate_error(exc, action, self._path) from exc
+
+    # -- plugin modules ----------------------------------------------------------------
+    async def register_modules(self, modules: Sequence[StorageModule]) -> None:
+        """Apply each module's migrations not yet applied, in its own namespace.
+
+        Raises:
+            StorageError: a namespace is ``"core"``, a migration failed (it was rolled
+                back), or the database records a newer version than the module knows.
+        """
+        for module in modules:
+            namespace = module.namespace
+            if namespace == CORE_NAMESPACE:
+                raise StorageError("a plugin storage module may not use the 'core' namespace")
+            action = f"applying the migrations of storage module {namespace!r}"
+            async with self._lock:
+                conn = self._writer
+                if conn is None or self._read_only:
+                    raise StorageError(f"{action} failed: the storage is not open for writing")
+                try:
+                    applied = await apply_migrations(
+                        conn, namespace, list(module.migrations()), now=_utcnow()
+                    )
+                except _DB_ERRORS as exc:
+                    raise translate_error(exc, action, self._path) from exc
+            if applied:
+                log.info("storage module migrated", namespace=namespace, versions=applied)
+
+    # -- runs --------------------------------------------------------------------------
+    async def start_run(
+        self, tenant_id: str, run_id: str, trigger: str, started_at: dt.datetime
+    ) -> None:
+        """Record a run as started (status ``running``)."""
+        async with self._write(f"recording the start of run {run_id!r}") as conn:
+            await conn.execute(
+                "INSERT INTO runs (run_id, tenant_id, trigger, status, started_at) "
+                "VALUES (?, ?, ?, 'running', ?)",
+                (run_id, tenant_id, trigger, datetime_to_text(started_at)),
+            )
+
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        finished_at: dt.datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        """Record a run's outcome.
+
+        Raises:
+            StorageError: no run with this id was started.
+        """
+        action = f"recording the outcome of run {run_id!r}"
+        async with self._write(action) as conn:
+            cursor = await conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, counts = ?, error = ? "
+                "WHERE run_id = ?",
+                (
+                    str(status),
+                    datetime_to_text(finished_at),
+                    json.dumps(dict(counts), sort_keys=True),
+                    error,
+                    run_id,
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise StorageError(f"{action} failed: no run {run_id!r} was started")
+
+    async def list_runs(self, tenant_id: str, limit: int = 20) -> list[RunRecord]:
+        """Return the newest runs of a tenant, newest first."""
+        async with self._read("listing runs") as conn:
+            return await _queries.list_runs(conn, tenant_id, limit)
+
+    # -- date state and reruns ---------------------------------------------------------
+    async def get_date_states(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> dict[dt.date, DateState]:
+        """Return the stored state of every calculated date with ``start <= day < end``."""
+        async with self._read("reading date states") as conn:
+            return await _queries.date_states(conn, tenant_id, start, end)
+
+    async def request_rerun(
+        self, tenant_id: str, start: dt.date, end: dt.date, requested_at: dt.datetime
+    ) -> int:
+        """Record an operator's rerun request (inclusive range); return its id.
+
+        Raises:
+            ValueError: ``start`` is after ``end``.
+        """
+        if start > end:
+            raise ValueError(f"a rerun range must have start <= end, got {start} > {end}")
+        async with self._write(f"recording a rerun request for tenant {tenant_id!r}") as conn:
+            cursor = await conn.execute(
+                "INSERT INTO rerun_requests (tenant_id, start_date, end_date, requested_at) "
+                "VALUES (?, ?, ?, ?)",
+                (tenant_id, start.isoformat(), end.isoformat(), datetime_to_text(requested_at)),
+            )
+            request_id = cursor.lastrowid
+        if request_id is None:  # pragma: no cover - sqlite always sets it after an INSERT
+            raise StorageError("recording a rerun request failed: no id was assigned")
+        return request_id
+
+    async def pending_reruns(self, tenant_id: str) -> list[RerunRequest]:
+        """Return the rerun requests not yet completed, oldest first."""
+        async with self._read("reading rerun requests") as conn:
+            return await _queries.pending_reruns(conn, tenant_id)
+
+    async def complete_reruns(self, request_ids: Sequence[int], completed_at: dt.datetime) -> None:
+        """Mark rerun requests as done (unknown or already completed ids are ignored)."""
+        if not request_ids:
+            return
+        done = datetime_to_text(completed_at)
+        async with self._write("completing rerun requests") as conn:
+            await conn.executemany(
+                "UPDATE rerun_requests SET completed_at = ? "
+                "WHERE request_id = ? AND completed_at IS NULL",
+                [(done, int(i)) for i in request_ids],
+            )
+
+    # -- inventory ---------------------------------------------------------------------
+    async def sync_inventory(
+        self,
+        tenant_id: str,
+        resources: Sequence[Resource],
+        identities: Sequence[Identity],
+        seen_at: dt.datetime,
+        *,
+        deletable_types: frozenset[str] | None = None,
+    ) -> InventoryDelta:
+        """Upsert what was listed; mark unlisted items of ``deletable_types`` deleted.
+
+        See :mod:`chargeback.core.storage._inventory` for the fingerprint's contents.
+        """
+        async with self._write(f"syncing the inventory of tenant {tenant_id!r}") as conn:
+            return await _inventory.sync_inventory(
+                conn,
+                tenant_id=tenant_id,
+                resources=resources,
+                identities=identities,
+                seen_at=seen_at,
+                deletable_types=deletable_types,
+            )
+
+    async def load_inventory(self, tenant_id: str) -> tuple[list[Resource], list[Identity]]:
+        """Return every resource and identity ever seen, deleted ones with ``deleted_at``."""
+        async with self._read(f"loading the inventory of tenant {tenant_id!r}") as conn:
+            return await _inventory.load_inventory(conn, tenant_id)
+
+    # -- the date commit ---------------------------------------------------------------
+    async def commit_date(
+        self,
+        tenant_id: str,
+        day: dt.date,
+        *,
+        lines: Sequence[BillingLineItem],
+        rows: Sequence[ChargebackRow],
+        plugin_rows: Sequence[PluginRows],
+        billing_fingerprint: str,
+        settings_fingerprint: str,
+        inventory_fingerprint: str,
+        calculated_at: dt.datetime,
+    ) -> DateState:
+        """Replace the date's lines, rows and plugin rows and update its state, atomically.
+
+        One ``BEGIN IMMEDIATE`` transaction deletes the date's billing lines,
+        chargeback rows and the rows of every plugin table ever used, inserts the new
+        ones with ``executemany`` and upserts ``date_state`` with ``calc_seq + 1``; any
+        error rolls all of it back and leaves the previous version in place.
+
+        Raises:
+            ValueError: a line, row or plugin row belongs to another tenant or date.
+            StorageError: the database failed (nothing was written).
+        """
+        prepared = _commit.prepare_commit(
+            tenant_id,
+            day,
+            lines=lines,
+            rows=rows,
+            plugin_rows=plugin_rows,
+            billing_fingerprint=billing_fingerprint,
+            settings_fingerprint=settings_fingerprint,
+            inventory_fingerprint=inventory_fingerprint,
+            calculated_at=calculated_at,
+        )
+        async with self._write(f"committing tenant {tenant_id!r} date {day}") as conn:
+            calc_seq = await _commit.write_commit(conn, prepared)
+        return _commit.date_state_of(prepared, calc_seq)
+
+    # -- emissions ---------------------------------------------------------------------
+    async def pending_emissions(self, tenant_id: str, emitter: str) -> list[tuple[dt.date, int]]:
+        """Return ``(date, calc_seq)`` of dates not successfully emitted at their ``calc_seq``."""
+        async with self._read("reading pending emissions") as conn:
+            return await _queries.pending_emissions(conn, tenant_id, emitter)
+
+    async def record_emission(
+        self,
+        tenant_id: str,
+        emitter: str,
+        day: dt.date,
+        calc_seq: int,
+        *,
+        emitted_at: dt.datetime,
+        error: str | None = None,
+    ) -> None:
+        """Record an emission attempt; ``error=None`` means it succeeded.
+
+        Keeps the last attempt (time, ``calc_seq``, error, attempts at that ``calc_seq``)
+        and the newest successful ``calc_seq``.
+
+        Raises:
+            StorageError: the date was never calculated.
+        """
+        at = datetime_to_text(emitted_at)
+        ok = error is None
+        async with self._write(f"recording emission {emitter!r} of {tenant_id!r} {day}") as conn:
+            await conn.execute(
+                _queries.RECORD_EMISSION,
+                {
+                    "tenant": tenant_id,
+                    "emitter": emitter,
+                    "date": day.isoformat(),
+                    "seq": calc_seq,
+                    "at": at,
+                    "error": error,
+                    "ok": ok,
+                },
+            )
+
+    # -- reads -------------------------------------------------------------------------
+    async def read_rows(self, tenant_id: str, day: dt.date) -> list[ChargebackRow]:
+        """Return the chargeback rows of one tenant-date, in the order they were committed."""
+        async with self._read(f"reading the rows of tenant {tenant_id!r} date {day}") as conn:
+            return await _queries.read_rows(conn, tenant_id, day)
+
+    async def reconcile(self, tenant_id: str, start: dt.date, end: dt.date) -> list[ReconcileRow]:
+        """Return billed vs allocated per date and product type, ``start <= day < end``.
+
+        Set-based: one query groups billing lines and chargeback rows separately and
+        joins the sums, so a date with lines but no rows (or rows but no lines) shows
+        its whole amount as the difference.
+        """
+        async with self._read(f"reconciling tenant {tenant_id!r}") as conn:
+            return await _queries.reconcile(conn, tenant_id, start, end)
+
+    async def cost_totals(
+        self, tenant_id: str | None, start: dt.date, end: dt.date
+    ) -> list[CostTotal]:
+        """Sum chargeback amounts per tenant, identity, product type, cost type and env.
+
+        For days ``start <= day < end``; ``tenant_id=None`` means every tenant. A row
+        without an environment is summed under ``env_id=""``.
+        """
+        async with self._read("summing cost totals") as conn:
+            return await _queries.cost_totals(conn, tenant_id, start, end)
+
+    async def latest_calculated_date(self, tenant_id: str) -> dt.date | None:
+        """Return the newest calculated date of a tenant, if any."""
+        async with self._read("reading the latest calculated date") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT MAX(date) FROM date_state WHERE tenant_id = ?", (tenant_id,)
+                )
+            )
+        value = rows[0][0] if rows else None
+        return None if value is None else date_from_text(value)
+
+    async def tenants(self) -> list[str]:
+        """Return every tenant with stored state (dates, runs, reruns or inventory)."""
+        async with self._read("listing tenants") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT tenant_id FROM date_state UNION SELECT tenant_id FROM runs "
+                "UNION SELECT tenant_id FROM rerun_requests UNION SELECT tenant_id FROM resources "
+                "UNION SELECT tenant_id FROM identities ORDER BY 1"
+            )
+        return [str(r[0]) for r in rows]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
