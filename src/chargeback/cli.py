@@ -1,0 +1,253 @@
+"""The ``chargeback`` command (DESIGN §9).
+
+::
+
+    chargeback run          --config F                       the daemon
+    chargeback once         --config F [--tenant T ...]      every tenant once (1 if any failed)
+    chargeback rerun        --config F --tenant T --from D --to D [--now]
+    chargeback check-config --config F                       validate, print effective settings
+    chargeback reconcile    --config F --tenant T [--from D --to D]   (exit 1 on a mismatch)
+    chargeback check        --config F                       health check for Docker/k8s (0/1)
+
+``--config`` defaults to ``$CHARGEBACK_CONFIG`` or ``settings.yaml``. Every invalid
+settings file ends the command with exit status 2 and a message naming the file, the
+field and the problem on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import importlib.util
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from chargeback.core.engine.types import RunStatus
+from chargeback.errors import ChargebackError, ConfigError
+from chargeback.logging import configure_logging
+from chargeback.settings import AppSettings, load_settings, masked_settings, validate_settings
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chargeback", description="Split a cloud bill exactly among those who caused it."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=Path(os.environ.get("CHARGEBACK_CONFIG", "settings.yaml")),
+            help="settings file (default: $CHARGEBACK_CONFIG or settings.yaml)",
+        )
+        return p
+
+    add("run", "run the daemon: scheduler, /metrics, health, signals")
+    once = add("once", "run every tenant once and exit (non-zero if any failed)")
+    once.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
+    rerun = add("rerun", "recalculate a range of dates of a tenant")
+    rerun.add_argument("--tenant", required=True)
+    rerun.add_argument("--from", dest="start", type=_date, required=True, help="first day")
+    rerun.add_argument("--to", dest="end", type=_date, required=True, help="last day (inclusive)")
+    rerun.add_argument(
+        "--now", action="store_true", help="run it in this process instead of signalling the daemon"
+    )
+    add("check-config", "validate the settings and print them with secrets masked")
+    rec = add("reconcile", "compare billed and allocated totals (exit 1 on a mismatch)")
+    rec.add_argument("--tenant", required=True)
+    rec.add_argument("--from", dest="start", type=_date, help="first day (default: lookback)")
+    rec.add_argument("--to", dest="end", type=_date, help="last day, inclusive (default: today)")
+    add("check", "exit 0 when the running daemon is healthy, 1 otherwise")
+    if importlib.util.find_spec("chargeback.demo") is not None:
+        add("demo", "start ccloud_sim and the daemon and compute a chargeback")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run,
+        "once": _cmd_once,
+        "rerun": _cmd_rerun,
+        "check-config": _cmd_check_config,
+        "reconcile": _cmd_reconcile,
+        "check": _cmd_check,
+        "demo": _cmd_demo,
+    }
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        print(f"chargeback: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ChargebackError as exc:
+        print(f"chargeback: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace, *, validate: bool = True) -> AppSettings:
+    settings = load_settings(args.config)
+    if validate:
+        asyncio.run(validate_settings(settings, str(args.config)))
+    return settings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from chargeback.service.daemon import Daemon  # noqa: PLC0415  (keeps `check` light)
+
+    settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    asyncio.run(validate_settings(settings, str(args.config)))
+    try:
+        return Daemon(settings, settings_path=args.config).run()
+    except OSError as exc:
+        print(f"chargeback: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None) -> int:
+    from chargeback.service.daemon import Daemon  # noqa: PLC0415
+
+    summaries = asyncio.run(Daemon(settings, handle_signals=False).run_once(tenants))
+    failed = [s for s in summaries if s.status is not RunStatus.SUCCESS]
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _cmd_once(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    asyncio.run(validate_settings(settings, str(args.config)))
+    return _run_in_process(settings, args.tenant)
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from chargeback.core.storage.sqlite import SQLiteBackend  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    if args.tenant not in settings.enabled_tenants():
+        raise ConfigError(
+            f"{args.config}: no enabled tenant {args.tenant!r}; "
+            f"enabled: {', '.join(settings.enabled_tenants()) or '(none)'}",
+            source=str(args.config),
+            field="tenants",
+        )
+    if args.end < args.start:
+        print("chargeback: --to is before --from", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def record() -> int:
+        settings.storage.path.parent.mkdir(parents=True, exist_ok=True)
+        storage = SQLiteBackend(settings.storage.path)
+        await storage.open()
+        try:
+            return await storage.request_rerun(
+                args.tenant, args.start, args.end, dt.datetime.now(dt.UTC)
+            )
+        finally:
+            await storage.close()
+
+    request_id = asyncio.run(record())
+    print(f"rerun request {request_id} recorded: {args.tenant} {args.start}..{args.end}")
+    if args.now:
+        asyncio.run(validate_settings(settings, str(args.config)))
+        return _run_in_process(settings, [args.tenant])
+    pid = _daemon_pid(settings.daemon.pid_file)
+    if pid is None:
+        print("no running daemon found; the next run will pick the request up")
+        return EXIT_OK
+    os.kill(pid, signal.SIGUSR1)
+    print(f"signalled the daemon (pid {pid}) to run now")
+    return EXIT_OK
+
+
+def _daemon_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    configure_logging("warning", stream=sys.stderr)
+    settings = _load(args)
+    print(f"# {args.config}: valid; effective settings (secrets masked)")
+    print(yaml.safe_dump(masked_settings(settings), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from chargeback.core.reconcile import build_report, render_report  # noqa: PLC0415
+    from chargeback.core.storage.sqlite import SQLiteBackend  # noqa: PLC0415
+
+    configure_logging("warning", stream=sys.stderr)
+    settings = _load(args, validate=False)
+    if args.tenant not in settings.tenants:
+        raise ConfigError(
+            f"{args.config}: no tenant {args.tenant!r}", source=str(args.config), field="tenants"
+        )
+    cfg = settings.tenant_config(args.tenant)
+    today = dt.datetime.now(dt.UTC).date()
+    start = args.start or today - dt.timedelta(days=cfg.lookback_days)
+    end = args.end or today
+
+    async def report() -> tuple[bool, str]:
+        storage = SQLiteBackend(settings.storage.path, read_only=True)
+        await storage.open()
+        try:
+            rep = await build_report(storage, args.tenant, start, end)
+        finally:
+            await storage.close()
+        return rep.ok, render_report(rep)
+
+    ok, text = asyncio.run(report())
+    print(text)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from chargeback.service.heartbeat import check_heartbeat  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    interval = settings.daemon.heartbeat_interval_s
+    problem = check_heartbeat(settings.daemon.heartbeat_file, max_age_s=3 * interval + 5)
+    if problem is None:
+        print("ok")
+        return EXIT_OK
+    print(f"unhealthy: {problem}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    # Hook for the ship helper: chargeback/demo.py provides `main(args) -> int`.
+    demo = importlib.import_module("chargeback.demo")
+    status: int = demo.main(args)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
