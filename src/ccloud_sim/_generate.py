@@ -165,7 +165,7 @@ def _environments(inv: Inventory, s: Scale, r: random.Random, ids: _Ids, lv: _Li
     for i in range(s.environments):
         life = lv.draw(p_late=0.0, p_del=0.0) if i < 2 else lv.draw(p_del=0.0)
         name = ("prod", "staging", "dev")[i] if i < 3 else f"{r.choice(_TEAMS)}-{i}"
-        pkg = r.choice(("ESSENTIALS", "ADVANCED"))
+        pkg = "ADVANCED" if i == 0 else r.choice(("ESSENTIALS", "ADVANCED"))
         inv.environments.append(Environment(ids.make("env-"), name, pkg, life))
 
 
