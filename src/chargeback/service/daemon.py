@@ -30,10 +30,8 @@ import datetime as dt
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,10 +42,7 @@ from prometheus_client import CollectorRegistry
 
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.emitters.prometheus import PrometheusEmitter
-from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary
-from chargeback.core.models import ChargebackRow
-from chargeback.core.plugin.protocols import Emitter
 from chargeback.core.plugin.registry import PluginRegistry
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.core.telemetry import set_telemetry
@@ -57,6 +52,7 @@ from chargeback.service.heartbeat import Heartbeat, write_heartbeat
 from chargeback.service.http import HttpServer, make_app
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.service.scheduling import missed_run
+from chargeback.service.tenants import CountingEmitter, TenantPool
 from chargeback.settings import (
     AppSettings,
     changed_tenants,
@@ -87,37 +83,6 @@ class DaemonState(StrEnum):
     CLOSED = "closed"
 
 
-@dataclass(slots=True)
-class _Tenant:
-    """A configured tenant: its runtime and its current run."""
-
-    name: str
-    schedule: str
-    runtime: TenantRuntime
-    task: asyncio.Task[RunSummary | None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-
-class _CountingEmitter:
-    """Wraps an emitter to count its outcomes in ``chargeback_emits_total``."""
-
-    def __init__(self, name: str, inner: Emitter, metrics: ServiceMetrics) -> None:
-        self._name, self._inner, self._metrics = name, inner, metrics
-
-    async def __call__(
-        self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
-    ) -> None:
-        try:
-            await self._inner(tenant_id, day, rows)
-        except Exception:
-            self._metrics.emitted(self._name, ok=False)
-            raise
-        self._metrics.emitted(self._name, ok=True)
-
-
 class Daemon:
     """The chargeback service. Touches neither the loop nor signals in ``__init__``.
 
@@ -142,25 +107,19 @@ class Daemon:
         self.settings_path = settings_path
         self.handle_signals = handle_signals
         self.state = DaemonState.CREATED
-        self.accepting_runs = False
         self.registry = CollectorRegistry()
         self.metrics = ServiceMetrics(self.registry)
-        self.counters = {"runs_ok": 0, "runs_failed": 0, "runs_skipped": 0}
+        self.pool: TenantPool | None = None
         self.http: HttpServer | None = None
         self.storage: SQLiteBackend | None = None
         self._plugins = plugins
         self._clock = clock
-        self._tenants: dict[str, _Tenant] = {}
-        self._retired: list[_Tenant] = []
-        self._tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
         self._aux: set[asyncio.Task[None]] = set()
         self._emitters: list[NamedEmitter] = []
         self._prometheus: list[PrometheusEmitter] = []
         self._scheduler: AsyncIOScheduler | None = None
-        self._semaphore: asyncio.Semaphore | None = None
         self._stop: asyncio.Event | None = None
         self._stack: AsyncExitStack | None = None
-        self._context: contextvars.Context | None = None
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
         self._heartbeat_at: float | None = None
@@ -196,16 +155,19 @@ class Daemon:
                 field="tenants",
             )
         try:
-            await self._open_core(names)
-            self.accepting_runs = True
+            pool = await self._open_core(names)
             self.state = DaemonState.RUNNING
-            keys = [self.request_run(n, "once") for n in names]
-            tasks = [self._tasks[k] for k in keys if k is not None]
-            results = await asyncio.gather(*tasks, return_exceptions=True)
+            keys = {n: pool.request_run(n, "once") for n in names}
+            tasks = {n: pool.tasks[k] for n, k in keys.items() if k is not None}
+            if tasks:
+                await asyncio.wait(tasks.values())
         finally:
             await self.aclose()
         summaries: list[RunSummary] = []
-        for name, result in zip(names, results, strict=True):
+        for name in names:
+            task = tasks.get(name)
+            ok = task is not None and not task.cancelled() and task.exception() is None
+            result = task.result() if ok and task is not None else None
             if isinstance(result, RunSummary):
                 summaries.append(result)
             else:
@@ -222,16 +184,15 @@ class Daemon:
         return summaries
 
     # -- start-up -------------------------------------------------------------------------
-    async def _open_core(self, tenants: Sequence[str]) -> None:
-        """Open storage, emitters and tenant runtimes onto a fresh exit stack."""
+    async def _open_core(self, tenants: Sequence[str]) -> TenantPool:
+        """Open storage, emitters and the tenant pool onto a fresh exit stack."""
         self.state = DaemonState.STARTING
         self._stop = asyncio.Event()
         self._stack = stack = AsyncExitStack()
         s = self.settings
         register_secrets(secret_values(s))
-        self._semaphore = asyncio.Semaphore(s.scheduling.max_concurrent_tenants)
         set_telemetry(self.metrics)
-        self._context = contextvars.copy_context()
+        context = contextvars.copy_context()
 
         s.storage.path.parent.mkdir(parents=True, exist_ok=True)
         storage = SQLiteBackend(s.storage.path)
@@ -239,6 +200,7 @@ class Daemon:
         self.storage = storage
         stack.push_async_callback(storage.close)
 
+        emitters: list[NamedEmitter] = []
         for em in s.emitters:
             emitter = emitter_registry.create(em.type, em.params, storage_backend=storage)
             if isinstance(emitter, PrometheusEmitter):
@@ -247,15 +209,22 @@ class Daemon:
                 stack.callback(self.registry.unregister, emitter)
                 self._prometheus.append(emitter)
                 await emitter.refresh()
-            self._emitters.append(
-                NamedEmitter(em.name, _CountingEmitter(em.name, emitter, self.metrics))
-            )
+            emitters.append(NamedEmitter(em.name, CountingEmitter(em.name, emitter, self.metrics)))
 
         if self._plugins is None:
             self._plugins = PluginRegistry.discover(s.plugins_path)
-        stack.push_async_callback(self._close_tenants)
+        self.pool = pool = TenantPool(
+            storage,
+            self._plugins,
+            emitters,
+            self.metrics,
+            max_concurrent=s.scheduling.max_concurrent_tenants,
+            context=context,
+        )
+        stack.push_async_callback(pool.aclose)
         for name in tenants:
-            await self._add_tenant(name, s)
+            await pool.add(name, s)
+        return pool
 
     async def start(self) -> None:
         """Acquire everything, start serving and scheduling.
@@ -268,7 +237,7 @@ class Daemon:
         s = self.settings
         self._write_pid(s.daemon.pid_file)
         try:
-            await self._open_core(s.enabled_tenants())
+            pool = await self._open_core(s.enabled_tenants())
         finally:
             if self._stack is not None:
                 self._stack.callback(self._remove_pid, s.daemon.pid_file)
@@ -290,14 +259,13 @@ class Daemon:
         )
         self._scheduler.start()
         stack.callback(self._shutdown_scheduler)
-        for tenant in self._tenants.values():
-            self._schedule(tenant)
+        for name in pool.names():
+            self._schedule(name, pool.schedule_of(name))
 
         if self.handle_signals:
             self._install_signals()
             stack.callback(self._remove_signals)
 
-        self.accepting_runs = True
         self.state = DaemonState.RUNNING
         self._serving = True
         self._beat()
@@ -306,77 +274,35 @@ class Daemon:
         log.info(
             "daemon started",
             pid=os.getpid(),
-            tenants=len(self._tenants),
+            tenants=len(pool),
             http=f"{s.http.host}:{self.http.port}" if self.http else None,
         )
         if s.scheduling.run_missed_on_startup:
-            await self._run_missed()
+            await self._run_missed(pool)
 
-    async def _add_tenant(self, name: str, settings: AppSettings) -> None:
-        """Create and start a tenant's runtime; a failure is logged and retried at its runs."""
-        config = settings.tenant_config(name)
-        storage, plugins = self._need(self.storage), self._need(self._plugins)
-        try:
-            plugin = plugins.create(config.ecosystem)
-        except ChargebackError as exc:
-            log.error("tenant not loaded", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
-            self.metrics.run_aborted(name, 0.0, status="failed")
-            return
-        runtime = TenantRuntime(config, plugin, storage, self._emitters)
-        tenant = _Tenant(name, settings.tenant_schedule(name), runtime)
-        self._tenants[name] = tenant
-        self.metrics.tenant_added(name)
-        try:
-            await runtime.start()
-        except ChargebackError as exc:
-            log.error("tenant start failed", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
-        await self._restore_tenant_metrics(name)
-
-    async def _restore_tenant_metrics(self, name: str) -> None:
-        try:
-            runs = await self._need(self.storage).list_runs(name, limit=50)
-            ok = next((r for r in runs if r.status == "success" and r.finished_at), None)
-            if ok is not None and ok.finished_at is not None:
-                self.metrics.set_last_success(name, ok.finished_at.timestamp())
-            await self._update_unallocated(name)
-        except ChargebackError as exc:
-            log.warning("tenant metrics not restored", tenant_id=name, error=str(exc))
-
-    async def _update_unallocated(self, name: str) -> None:
-        storage = self._need(self.storage)
-        latest = await storage.latest_calculated_date(name)
-        if latest is None:
-            return
-        states = await storage.get_date_states(name, latest, latest + dt.timedelta(days=1))
-        state = states.get(latest)
-        if state is not None:
-            self.metrics.set_unallocated(name, state.unallocated_total)
-
-    async def _run_missed(self) -> None:
+    async def _run_missed(self, pool: TenantPool) -> None:
         """Run each tenant whose last success is older than its latest scheduled time."""
-        storage = self._need(self.storage)
         now = self._clock()
-        for tenant in list(self._tenants.values()):
+        for name in pool.names():
             try:
-                runs = await storage.list_runs(tenant.name, limit=50)
+                last = await pool.last_success(name)
             except ChargebackError as exc:
-                log.warning("run history unreadable", tenant_id=tenant.name, error=str(exc))
+                log.warning("run history unreadable", tenant_id=name, error=str(exc))
                 continue
-            last = next((r.started_at for r in runs if r.status == "success"), None)
-            if missed_run(tenant.schedule, last, now):
-                log.info("missed run", tenant_id=tenant.name, last_success=last)
-                self.request_run(tenant.name, "missed")
+            if missed_run(pool.schedule_of(name), last, now):
+                log.info("missed run", tenant_id=name, last_success=last)
+                pool.request_run(name, "missed")
 
     # -- scheduling -------------------------------------------------------------------------
-    def _schedule(self, tenant: _Tenant) -> None:
+    def _schedule(self, name: str, schedule: str) -> None:
         scheduler = self._need(self._scheduler)
-        trigger = cron_trigger(tenant.schedule, jitter_s=self.settings.scheduling.jitter_s)
+        trigger = cron_trigger(schedule, jitter_s=self.settings.scheduling.jitter_s)
         scheduler.add_job(
             self._scheduled_run,
             trigger,
-            args=[tenant.name],
-            id=f"tenant:{tenant.name}",
-            name=f"run {tenant.name}",
+            args=[name],
+            id=f"tenant:{name}",
+            name=f"run {name}",
             replace_existing=True,
         )
 
@@ -386,84 +312,17 @@ class Daemon:
                 self._scheduler.remove_job(f"tenant:{name}")
 
     async def _scheduled_run(self, name: str) -> None:
-        """APScheduler job: start the tenant's run and return (the run is our task)."""
-        self.request_run(name, "schedule")
+        """APScheduler job: start the tenant's run and return (the run is the pool's task)."""
+        if self.pool is not None:
+            self.pool.request_run(name, "schedule")
 
     def _shutdown_scheduler(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    # -- runs -------------------------------------------------------------------------------
-    def request_run(self, name: str, trigger: str) -> str | None:
-        """Start a run of tenant ``name`` unless it is running; return the run key or None."""
-        tenant = self._tenants.get(name)
-        if not self.accepting_runs or tenant is None:
-            log.info("run not started", tenant_id=name, trigger=trigger, reason="not accepting")
-            return None
-        if tenant.running:
-            self.counters["runs_skipped"] += 1
-            log.info("run skipped", tenant_id=name, trigger=trigger, reason="already running")
-            return None
-        key = uuid.uuid4().hex[:12]
-        ctx = (self._context or contextvars.copy_context()).copy()
-        task = asyncio.create_task(
-            self._run_tenant(tenant, trigger), name=f"run:{name}:{key}", context=ctx
-        )
-        tenant.task = task
-        self._tasks[key] = task
-        task.add_done_callback(lambda t: self._reap(key, t))
-        return key
-
-    def request_run_all(self, trigger: str) -> list[str]:
-        """Start a run of every tenant that is not running; return the run keys."""
-        keys = [self.request_run(name, trigger) for name in sorted(self._tenants)]
-        return [k for k in keys if k is not None]
-
-    def _reap(self, key: str, task: asyncio.Task[RunSummary | None]) -> None:
-        self._tasks.pop(key, None)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:  # _run_tenant catches ordinary failures; this is a bug surfacing
-            log.error("run task crashed", run_key=key, error=f"{type(exc).__name__}: {exc}")
-
-    async def _run_tenant(self, tenant: _Tenant, trigger: str) -> RunSummary | None:
-        name = tenant.name
-        async with self._need(self._semaphore):
-            if not self.accepting_runs:
-                return None
-            started = time.monotonic()
-            self.metrics.running.inc()
-            try:
-                with structlog.contextvars.bound_contextvars(tenant_id=name):
-                    # the engine bounds the run itself; this is the daemon's safety net
-                    async with asyncio.timeout(tenant.runtime.config.run_timeout_s + 60):
-                        summary = await tenant.runtime.run(trigger)
-            except TimeoutError:
-                self.counters["runs_failed"] += 1
-                self.metrics.run_aborted(name, time.monotonic() - started, status="timeout")
-                log.error("run timed out", tenant_id=name)  # noqa: TRY400  (expected; the message says it all)
-                return None
-            except asyncio.CancelledError:
-                self.metrics.run_aborted(name, time.monotonic() - started, status="cancelled")
-                raise
-            except Exception:  # the tenant boundary: one tenant never stops the others
-                self.counters["runs_failed"] += 1
-                self.metrics.run_aborted(name, time.monotonic() - started, status="failed")
-                log.exception("run crashed", tenant_id=name)
-                return None
-            finally:
-                self.metrics.running.dec()
-        elapsed = time.monotonic() - started
-        self.metrics.run_finished(summary, elapsed, status=str(summary.status))
-        ok = summary.status is RunStatus.SUCCESS
-        self.counters["runs_ok" if ok else "runs_failed"] += 1
-        if summary.dates_calculated:
-            try:
-                await self._update_unallocated(name)
-            except ChargebackError as exc:
-                log.warning("unallocated gauge not updated", tenant_id=name, error=str(exc))
-        return summary
+    def request_run_all(self, trigger: str = "signal") -> list[str]:
+        """Start a run of every tenant that is not running (what SIGUSR1 does)."""
+        return [] if self.pool is None else self.pool.request_run_all(trigger)
 
     # -- signals ----------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -480,22 +339,23 @@ class Daemon:
 
     def _on_usr1(self) -> None:
         keys = self.request_run_all("signal")
-        log.info("runs requested", signal="SIGUSR1", started=len(keys), tenants=len(self._tenants))
+        tenants = 0 if self.pool is None else len(self.pool)
+        log.info("runs requested", signal="SIGUSR1", started=len(keys), tenants=tenants)
 
     def handle_stop_signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop accepting runs and let ``async_run`` drain; a second signal cancels runs."""
-        running = len(self._tasks)
+        running = 0 if self.pool is None else len(self.pool.tasks)
         if self._stop is not None and self._stop.is_set():
-            log.warning("shutdown forced", signal=sig.name, cancelling=running)
-            for task in list(self._tasks.values()):
-                task.cancel()
+            cancelled = 0 if self.pool is None else self.pool.cancel_all()
+            log.warning("shutdown forced", signal=sig.name, cancelled=cancelled)
             return
         log.info("shutdown requested", signal=sig.name, running=running)
         self.stop()
 
     def stop(self) -> None:
         """Ask the daemon to stop (what SIGTERM does)."""
-        self.accepting_runs = False
+        if self.pool is not None:
+            self.pool.accepting_runs = False
         if self._stop is not None:
             self._stop.set()
 
@@ -513,7 +373,7 @@ class Daemon:
         while True:
             self._reload_again = False
             await self.reload()
-            if not self._reload_again or not self.accepting_runs:
+            if not self._reload_again or self.state is not DaemonState.RUNNING:
                 return
 
     async def reload(self) -> bool:
@@ -521,6 +381,7 @@ class Daemon:
 
         A bad file is rejected with a log line and the old settings stay.
         """
+        pool = self._need(self.pool)
         source = str(self.settings_path) if self.settings_path else "environment"
         try:
             new = load_settings(self.settings_path)
@@ -540,37 +401,22 @@ class Daemon:
         for prom in self._prometheus:
             prom.set_tenants(new.enabled_tenants())
         for name in [*removed, *changed]:
-            await self._retire_tenant(name)
+            self._unschedule(name)
+            await pool.retire(name)
         for name in [*changed, *added]:
-            await self._add_tenant(name, new)
-            tenant = self._tenants.get(name)
-            if tenant is not None and self._scheduler is not None:
-                self._schedule(tenant)
-        for name in sorted(set(old.enabled_tenants()) & set(new.enabled_tenants())):
-            if name not in changed and old.tenant_schedule(name) != new.tenant_schedule(name):
-                self._schedule(self._tenants[name])
+            if await pool.add(name, new) and self._scheduler is not None:
+                self._schedule(name, new.tenant_schedule(name))
         log.info("settings reloaded", added=added, removed=removed, changed=changed)
         return True
-
-    async def _retire_tenant(self, name: str) -> None:
-        """Unschedule a tenant, let its current run finish, close its runtime."""
-        self._unschedule(name)
-        tenant = self._tenants.pop(name, None)
-        if tenant is None:
-            return
-        self.metrics.tenant_removed(name)
-        self._retired.append(tenant)
-        if tenant.task is not None and not tenant.task.done():
-            await asyncio.wait([tenant.task])  # does not cancel the run if we are cancelled
-        await tenant.runtime.aclose()
-        self._retired.remove(tenant)
 
     # -- health -----------------------------------------------------------------------------
     def summary_line(self) -> str:
         """One line of counters, for the heartbeat and its log line."""
-        c = self.counters
+        if self.pool is None:
+            return "tenants=0 running=0 ok=0 failed=0 skipped=0"
+        c = self.pool.counters
         return (
-            f"tenants={len(self._tenants)} running={len(self._tasks)} "
+            f"tenants={len(self.pool)} running={len(self.pool.tasks)} "
             f"ok={c['runs_ok']} failed={c['runs_failed']} skipped={c['runs_skipped']}"
         )
 
@@ -614,44 +460,22 @@ class Daemon:
         """Drain running tenants (up to ``shutdown_grace_s``), then close all. Idempotent."""
         if self.state in (DaemonState.CLOSED, DaemonState.STOPPING):
             return
-        was_running = self.state is DaemonState.RUNNING
         self.state = DaemonState.STOPPING
-        self.accepting_runs = False
         try:
             for task in list(self._aux):
                 await self._cancel(task)
-            await self._drain(self.settings.scheduling.shutdown_grace_s)
+            if self.pool is not None:
+                await self.pool.drain(self.settings.scheduling.shutdown_grace_s)
         finally:
+            summary = self.summary_line()
             if self._stack is not None:
                 await self._stack.aclose()
             self.state = DaemonState.CLOSED
             if self._serving:
                 self._beat()  # "closed": `chargeback check` fails at once
+                log.info("daemon stopped", summary=summary)
             self.http = None
             self.storage = None
-            if was_running:
-                log.info("daemon stopped", summary=self.summary_line())
-
-    async def _drain(self, grace_s: float) -> None:
-        tasks = list(self._tasks.values())
-        if not tasks:
-            return
-        log.info("waiting for running tenants", running=len(tasks), grace_s=grace_s)
-        _, pending = await asyncio.wait(tasks, timeout=grace_s)
-        if pending:
-            log.warning("cancelling running tenants", cancelled=len(pending))
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=10)
-
-    async def _close_tenants(self) -> None:
-        for tenant in [*self._tenants.values(), *self._retired]:
-            try:
-                await tenant.runtime.aclose()
-            except Exception:  # a plugin's close must not stop the others' close
-                log.exception("tenant close failed", tenant_id=tenant.name)
-        self._tenants.clear()
-        self._retired.clear()
 
     @staticmethod
     def _need(value: _T | None) -> _T:

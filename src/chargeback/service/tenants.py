@@ -1,0 +1,278 @@
+"""The daemon's tenants and their run tasks (STYLE habit 5: own your tasks).
+
+:class:`TenantPool` holds one :class:`~chargeback.core.engine.orchestrator.TenantRuntime`
+per enabled tenant and every run task, in a dict keyed by run key. A done callback
+reaps each task and surfaces a crash; a tenant never runs twice at once (a request
+while it runs is skipped, not queued), at most ``max_concurrent`` tenants run
+together, and one tenant's failure is logged and counted without touching the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from chargeback.core.engine.orchestrator import TenantRuntime
+from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary
+from chargeback.core.models import ChargebackRow
+from chargeback.core.plugin.protocols import Emitter
+from chargeback.core.plugin.registry import PluginRegistry
+from chargeback.core.storage.backend import StorageBackend
+from chargeback.errors import ChargebackError
+from chargeback.service.metrics import ServiceMetrics
+from chargeback.settings import AppSettings
+
+__all__ = ["CountingEmitter", "TenantPool"]
+
+log = structlog.get_logger(__name__)
+
+_SAFETY_MARGIN_S = 60.0
+"""The engine bounds each run itself; the pool's own timeout is this much later."""
+
+
+@dataclass(slots=True)
+class _Tenant:
+    """A configured tenant: its runtime, schedule and current run."""
+
+    name: str
+    schedule: str
+    runtime: TenantRuntime
+    task: asyncio.Task[RunSummary | None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+class CountingEmitter:
+    """Wraps an emitter to count its outcomes in ``chargeback_emits_total``."""
+
+    def __init__(self, name: str, inner: Emitter, metrics: ServiceMetrics) -> None:
+        self._name, self._inner, self._metrics = name, inner, metrics
+
+    async def __call__(
+        self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
+    ) -> None:
+        """Emit, and count success or failure."""
+        try:
+            await self._inner(tenant_id, day, rows)
+        except Exception:
+            self._metrics.emitted(self._name, ok=False)
+            raise
+        self._metrics.emitted(self._name, ok=True)
+
+
+class TenantPool:
+    """The tenants of one daemon and their runs.
+
+    Args:
+        storage: the open storage backend.
+        plugins: where tenants' plugins come from.
+        emitters: every committed date goes to these.
+        metrics: the daemon's metrics.
+        max_concurrent: bound on tenants running at once.
+        context: the context run tasks start from (holds the telemetry hook).
+    """
+
+    def __init__(
+        self,
+        storage: StorageBackend,
+        plugins: PluginRegistry,
+        emitters: Sequence[NamedEmitter],
+        metrics: ServiceMetrics,
+        *,
+        max_concurrent: int,
+        context: contextvars.Context,
+    ) -> None:
+        self._storage = storage
+        self._plugins = plugins
+        self._emitters = tuple(emitters)
+        self._metrics = metrics
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._context = context
+        self._tenants: dict[str, _Tenant] = {}
+        self._retired: list[_Tenant] = []
+        self.tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
+        self.accepting_runs = True
+        self.counters = {"runs_ok": 0, "runs_failed": 0, "runs_skipped": 0}
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    def names(self) -> list[str]:
+        """Return the tenants' names, sorted."""
+        return sorted(self._tenants)
+
+    def schedule_of(self, name: str) -> str:
+        """Return the cron expression of tenant ``name``."""
+        return self._tenants[name].schedule
+
+    # -- membership ---------------------------------------------------------------------
+    async def add(self, name: str, settings: AppSettings) -> bool:
+        """Create and start tenant ``name``'s runtime; return whether it was added.
+
+        A plugin that cannot be created is logged and the tenant left out; a start-up
+        failure is logged and retried by each run (the runtime starts lazily).
+        """
+        config = settings.tenant_config(name)
+        try:
+            plugin = self._plugins.create(config.ecosystem)
+        except ChargebackError as exc:
+            log.error("tenant not loaded", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
+            self._metrics.run_aborted(name, 0.0, status="failed")
+            return False
+        runtime = TenantRuntime(config, plugin, self._storage, self._emitters)
+        self._tenants[name] = _Tenant(name, settings.tenant_schedule(name), runtime)
+        self._metrics.tenant_added(name)
+        try:
+            await runtime.start()
+        except ChargebackError as exc:
+            log.error("tenant start failed", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
+        await self._restore_metrics(name)
+        return True
+
+    async def retire(self, name: str) -> None:
+        """Remove tenant ``name``: no new runs, let its current run finish, close it."""
+        tenant = self._tenants.pop(name, None)
+        if tenant is None:
+            return
+        self._metrics.tenant_removed(name)
+        self._retired.append(tenant)
+        if tenant.task is not None and not tenant.task.done():
+            await asyncio.wait([tenant.task])  # waiting never cancels the run itself
+        await tenant.runtime.aclose()
+        self._retired.remove(tenant)
+
+    async def _restore_metrics(self, name: str) -> None:
+        try:
+            runs = await self._storage.list_runs(name, limit=50)
+            ok = next((r for r in runs if r.status == "success" and r.finished_at), None)
+            if ok is not None and ok.finished_at is not None:
+                self._metrics.set_last_success(name, ok.finished_at.timestamp())
+            await self._update_unallocated(name)
+        except ChargebackError as exc:
+            log.warning("tenant metrics not restored", tenant_id=name, error=str(exc))
+
+    async def _update_unallocated(self, name: str) -> None:
+        latest = await self._storage.latest_calculated_date(name)
+        if latest is None:
+            return
+        states = await self._storage.get_date_states(name, latest, latest + dt.timedelta(days=1))
+        state = states.get(latest)
+        if state is not None:
+            self._metrics.set_unallocated(name, state.unallocated_total)
+
+    async def last_success(self, name: str) -> dt.datetime | None:
+        """Return when the tenant's last successful run started (from storage)."""
+        runs = await self._storage.list_runs(name, limit=50)
+        return next((r.started_at for r in runs if r.status == "success"), None)
+
+    # -- runs -----------------------------------------------------------------------------
+    def request_run(self, name: str, trigger: str) -> str | None:
+        """Start a run of tenant ``name`` unless it is running; return the run key or None."""
+        tenant = self._tenants.get(name)
+        if not self.accepting_runs or tenant is None:
+            log.info("run not started", tenant_id=name, trigger=trigger, reason="not accepting")
+            return None
+        if tenant.running:
+            self.counters["runs_skipped"] += 1
+            log.info("run skipped", tenant_id=name, trigger=trigger, reason="already running")
+            return None
+        key = uuid.uuid4().hex[:12]
+        task = asyncio.create_task(
+            self._run(tenant, trigger), name=f"run:{name}:{key}", context=self._context.copy()
+        )
+        tenant.task = task
+        self.tasks[key] = task
+        task.add_done_callback(lambda t: self._reap(key, t))
+        return key
+
+    def request_run_all(self, trigger: str) -> list[str]:
+        """Start a run of every tenant that is not running; return the run keys."""
+        keys = [self.request_run(name, trigger) for name in self.names()]
+        return [k for k in keys if k is not None]
+
+    def _reap(self, key: str, task: asyncio.Task[RunSummary | None]) -> None:
+        self.tasks.pop(key, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # _run catches ordinary failures; this is a bug surfacing
+            log.error("run task crashed", run_key=key, error=f"{type(exc).__name__}: {exc}")
+
+    async def _run(self, tenant: _Tenant, trigger: str) -> RunSummary | None:
+        name = tenant.name
+        async with self._semaphore:
+            if not self.accepting_runs:
+                return None
+            started = time.monotonic()
+            self._metrics.running.inc()
+            try:
+                with structlog.contextvars.bound_contextvars(tenant_id=name):
+                    timeout = tenant.runtime.config.run_timeout_s + _SAFETY_MARGIN_S
+                    async with asyncio.timeout(timeout):
+                        summary = await tenant.runtime.run(trigger)
+            except TimeoutError:
+                self.counters["runs_failed"] += 1
+                self._metrics.run_aborted(name, time.monotonic() - started, status="timeout")
+                log.error("run timed out", tenant_id=name)  # noqa: TRY400  (expected; no traceback needed)
+                return None
+            except asyncio.CancelledError:
+                self._metrics.run_aborted(name, time.monotonic() - started, status="cancelled")
+                raise
+            except Exception:  # the tenant boundary: one tenant never stops the others
+                self.counters["runs_failed"] += 1
+                self._metrics.run_aborted(name, time.monotonic() - started, status="failed")
+                log.exception("run crashed", tenant_id=name)
+                return None
+            finally:
+                self._metrics.running.dec()
+        self._metrics.run_finished(summary, time.monotonic() - started, status=str(summary.status))
+        ok = summary.status is RunStatus.SUCCESS
+        self.counters["runs_ok" if ok else "runs_failed"] += 1
+        if summary.dates_calculated:
+            try:
+                await self._update_unallocated(name)
+            except ChargebackError as exc:
+                log.warning("unallocated gauge not updated", tenant_id=name, error=str(exc))
+        return summary
+
+    def cancel_all(self) -> int:
+        """Cancel every running run at once; return how many."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    # -- shutdown ---------------------------------------------------------------------------
+    async def drain(self, grace_s: float) -> None:
+        """Stop accepting runs, wait up to ``grace_s`` for running ones, cancel the rest."""
+        self.accepting_runs = False
+        tasks = list(self.tasks.values())
+        if not tasks:
+            return
+        log.info("waiting for running tenants", running=len(tasks), grace_s=grace_s)
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        if pending:
+            log.warning("cancelling running tenants", cancelled=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=10)
+
+    async def aclose(self) -> None:
+        """Close every tenant's runtime (plugin.close). Idempotent."""
+        self.accepting_runs = False
+        for tenant in [*self._tenants.values(), *self._retired]:
+            try:
+                await tenant.runtime.aclose()
+            except Exception:  # a plugin's close must not stop the others' close
+                log.exception("tenant close failed", tenant_id=tenant.name)
+        self._tenants.clear()
+        self._retired.clear()
