@@ -289,7 +289,13 @@ async def apply_migrations(
     for migration in migrations:
         if migration.version <= current:
             continue
-        statements = split_statements(migration.sql)
+        try:
+            statements = split_statements(migration.sql)
+        except ValueError as exc:
+            raise StorageError(
+                f"migration {migration.version} ({migration.name!r}) of {namespace!r} is "
+                f"malformed: {exc}"
+            ) from exc
         await conn.execute("BEGIN IMMEDIATE")
         try:
             done = await conn.execute_fetchall(

@@ -1,0 +1,173 @@
+"""Reconciliation: the user's proof that the allocated numbers match the bill (DESIGN §5).
+
+:func:`build_report` asks the storage for billed vs allocated per date and product
+type (one set-based query) and for the dates calculated in the range;
+:func:`render_report` prints it as a fixed-width table with exact decimals.
+``chargeback reconcile`` (the CLI) prints the table and exits 1 unless
+:attr:`ReconcileReport.ok`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from chargeback.core.money import format_amount
+from chargeback.core.storage.backend import ReconcileRow, StorageBackend
+
+__all__ = ["DateTotal", "ReconcileReport", "build_report", "render_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class DateTotal:
+    """Billed vs allocated for one date, over all product types (minor units)."""
+
+    day: dt.date
+    billed: int
+    allocated: int
+    lines: int
+
+    @property
+    def difference(self) -> int:
+        """``allocated - billed``."""
+        return self.allocated - self.billed
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """Billed vs allocated for one tenant and the days ``start <= day < end``.
+
+    Attributes:
+        tenant_id: the tenant.
+        start: first day (inclusive).
+        end: last day (exclusive).
+        rows: one row per date and product type, ordered.
+        dates: one total per date that has lines or rows, ordered.
+        missing_dates: days of the range that were never calculated. They are listed
+            for information and do not make the report fail: the range may reach past
+            the lookback window or before the cutoff.
+    """
+
+    tenant_id: str
+    start: dt.date
+    end: dt.date
+    rows: tuple[ReconcileRow, ...]
+    dates: tuple[DateTotal, ...]
+    missing_dates: tuple[dt.date, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether allocated equals billed for every date and product type."""
+        return all(row.difference == 0 for row in self.rows)
+
+    @property
+    def mismatches(self) -> tuple[ReconcileRow, ...]:
+        """The rows whose allocated amount differs from the billed one."""
+        return tuple(row for row in self.rows if row.difference != 0)
+
+    @property
+    def billed_total(self) -> int:
+        """Sum billed over the range."""
+        return sum(row.billed for row in self.rows)
+
+    @property
+    def allocated_total(self) -> int:
+        """Sum allocated over the range."""
+        return sum(row.allocated for row in self.rows)
+
+
+async def build_report(
+    storage: StorageBackend, tenant_id: str, start: dt.date, end: dt.date
+) -> ReconcileReport:
+    """Reconcile one tenant's stored chargeback against its stored bill.
+
+    Args:
+        storage: an open storage backend.
+        tenant_id: the tenant.
+        start: first day (inclusive).
+        end: last day (**exclusive**, like every storage read; a CLI ``--to D``
+            that means "through D" passes ``D + 1 day``).
+
+    Raises:
+        ValueError: ``end`` is before ``start``.
+        StorageError: the database failed.
+    """
+    if end < start:
+        raise ValueError(f"the reconcile range must have start <= end, got {start} > {end}")
+    rows = tuple(await storage.reconcile(tenant_id, start, end))
+    states = await storage.get_date_states(tenant_id, start, end)
+    per_date: dict[dt.date, list[int]] = {}
+    for row in rows:
+        acc = per_date.setdefault(row.day, [0, 0, 0])
+        acc[0] += row.billed
+        acc[1] += row.allocated
+        acc[2] += row.lines
+    dates = tuple(DateTotal(day, b, a, n) for day, (b, a, n) in sorted(per_date.items()))
+    days = (start + dt.timedelta(days=i) for i in range((end - start).days))
+    missing = tuple(day for day in days if day not in states)
+    return ReconcileReport(tenant_id, start, end, rows, dates, missing)
+
+
+_HEADER = ("date", "product type", "billed", "allocated", "difference", "lines")
+
+
+def render_report(report: ReconcileReport) -> str:
+    """Render the report as a fixed-width table with exact decimals, and a verdict line.
+
+    The last line is ``OK: allocated equals billed for N dates`` or
+    ``MISMATCH: ...`` naming how many rows and dates differ and by how much.
+    """
+    table: list[tuple[str, ...]] = [_HEADER]
+    for row in report.rows:
+        table.append(
+            (
+                row.day.isoformat(),
+                row.product_type,
+                format_amount(row.billed),
+                format_amount(row.allocated),
+                format_amount(row.difference),
+                str(row.lines),
+            )
+        )
+    billed, allocated = report.billed_total, report.allocated_total
+    total = ("total", "", format_amount(billed), format_amount(allocated))
+    table.append(
+        (*total, format_amount(allocated - billed), str(sum(r.lines for r in report.rows)))
+    )
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(_HEADER))]
+    right = {2, 3, 4, 5}  # numbers align right
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        parts = (
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    out = [
+        f"tenant {report.tenant_id}: {report.start} to {report.end} (exclusive)",
+        fmt(table[0]),
+        rule,
+        *(fmt(cells) for cells in table[1:-1]),
+        rule,
+        fmt(table[-1]),
+    ]
+    if report.missing_dates:
+        shown = ", ".join(d.isoformat() for d in report.missing_dates[:10])
+        more = len(report.missing_dates) - 10
+        out.append(
+            f"note: {len(report.missing_dates)} dates not calculated: {shown}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    n_dates = len(report.dates)
+    if report.ok:
+        out.append(f"OK: allocated equals billed for {n_dates} dates")
+    else:
+        bad = report.mismatches
+        bad_dates = len({r.day for r in bad})
+        out.append(
+            f"MISMATCH: {len(bad)} of {len(report.rows)} date/product rows on {bad_dates} of "
+            f"{n_dates} dates differ; allocated - billed = {format_amount(allocated - billed)}"
+        )
+    return "\n".join(out)
