@@ -39,12 +39,14 @@ class EmitOutcome:
     emitted: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    attempted: set[tuple[str, dt.date]] = field(default_factory=set)
 
     def add(self, other: EmitOutcome) -> None:
         """Add another pass's counts to this one."""
         self.emitted += other.emitted
         self.failed += other.failed
         self.errors.extend(other.errors)
+        self.attempted |= other.attempted
 
 
 async def _emit_one(
@@ -59,6 +61,7 @@ async def _emit_one(
     outcome: EmitOutcome,
 ) -> None:
     error: str | None = None
+    outcome.attempted.add((named.name, day))
     try:
         await named.emitter(tenant_id, day, rows)
     except Exception as exc:  # emitter code may raise anything; record it, retry next run
@@ -106,13 +109,25 @@ async def emit_pending(
     emitters: Sequence[NamedEmitter],
     *,
     clock: Callable[[], dt.datetime] = _utcnow,
+    skip: set[tuple[str, dt.date]] | frozenset[tuple[str, dt.date]] = frozenset(),
 ) -> EmitOutcome:
-    """Emit every date not yet emitted at its current ``calc_seq``, per emitter, oldest first."""
+    """Emit every date not yet emitted at its current ``calc_seq``, per emitter, oldest first.
+
+    Args:
+        tenant_id: the tenant.
+        storage: where pending emissions, rows and records live.
+        emitters: the tenant's emitters.
+        clock: the current UTC time.
+        skip: ``(emitter, date)`` pairs already attempted this run (a failure is
+            retried on the next run, not immediately).
+    """
     outcome = EmitOutcome()
     rows_cache: dict[dt.date, list[ChargebackRow]] = {}
     for named in emitters:
         pending = await storage.pending_emissions(tenant_id, named.name)
         for day, calc_seq in sorted(pending):
+            if (named.name, day) in skip:
+                continue
             rows = rows_cache.get(day)
             if rows is None:
                 rows = await storage.read_rows(tenant_id, day)

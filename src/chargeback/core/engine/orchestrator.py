@@ -248,14 +248,21 @@ class TenantRuntime:
         states = await storage.get_date_states(tenant, first, win.last + dt.timedelta(days=1))
         fetch = datesel.dates_to_fetch(win, states, reruns=reruns, settings_fp=self._settings_fp)
         window_days = len(win.days())
+        emitted = EmitOutcome()
         if fetch:
-            calculated = await self._calculate(summary, fetch, states, reruns, win)
+            calculated = await self._calculate(
+                summary, fetch, states=states, reruns=reruns, win=win, emitted=emitted
+            )
             summary.dates_skipped = max(window_days - calculated, 0)
         else:
             summary.dates_skipped = window_days
             log.info("no dates need work")
-        outcome = await emit_pending(tenant, storage, self.emitters, clock=self._clock)
-        self._count_emits(summary, outcome)
+        outcome = await emit_pending(
+            tenant, storage, self.emitters, clock=self._clock, skip=emitted.attempted
+        )
+        emitted.add(outcome)
+        summary.emitted = emitted.emitted
+        summary.emit_failures = emitted.failed
         if requests:
             await storage.complete_reruns([r.request_id for r in requests], self._clock())
 
@@ -263,9 +270,11 @@ class TenantRuntime:
         self,
         summary: RunSummary,
         fetch: list[dt.date],
+        *,
         states: Mapping[dt.date, DateState],
         reruns: set[dt.date],
         win: datesel.DateWindow,
+        emitted: EmitOutcome,
     ) -> int:
         """Fetch, decide and commit; return the number of dates calculated."""
         tenant = self.tenant_id
@@ -342,7 +351,8 @@ class TenantRuntime:
                     rows=result.rows,
                     clock=self._clock,
                 )
-                self._count_emits(summary, outcome)
+                emitted.add(outcome)
+                summary.emitted, summary.emit_failures = emitted.emitted, emitted.failed
             await asyncio.sleep(0)  # let /metrics scrapes in between large dates
         return len(todo)
 
@@ -374,8 +384,3 @@ class TenantRuntime:
         for query in sorted(needed, key=lambda q: (q.key, q.metric)):
             usage[query] = await self._metrics.fetch(query, sorted(needed[query]), first, end)
         return usage
-
-    @staticmethod
-    def _count_emits(summary: RunSummary, outcome: EmitOutcome) -> None:
-        summary.emitted += outcome.emitted
-        summary.emit_failures += outcome.failed
