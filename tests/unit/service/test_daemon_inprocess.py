@@ -1,0 +1,188 @@
+"""The Daemon in-process: probes, runs, the per-tenant guard, reload and shutdown (DESIGN §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chargeback.core.emitters import registry as emitter_registry
+from chargeback.core.plugin.registry import PluginRegistry
+from chargeback.service.daemon import Daemon, DaemonState
+from chargeback.settings import AppSettings, load_settings
+
+EXAMPLE = Path(__file__).parents[2] / "fixtures" / "example_plugin"
+
+
+class GatedRegistry:
+    """The example plugin under three names: ``example``, ``gated`` (waits) and ``broken``."""
+
+    def __init__(self, real: PluginRegistry) -> None:
+        self.real = real
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.errors: dict[str, str] = {}
+
+    def names(self) -> list[str]:
+        return ["broken", "example", "gated"]
+
+    def create(self, name: str) -> Any:
+        plugin = self.real.create("example")
+        original = plugin.build_shared_context
+
+        async def gated(tenant_id: str) -> Any:
+            self.entered.set()
+            await self.gate.wait()
+            return await original(tenant_id)
+
+        async def broken(tenant_id: str) -> Any:
+            raise RuntimeError("the plugin broke")
+
+        if name == "gated":
+            plugin.build_shared_context = gated  # type: ignore[method-assign]
+        elif name == "broken":
+            plugin.build_shared_context = broken  # type: ignore[method-assign]
+        return plugin
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[GatedRegistry]:
+    """The example plugin loaded from a copy in tmp_path, under three names."""
+    root = tmp_path / "plugins"
+    shutil.copytree(EXAMPLE, root / "example_plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    real = PluginRegistry.discover(root)
+    assert "example" in real.names(), real.errors
+    yield GatedRegistry(real)
+    emitter_registry.unregister("example_jsonl")
+
+
+def settings_text(tmp_path: Path, tenants: str, grace: float = 5) -> str:
+    var = tmp_path / "var"
+    return (
+        f"storage: {{path: {var / 'cb.db'}}}\n"
+        "http: {port: 0}\n"
+        f"daemon: {{pid_file: {var / 'pid'}, heartbeat_file: {var / 'hb'}}}\n"
+        f"scheduling: {{lookback_days: 3, cutoff_days: 1, shutdown_grace_s: {grace}}}\n"
+        f"emitters: [{{name: csv, type: csv, params: {{output_dir: {var / 'csv'}}}}},"
+        " {name: prometheus, type: prometheus}]\n"
+        f"tenants:\n{tenants}"
+    )
+
+
+MakeDaemon = Callable[..., Daemon]
+
+
+@pytest.fixture
+async def make_daemon(tmp_path: Path, registry: GatedRegistry) -> AsyncIterator[Callable[..., Any]]:
+    """Start daemons from settings text; close them afterwards."""
+    made: list[Daemon] = []
+
+    async def make(tenants: str, grace: float = 5) -> Daemon:
+        path = tmp_path / "settings.yaml"
+        path.write_text(settings_text(tmp_path, tenants, grace), encoding="utf-8")
+        settings: AppSettings = load_settings(path)
+        daemon = Daemon(settings, settings_path=path, handle_signals=False, plugins=registry)  # type: ignore[arg-type]
+        made.append(daemon)
+        await daemon.start()
+        return daemon
+
+    yield make
+    registry.gate.set()
+    for d in made:
+        await d.aclose()
+
+
+async def wait_idle(daemon: Daemon) -> None:
+    assert daemon.pool is not None
+    async with asyncio.timeout(30):
+        while daemon.pool.tasks:  # the pool's tasks are the thing awaited
+            await asyncio.wait(list(daemon.pool.tasks.values()))
+
+
+class TestDaemonInProcess:
+    """One Daemon object owns storage, HTTP, scheduler and tenant runs."""
+
+    async def test_probes_and_a_run(self, make_daemon: Any, tmp_path: Path) -> None:
+        """Ready after start; a requested run succeeds and shows in /metrics."""
+        d: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(d)  # the missed run at start-up (never ran before)
+        assert d.http is not None
+        base = f"http://127.0.0.1:{d.http.port}"
+        async with httpx.AsyncClient(base_url=base) as client:
+            assert (await client.get("/healthz")).json()["state"] == "running"
+            assert (await client.get("/readyz")).status_code == 200
+            metrics = (await client.get("/metrics")).text
+        assert 'chargeback_runs_total{status="success",tenant="acme"} 1.0' in metrics
+        assert "chargeback_cost_latest_day{" in metrics
+        assert (tmp_path / "var" / "pid").exists()
+
+    async def test_one_tenant_never_runs_twice(
+        self, make_daemon: Any, registry: GatedRegistry
+    ) -> None:
+        """A run requested while the tenant runs is skipped, not started or queued."""
+        d: Daemon = await make_daemon("  acme: {ecosystem: gated}\n")
+        assert d.pool is not None
+        async with asyncio.timeout(10):
+            await registry.entered.wait()
+        assert d.request_run_all("signal") == []
+        assert d.pool.counters["runs_skipped"] == 1
+        registry.gate.set()
+        await wait_idle(d)
+        assert (
+            d.registry.get_sample_value(
+                "chargeback_runs_total", {"tenant": "acme", "status": "success"}
+            )
+            == 1
+        )
+
+    async def test_failing_tenant_leaves_others_alone(self, make_daemon: Any) -> None:
+        """A broken tenant fails and is counted; the other tenant succeeds."""
+        d: Daemon = await make_daemon("  good: {ecosystem: example}\n  bad: {ecosystem: broken}\n")
+        await wait_idle(d)
+        get = d.registry.get_sample_value
+        assert get("chargeback_runs_total", {"tenant": "good", "status": "success"}) == 1
+        assert get("chargeback_runs_total", {"tenant": "bad", "status": "failed"}) == 1
+
+    async def test_reload_adds_tenant_and_rejects_bad_file(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """SIGHUP's reload adds a tenant; a bad file afterwards changes nothing."""
+        d: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(d)
+        path = tmp_path / "settings.yaml"
+        path.write_text(
+            settings_text(tmp_path, "  acme: {ecosystem: example}\n  beta: {ecosystem: example}\n"),
+            encoding="utf-8",
+        )
+        assert await d.reload()
+        assert d.pool is not None
+        assert d.pool.names() == ["acme", "beta"]
+        path.write_text("tenants:\n  acme: {ecosystem: example, bogus: 1}\n", encoding="utf-8")
+        assert not await d.reload()
+        assert d.pool.names() == ["acme", "beta"]
+        assert "beta" in d.settings.tenants
+
+    async def test_shutdown_cancels_after_grace(
+        self, make_daemon: Any, registry: GatedRegistry, tmp_path: Path
+    ) -> None:
+        """A run still going after the grace period is cancelled; close is idempotent."""
+        d: Daemon = await make_daemon("  acme: {ecosystem: gated}\n", grace=0.2)
+        async with asyncio.timeout(10):
+            await registry.entered.wait()
+        d.stop()
+        await d.aclose()
+        await d.aclose()
+        assert d.state is DaemonState.CLOSED
+        assert (
+            d.registry.get_sample_value(
+                "chargeback_runs_total", {"tenant": "acme", "status": "cancelled"}
+            )
+            == 1
+        )
+        assert not (tmp_path / "var" / "pid").exists()
+        assert '"closed"' in (tmp_path / "var" / "hb").read_text()

@@ -1,0 +1,133 @@
+"""The prometheus emitter: chargeback series from a snapshot of storage (DESIGN §8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from chargeback.core.emitters.prometheus import PrometheusEmitter, make_prometheus_emitter
+from chargeback.core.emitters.registry import create
+from chargeback.core.models import BillingLineItem, ChargebackRow
+from chargeback.core.money import to_minor
+from chargeback.core.storage.sqlite import SQLiteBackend
+
+NOW = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
+    """A real SQLite file in tmp_path."""
+    backend = SQLiteBackend(tmp_path / "cb.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+async def commit(storage: SQLiteBackend, tenant: str, day: dt.date, shares: dict[str, str]) -> None:
+    """Commit one line of the summed amount split as ``shares`` (identity -> amount)."""
+    total = sum(to_minor(v) for v in shares.values())
+    line = BillingLineItem(f"l-{day}", day, "KAFKA_BASE", "KAFKA", total, "lkc-1", "env-1")
+    rows = [
+        ChargebackRow(
+            tenant,
+            day,
+            line.line_id,
+            ident,
+            "KAFKA_BASE",
+            "KAFKA",
+            "lkc-1",
+            "env-1",
+            "shared",
+            "even",
+            to_minor(v),
+            None,
+        )
+        for ident, v in shares.items()
+    ]
+    await storage.commit_date(
+        tenant,
+        day,
+        lines=[line],
+        rows=rows,
+        plugin_rows=[],
+        billing_fingerprint=str(day),
+        settings_fingerprint="s",
+        inventory_fingerprint="i",
+        calculated_at=NOW,
+    )
+
+
+def sample(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return reg.get_sample_value(name, labels)
+
+
+class TestPrometheusEmitter:
+    """The emitter serves the latest day and month to date per identity, from memory."""
+
+    async def test_refresh_builds_latest_day_and_month_to_date(
+        self, storage: SQLiteBackend
+    ) -> None:
+        """Latest day and month-to-date sums come from storage at refresh."""
+        await commit(storage, "acme", dt.date(2026, 2, 28), {"sa-1": "100"})
+        await commit(storage, "acme", dt.date(2026, 3, 1), {"sa-1": "1.5", "sa-2": "2.25"})
+        await commit(storage, "acme", dt.date(2026, 3, 2), {"sa-1": "0.5"})
+        emitter = PrometheusEmitter(storage)
+        reg = CollectorRegistry()
+        reg.register(emitter)
+        await emitter.refresh()
+        labels = {
+            "tenant": "acme",
+            "product_type": "KAFKA_BASE",
+            "cost_type": "shared",
+            "env": "env-1",
+        }
+        assert sample(reg, "chargeback_cost_latest_day", identity="sa-1", **labels) == 0.5
+        assert sample(reg, "chargeback_cost_latest_day", identity="sa-2", **labels) is None
+        assert sample(reg, "chargeback_cost_month_to_date", identity="sa-1", **labels) == 2.0
+        assert sample(reg, "chargeback_cost_month_to_date", identity="sa-2", **labels) == 2.25
+        ts = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+        assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") == ts
+
+    async def test_collect_reads_only_the_snapshot(self, storage: SQLiteBackend) -> None:
+        """After storage is closed a scrape still answers from the snapshot."""
+        await commit(storage, "acme", dt.date(2026, 3, 1), {"sa-1": "3"})
+        emitter = PrometheusEmitter(storage)
+        await emitter.refresh()
+        await storage.close()
+        reg = CollectorRegistry()
+        reg.register(emitter)
+        assert b"chargeback_cost_latest_day{" in generate_latest(reg)
+
+    async def test_emit_refreshes_the_tenant(self, storage: SQLiteBackend) -> None:
+        """Calling the emitter after a commit brings the new day into the series."""
+        emitter = PrometheusEmitter(storage)
+        reg = CollectorRegistry()
+        reg.register(emitter)
+        await emitter.refresh()
+        assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") is None
+        await commit(storage, "acme", dt.date(2026, 3, 3), {"sa-9": "7"})
+        await emitter("acme", dt.date(2026, 3, 3), [])
+        ts = dt.datetime(2026, 3, 3, tzinfo=dt.UTC).timestamp()
+        assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") == ts
+
+    async def test_set_tenants_limits_series(self, storage: SQLiteBackend) -> None:
+        """Tenants removed from the settings disappear from the series."""
+        await commit(storage, "acme", dt.date(2026, 3, 1), {"sa-1": "1"})
+        await commit(storage, "beta", dt.date(2026, 3, 1), {"sa-1": "1"})
+        emitter = PrometheusEmitter(storage)
+        reg = CollectorRegistry()
+        reg.register(emitter)
+        await emitter.refresh()
+        emitter.set_tenants(["beta"])
+        assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") is None
+        assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="beta") is not None
+
+    async def test_registry_creates_it_with_storage(self, storage: SQLiteBackend) -> None:
+        """The emitter registry passes storage_backend to the prometheus factory."""
+        assert getattr(make_prometheus_emitter, "needs_storage_backend", False) is True
+        emitter = create("prometheus", {}, storage_backend=storage)
+        assert isinstance(emitter, PrometheusEmitter)
