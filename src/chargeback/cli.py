@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--to", dest="end", type=_date, help="last day, inclusive (default: today)")
     add("check", "exit 0 when the running daemon is healthy, 1 otherwise")
     if importlib.util.find_spec("chargeback.demo") is not None:
-        add("demo", "start ccloud_sim and the daemon and compute a chargeback")
+        demo = add("demo", "start ccloud_sim and the daemon and compute a chargeback")
+        importlib.import_module("chargeback.demo").add_arguments(demo)
     return parser
 
 
