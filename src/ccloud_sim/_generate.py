@@ -472,7 +472,7 @@ def _usage(inv: Inventory, s: Scale, r: random.Random, ids: _Ids) -> None:
         if c is inv.clusters[0] or r.random() < 0.1:
             ghost = ids.make("sa-zz", 4)  # a principal IAM does not know
             sources.append(UsageSource(ghost, None, None, _heavy_tail(r) // 10 + 1, 0, c.life))
-        inv.usage_sources[c.id] = tuple(
+        with_reads = [
             UsageSource(
                 u.principal_id,
                 u.owner_id,
@@ -482,7 +482,8 @@ def _usage(inv: Inventory, s: Scale, r: random.Random, ids: _Ids) -> None:
                 u.life,
             )
             for u in sources
-        )
+        ]
+        inv.usage_sources[c.id] = tuple(sorted(with_reads, key=lambda u: u.principal_id))
 
 
 def _heavy_tail(r: random.Random) -> int:

@@ -47,7 +47,7 @@ class SimState:
     rate_limits: RateLimits
     stats: Stats
     max_billing_days: int = 31
-    billing_text: LRU[tuple[str, int], list[str]] = field(default_factory=lambda: LRU(128))
+    billing_text: LRU[tuple[str, int], list[str]] = field(default_factory=lambda: LRU(32))
     request_no: int = 0
 
 

@@ -18,6 +18,7 @@ import json
 import random
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ccloud_sim._det import day_start, rng, unit_float
@@ -163,7 +164,7 @@ class Line(NamedTuple):
                 ',"resource":{"id":"',
                 str(self.resource_id),
                 '","display_name":',
-                json.dumps(self.resource_name),
+                _s(self.resource_name),
                 ',"environment":',
                 env,
                 "}",
@@ -177,8 +178,14 @@ class Line(NamedTuple):
 _ONE_DAY = timedelta(days=1)
 
 
+@lru_cache(maxsize=65536)
 def _s(x: str | None) -> str:
     return "null" if x is None else json.dumps(x)
+
+
+@lru_cache(maxsize=256)
+def _price(text: str) -> Decimal:
+    return Decimal(text)
 
 
 def _n(x: Decimal | None) -> str:
@@ -213,7 +220,7 @@ class _Day:
         tier_index: int = 0,
         resource_mode: str = "object",
     ) -> None:
-        p = Decimal(price)
+        p = _price(price)
         original = (p * quantity).quantize(_Q6, ROUND_HALF_EVEN)
         discount = (original * self.rate).quantize(_Q6, ROUND_HALF_EVEN)
         rid, rname, env = resource if resource is not None else (None, None, None)
@@ -404,7 +411,7 @@ def _connector(day: _Day, connector_id: str) -> None:
         basis=basis,
         resource=res,
     )
-    if r.random() < 0.8:
+    if r.random() < 0.5:
         day.add(
             "CONNECT_THROUGHPUT",
             "CONNECT",

@@ -58,7 +58,7 @@ class Organization:
             self.statements_by_pool.setdefault(st.pool_id, []).append(st)
         self._kafka = LRU[tuple[str, date], dict[str, tuple[int, int]]](20000)
         self._flink = LRU[tuple[str, date], dict[str, tuple[str, int]]](2048)
-        self._lines = LRU[date, list[Line]](64)
+        self._lines = LRU[date, list[Line]](16)
         self._identities: frozenset[str] | None = None
 
     def __repr__(self) -> str:
@@ -78,8 +78,7 @@ class Organization:
 
         def make() -> dict[str, tuple[int, int]]:
             sources = self.inventory.usage_sources.get(cluster_id, ())
-            mb = kafka_day(self.org_id, cluster, sources, d)
-            return {p: (w * MB, r * MB) for p, (w, r) in sorted(mb.items())}
+            return kafka_day(self.org_id, cluster, sources, d)
 
         return self._kafka.get_or_make((cluster_id, d), make)
 

@@ -24,9 +24,10 @@ _P_ZERO_DAY = 0.12
 def kafka_day(
     org_id: str, cluster: KafkaCluster, sources: Sequence[UsageSource], d: date
 ) -> dict[str, tuple[int, int]]:
-    """Megabytes written and read per principal on cluster *cluster* on *d*.
+    """Bytes (whole megabytes) written and read per principal on *cluster* on *d*.
 
-    Returns ``{principal_id: (request_mb, response_mb)}``; empty on zero-usage days.
+    Returns ``{principal_id: (request_bytes, response_bytes)}`` ordered by principal
+    (sources are sorted by principal); empty on zero-usage days.
     """
     if not cluster.life.alive_on(d):
         return {}
@@ -41,11 +42,15 @@ def kafka_day(
         life = src.life
         if not life.first_day <= d <= life.last_day:
             continue
-        w, rd = int(src.write_mb * f), int(src.read_mb * f)
+        w, rd = int(src.write_mb * f) * MB, int(src.read_mb * f) * MB
         if w == 0 and rd == 0:
             continue
-        pw, pr = out.get(src.principal_id, (0, 0))
-        out[src.principal_id] = (pw + w, pr + rd)
+        p = src.principal_id
+        if p in out:
+            pw, pr = out[p]
+            out[p] = (pw + w, pr + rd)
+        else:
+            out[p] = (w, rd)
     return out
 
 
