@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -103,9 +104,14 @@ class SQLiteBackend:
     # -- lifecycle ---------------------------------------------------------------------
     async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
         if read_only and self._ro_uri is not None:
-            conn = await aiosqlite.connect(self._ro_uri, uri=True, isolation_level=None)
+            pending = aiosqlite.connect(self._ro_uri, uri=True, isolation_level=None)
         else:
-            conn = await aiosqlite.connect(self._path, isolation_level=None)
+            pending = aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            conn = await pending
+        except BaseException:
+            await _join_worker(pending)
+            raise
         try:
             await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             await conn.execute("PRAGMA foreign_keys = ON")
@@ -514,6 +520,18 @@ class SQLiteBackend:
                 "UNION SELECT tenant_id FROM identities ORDER BY 1"
             )
         return [str(r[0]) for r in rows]
+
+
+async def _join_worker(conn: aiosqlite.Connection) -> None:
+    """Wait for the worker thread of a connection that failed to open.
+
+    aiosqlite stops the thread itself when ``connect`` fails, and the thread then
+    reports to the event loop; waiting here keeps that report from arriving after the
+    loop has closed. (``_thread`` is aiosqlite's; without it there is nothing to wait for.)
+    """
+    thread = getattr(conn, "_thread", None)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        await asyncio.to_thread(thread.join, 5.0)
 
 
 def _utcnow() -> dt.datetime:

@@ -1,4 +1,4 @@
-"""sync_inventory / load_inventory: upsert, deletion detection with a guard, undelete, fingerprint."""
+"""Inventory sync and load: upsert, guarded deletion detection, undelete, fingerprint."""
 
 from __future__ import annotations
 

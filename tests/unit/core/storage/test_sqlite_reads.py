@@ -6,6 +6,7 @@ import datetime as dt
 import sqlite3
 
 from chargeback.core.models import UNALLOCATED
+from chargeback.core.storage import _queries
 
 D1, D2, D3 = dt.date(2024, 5, 1), dt.date(2024, 5, 2), dt.date(2024, 5, 3)
 
@@ -65,8 +66,6 @@ class TestReconcile:
 
     async def test_reconcile_is_one_grouped_query(self, backend):
         """The reconcile SQL aggregates with GROUP BY (set-based, no per-row Python)."""
-        from chargeback.core.storage import _queries
-
         plan = (
             sqlite3.connect(backend.path)
             .execute(
