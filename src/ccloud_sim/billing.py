@@ -261,12 +261,14 @@ def settled_lines(org: Organization, d: date) -> list[Line]:
     """Every final cost row of date *d*, in a stable order."""
     day = _Day(org, d)
     inv = org.inventory
+    r_kafka = rng("bill-kafka", org.org_id, d.isoformat())
     for c in inv.clusters:
         if c.life.alive_on(d):
-            _kafka(day, org, c.id)
+            _kafka(day, org, c.id, r_kafka)
+    r_connect = rng("bill-connect", org.org_id, d.isoformat())
     for cn in inv.connectors:
         if cn.life.alive_on(d):
-            _connector(day, cn.id)
+            _connector(day, cn.id, r_connect)
     for k in inv.ksql:
         if k.life.alive_on(d):
             res = (k.id, k.display_name, k.env_id)
@@ -299,9 +301,8 @@ def settled_lines(org: Organization, d: date) -> list[Line]:
     return day.lines
 
 
-def _kafka(day: _Day, org: Organization, cluster_id: str) -> None:
+def _kafka(day: _Day, org: Organization, cluster_id: str, r: random.Random) -> None:
     c = org.clusters[cluster_id]
-    r = rng("bill-kafka", org.org_id, c.id, day.d.isoformat())
     res = (c.id, c.display_name, c.env_id)
     nat = c.network_access_type
     shared = ("kafka_shared", c.id)
@@ -370,11 +371,10 @@ def _kafka(day: _Day, org: Organization, cluster_id: str) -> None:
         add("USM_CONNECTED_NODE", "Node-hour", "0.01", Decimal(24 * r.randint(1, 6)), "USM")
 
 
-def _connector(day: _Day, connector_id: str) -> None:
+def _connector(day: _Day, connector_id: str, r: random.Random) -> None:
     org = day.org
     cn = org.connectors[connector_id]
     cluster = org.clusters[cn.cluster_id]
-    r = rng("bill-connect", org.org_id, cn.id, day.d.isoformat())
     res = (cn.id, cn.name, cn.env_id)
     basis = ("owner", cn.id)
     tier = {
