@@ -38,15 +38,15 @@ class PluginRegistry:
 
     @classmethod
     def discover(
-        cls, plugins_path: Path | None = None, *, builtin_package: str = BUILTIN_PACKAGE
+        cls, plugins_path: Path | None = None, *, builtin_package: str | None = BUILTIN_PACKAGE
     ) -> PluginRegistry:
         """Scan the built-in plugins package, then ``plugins_path`` (file import).
 
         Args:
             plugins_path: an external directory of plugin packages, not on ``sys.path``.
-            builtin_package: the package scanned by package import.
+            builtin_package: the package scanned by package import (``None``: skip it).
         """
-        result = scan_package(builtin_package)
+        result = scan_package(builtin_package) if builtin_package else ScanResult()
         if plugins_path is not None:
             result.merge(scan_directory(Path(plugins_path)))
         return cls.from_scan(result)
