@@ -212,6 +212,12 @@ METRIC_NAME = re.compile(r"\bchargeback_[a-zA-Z0-9_]+")
 
 
 @pytest.fixture(scope="session")
+def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression of the provisioned dashboard."""
+    return dashboard_exprs(dashboard)
+
+
+@pytest.fixture(scope="session")
 def dashboard_metric_names(dashboard: dict[str, Any]) -> set[str]:
     """Every ``chargeback_*`` series name the dashboard's PromQL refers to."""
     return {name for expr in dashboard_exprs(dashboard) for name in METRIC_NAME.findall(expr)}
