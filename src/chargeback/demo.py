@@ -419,7 +419,8 @@ async def _summary(
         "Cost by product type",
         *(f"  {t:<32} {_money(a):>14} {_share(a, grand):>7}" for t, a in products),
         "",
-        f"Unallocated: {_money(unallocated)} of {_money(grand)} ({_share(unallocated, grand)})",
+        f"Unallocated: {_money(unallocated)} of {_money(grand)} ({_share(unallocated, grand)})"
+        + (", largest reasons:" if why else ""),
         *(f"  {_money(a):>14}  {r[:100]}" for r, a in why),
         f"Reconciliation: OK, allocated equals billed for {len(report.dates)} dates "
         f"({_money(report.billed_total)})"
