@@ -147,9 +147,7 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
     for name in ("network_access_type", "granularity"):
         if row.get(name) is not None:
             attrs[name] = str(row[name])
-    for name in ("price", "quantity"):
-        if row.get(name) is not None:
-            attrs[name] = str(_decimal(row[name]) if _decimal(row[name]) is not None else row[name])
+    price, quantity = _decimal(row.get("price")), _decimal(row.get("quantity"))
     if isinstance(row.get("tier_dimensions"), dict):
         attrs["tier_dimensions"] = json.dumps(row["tier_dimensions"], sort_keys=True)
     if display is not None:
@@ -164,9 +162,9 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
         amount=amount,
         resource_id=res_id,
         env_id=env_id,
-        quantity=_decimal(row.get("quantity")),
+        quantity=quantity,
         unit=_text(row.get("unit")),
-        unit_price=_decimal(row.get("price")),
+        unit_price=price,
         original_amount=original,
         discount_amount=discount,
         description=_text(row.get("description")),
@@ -194,7 +192,7 @@ class CCloudCostInput:
     ) -> AsyncIterator[BillingLineItem]:
         """Stream the billing lines of ``start <= day < end``."""
         for w_start, w_end in windows(start, end, self._settings.days_per_query):
-            seen: dict[tuple[dt.date, str], str] = {}
+            seen: dict[tuple[dt.date, str], Mapping[str, Any]] = {}
             dropped = 0
             params: dict[str, str | int] = {
                 "start_date": w_start.isoformat(),
@@ -225,29 +223,30 @@ class CCloudCostInput:
 
     @staticmethod
     def _dedupe(
-        line: BillingLineItem, row: Mapping[str, Any], seen: dict[tuple[dt.date, str], str]
+        line: BillingLineItem,
+        row: Mapping[str, Any],
+        seen: dict[tuple[dt.date, str], Mapping[str, Any]],
     ) -> BillingLineItem | None:
-        digest = _digest(row)
         key = (line.date, line.line_id)
         previous = seen.get(key)
         if previous is None:
-            seen[key] = digest
+            seen[key] = row
             return line
         if line.line_id.startswith("k:"):
             n = 2
             while (line.date, f"{line.line_id}#{n}") in seen:
                 n += 1
             new_id = f"{line.line_id}#{n}"
-        elif previous == digest:
+        elif previous == row:
             _log.warning("billing duplicate row dropped", line_id=line.line_id)
             return None
         else:
-            new_id = f"{line.line_id}#{digest}"
+            new_id = f"{line.line_id}#{_digest(row)}"
             if (line.date, new_id) in seen:
                 _log.warning("billing duplicate row dropped", line_id=line.line_id)
                 return None
             _log.warning("billing id reused by a different row", line_id=line.line_id)
-        seen[(line.date, new_id)] = digest
+        seen[(line.date, new_id)] = row
         return _with_id(line, new_id)
 
 

@@ -91,6 +91,7 @@ class DateIndex:
     owners_by_env: dict[str, set[str]] = field(default_factory=dict)
     _statements: dict[dt.date, dict[str, dict[str, str]]] = field(default_factory=dict)
     _by_type: dict[tuple[str, ...], IdentitySet] = field(default_factory=dict)
+    _owner_sets: dict[tuple[str, str], IdentitySet] = field(default_factory=dict)
 
     @classmethod
     def build(cls, context: ResolveContext) -> DateIndex:
@@ -120,6 +121,24 @@ class DateIndex:
     def identity_set(self, ids: Sequence[str] | set[str]) -> IdentitySet:
         """Return the identities of ``ids`` (stand-ins for unknown ids)."""
         return IdentitySet(self.identity(i) for i in ids)
+
+    def owners_on(self, resource_id: str | None) -> IdentitySet:
+        """Return the owners of the API keys scoped to ``resource_id`` (cached)."""
+        key = ("resource", resource_id or "")
+        found = self._owner_sets.get(key)
+        if found is None:
+            found = self.identity_set(self.owners_by_resource.get(key[1], set()))
+            self._owner_sets[key] = found
+        return found
+
+    def owners_in_env(self, env_id: str | None) -> IdentitySet:
+        """Return the owners of the API keys in environment ``env_id`` (cached)."""
+        key = ("env", env_id or "")
+        found = self._owner_sets.get(key)
+        if found is None:
+            found = self.identity_set(self.owners_by_env.get(key[1], set()))
+            self._owner_sets[key] = found
+        return found
 
     def of_types(self, types: tuple[str, ...]) -> IdentitySet:
         """Return the date's identities of the given types (cached)."""

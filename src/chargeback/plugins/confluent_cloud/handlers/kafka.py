@@ -55,6 +55,6 @@ class KafkaHandler(BaseHandler):
     ) -> IdentityResolution:
         """The owners of the API keys on the line's cluster; keys map to owners."""
         idx = self._index.get(context, line.date)
-        owners = idx.owners_by_resource.get(line.resource_id or "", set())
+        owners = idx.owners_on(line.resource_id)
         reason = None if owners else f"no active API key owners on cluster {line.resource_id}"
-        return IdentityResolution(idx.identity_set(owners), idx.key_owner, reason)
+        return IdentityResolution(owners, idx.key_owner, reason)

@@ -45,9 +45,9 @@ class OrgWideHandler(BaseHandler):
         """The active identities of the configured types (or a promo's resource owners)."""
         idx = self._index.get(context, line.date)
         if line.resource_id:
-            owners = idx.owners_by_resource.get(line.resource_id)
+            owners = idx.owners_on(line.resource_id)
             if owners:
-                return IdentityResolution(idx.identity_set(owners), idx.key_owner)
+                return IdentityResolution(owners, idx.key_owner)
         types = tuple(self._settings.org_wide.identity_types)
         found = idx.of_types(types)
         reason = None if found else f"no active identities of types {list(types)}"

@@ -34,16 +34,14 @@ class SchemaRegistryHandler(BaseHandler):
     ) -> IdentityResolution:
         """The SR's key owners, else the environment's key owners."""
         idx = self._index.get(context, line.date)
-        owners = idx.owners_by_resource.get(line.resource_id or "", set())
+        owners = idx.owners_on(line.resource_id)
         if not owners:
             env = line.env_id
             res = idx.resources.get(line.resource_id or "")
             if env is None and res is not None:
                 env = res.env_id
-            owners = idx.owners_by_env.get(env or "", set())
-        reason = (
-            None
-            if owners
-            else (f"no API key owners on {line.resource_id} or in environment {line.env_id}")
-        )
-        return IdentityResolution(idx.identity_set(owners), idx.key_owner, reason)
+            owners = idx.owners_in_env(env)
+        reason = None
+        if not owners:
+            reason = f"no API key owners on {line.resource_id} or in environment {line.env_id}"
+        return IdentityResolution(owners, idx.key_owner, reason)
