@@ -322,15 +322,24 @@ def load_settings(path: str | Path | None) -> AppSettings:
     try:
         return AppSettings(**data)
     except pydantic.ValidationError as exc:
-        raise _config_error(source, exc) from exc
+        raise _config_error(source, exc, file_tenants=data.get("tenants")) from exc
 
 
-def _config_error(source: str, exc: pydantic.ValidationError) -> ConfigError:
+def _config_error(
+    source: str, exc: pydantic.ValidationError, *, file_tenants: object = None
+) -> ConfigError:
     """Turn a pydantic error into one message naming every bad field (never its value)."""
+    in_file = set(file_tenants) if isinstance(file_tenants, dict) else set()
     problems: list[tuple[str, str]] = []
     for err in exc.errors(include_input=False, include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = err["loc"]
+        path = ".".join(str(p) for p in loc) or "(top level)"
         msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
+        if len(loc) > 1 and loc[0] == "tenants" and loc[1] not in in_file:
+            msg += (
+                f" (tenant {loc[1]!r} is not in the file, only in environment variables"
+                f" CHARGEBACK_TENANTS__{str(loc[1]).upper()}__...)"
+            )
         problems.append((path, msg))
     lines = "; ".join(f"{p}: {m}" for p, m in problems)
     return ConfigError(f"{source}: invalid settings: {lines}", source=source, field=problems[0][0])
