@@ -302,11 +302,21 @@ def rule_family(line_type: str) -> str:
     return families.get(line_type, "fallback")
 
 
-@pytest.fixture(scope="module")
-def month_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[ChargebackRow]]:
-    """Rows of a 30-day run of a small org, by line type (computed once for the module)."""
+@dataclass
+class Month:
+    """A 30-day run of a small org: its rows by line type, and the sim's organization."""
 
-    async def compute() -> dict[str, list[ChargebackRow]]:
+    rows: dict[str, list[ChargebackRow]]
+    org: Any
+    known: set[str]
+    """Resource ids (and Flink statement names) the plugin's inventory crawl saw."""
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory: pytest.TempPathFactory) -> Month:
+    """Run 30 days of a small org once for the module."""
+
+    async def compute() -> Month:
         clock = SimClock(NOW)
         app = create_app(seed=7, scale="small", clock=clock)
         path: Path = tmp_path_factory.mktemp("month") / "db.sqlite"
@@ -316,20 +326,91 @@ def month_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Charg
         out: dict[str, list[ChargebackRow]] = defaultdict(list)
         for row in await all_rows(storage, *window(h)):
             out[row.product_type].append(row)
+        inventory = runtime.plugin.inventory  # type: ignore[attr-defined]
+        known = {r.resource_id for r in inventory.connectors}
+        known |= {r.display_name or "" for r in inventory.flink_statements}
         await runtime.aclose()
         await storage.close()
-        return out
+        return Month(out, app.state.org, known)
 
     return asyncio.run(compute())
 
 
+def by_line(rows: list[ChargebackRow]) -> dict[tuple[dt.date, str], dict[str, int]]:
+    out: dict[tuple[dt.date, str], dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        parts = out[(row.date, row.line_id)]
+        parts[row.identity_id] = parts.get(row.identity_id, 0) + row.amount
+    return out
+
+
+class TestGroundTruth:
+    def test_connectors_charged_to_their_owner_or_the_masked_sentinel(self, month: Month) -> None:
+        """Connector lines go to the true owner; masked credentials to the sentinel.
+
+        Connectors deleted before the first crawl cannot be known: UNALLOCATED.
+        """
+        types = [t for t in LINE_TYPES if "CONNECT_" in t]
+        checked = 0
+        for t in types:
+            for (day, line_id), parts in by_line(month.rows[t]).items():
+                truth = month.org.truth(day, line_id)
+                if truth["resource_id"] not in month.known:
+                    owner = UNALLOCATED
+                elif truth["details"]["masked"]:
+                    owner = "CONNECTOR_CREDENTIALS_MASKED"
+                else:
+                    owner = next(iter(truth["owners"]))
+                assert set(parts) == {owner}, (line_id, truth["details"])
+                checked += 1
+        assert checked > 100
+
+    def test_ksql_charged_to_the_credential_identity(self, month: Month) -> None:
+        """ksqlDB lines go to the cluster's credential identity."""
+        for (day, line_id), parts in by_line(month.rows["KSQL_NUM_CSUS"]).items():
+            assert set(parts) == set(month.org.truth(day, line_id)["owners"])
+
+    def test_flink_split_by_true_cfu_minutes(self, month: Month) -> None:
+        """Flink lines are split exactly by the true CFU-minutes per statement owner.
+
+        CFU of statements gone before the first crawl is UNALLOCATED (split last).
+        """
+        checked = 0
+        for (day, line_id), parts in by_line(month.rows["FLINK_NUM_CFUS"]).items():
+            statements = month.org.truth(day, line_id)["details"]["statements"]
+            if not statements:
+                continue
+            owners: dict[str, int] = defaultdict(int)
+            lost = 0
+            for name, st in statements.items():
+                if name in month.known:
+                    owners[st["principal"]] += st["cfu_minutes"]
+                else:
+                    lost += st["cfu_minutes"]
+            payers = sorted(owners)
+            weights = [owners[p] for p in payers] + ([lost] if lost else [])
+            shares = split(sum(parts.values()), weights)
+            expected = dict(zip([*payers, UNALLOCATED], shares, strict=False))
+            assert parts == {p: a for p, a in expected.items() if a}
+            checked += 1
+        assert checked > 10
+
+    def test_schema_registry_goes_to_its_key_owners(self, month: Month) -> None:
+        """SR lines are shared by owners of keys on that Schema Registry (those still listed)."""
+        checked = 0
+        for (day, line_id), parts in by_line(month.rows["SCHEMA_REGISTRY"]).items():
+            owners = set(month.org.truth(day, line_id)["owners"])
+            if owners and UNALLOCATED not in parts:
+                assert set(parts) <= owners
+                checked += 1
+        assert checked > 10
+
+
 class TestEveryLineType:
     @pytest.mark.parametrize("line_type", LINE_TYPES)
-    def test_line_type_reaches_its_rule(
-        self, line_type: str, month_rows: dict[str, list[ChargebackRow]]
-    ) -> None:
+    def test_line_type_reaches_its_rule(self, line_type: str, month: Month) -> None:
         """Every reference line_type is billed and allocated by its rule (or the fallback)."""
-        rows = month_rows.get(line_type, [])
+        rows = month.rows.get(line_type, [])
         assert rows, f"the sim billed no {line_type} in 30 days"
         family = rule_family(line_type)
         rules = {r.rule for r in rows}
