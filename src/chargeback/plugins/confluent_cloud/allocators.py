@@ -15,8 +15,10 @@ rule name                   meaning
 ``unknown_principal``       usage by principals not in the inventory (when the rule
                             sends those to UNALLOCATED)
 ``fallback_unallocated``    no handler claims the product type
-``malformed_line``          the billing row could not be read (set by the engine)
 ==========================  ===========================================================
+
+Billing lines with ``error`` set (malformed rows) never reach these functions: the
+engine charges them to UNALLOCATED with the reason ``source_error: ...``.
 
 Usage principals are mapped through ``principal_map`` (API key -> owner, Flink
 statement -> owner) and their values summed per payer. For Kafka, a principal that

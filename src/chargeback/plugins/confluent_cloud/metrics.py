@@ -43,10 +43,17 @@ _log = structlog.get_logger(__name__)
 
 QUERY_ENDPOINT = "/v2/metrics/cloud/query"
 
+_CURSOR_RESTARTS = 2
+"""Restarts of a query whose page cursor expired (400 on a later page, reference §4.3)."""
+
 SCALE: Mapping[str, int] = {
     "io.confluent.flink/statement_utilization/cfu_minutes_consumed": 1000,
 }
 """Multipliers applied before rounding a metric's values to integers."""
+
+
+class _CursorExpired(Exception):  # noqa: N818  (internal control flow, never escapes)
+    """A later page of a Metrics API query answered 400: the cursor expired."""
 
 
 def _to_int(value: object, scale: int) -> int | None:
@@ -114,15 +121,36 @@ class MetricsApiSource:
             "limit": self._limit,
             "format": "FLAT",
         }
+        for _ in range(_CURSOR_RESTARTS):
+            try:
+                return await self._pages(query, body)
+            except _CursorExpired:
+                _log.warning("metrics cursor expired, query restarted", metric=query.metric)
+        try:
+            return await self._pages(query, body)
+        except _CursorExpired as exc:
+            raise SourceError(
+                f"POST {self._url}: the page cursor kept expiring", url=self._url, status=400
+            ) from exc
+
+    async def _pages(
+        self, query: MetricQuery, body: Mapping[str, Any]
+    ) -> list[tuple[dt.date, str, int]]:
+        """Read every page of one query; a 400 on a later page means the cursor expired."""
         scale = SCALE.get(query.metric, 1)
         out: list[tuple[dt.date, str, int]] = []
         token: str | None = None
         seen: set[str] = set()
         for _ in range(self._client.settings.max_pages):
             params = {"page_token": token} if token else None
-            page = await self._client.request_json(
-                "POST", self._url, endpoint=QUERY_ENDPOINT, params=params, body=body
-            )
+            try:
+                page = await self._client.request_json(
+                    "POST", self._url, endpoint=QUERY_ENDPOINT, params=params, body=body
+                )
+            except SourceError as exc:
+                if exc.status == 400 and token is not None:
+                    raise _CursorExpired from exc
+                raise
             data = page.get("data") if isinstance(page, dict) else None
             for row in data if isinstance(data, list) else ():
                 if not isinstance(row, dict):

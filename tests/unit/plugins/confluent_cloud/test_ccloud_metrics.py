@@ -160,3 +160,34 @@ class TestPrometheus:
             METRIC_QUERIES["response_bytes"], ["lkc-a"], D1, D3
         )
         assert prom.auth == [httpx.BasicAuth("u", "p")._auth_header]
+
+
+class TestCursorExpiry:
+    async def test_an_expired_cursor_restarts_the_query(self) -> None:
+        """A 400 on a later page restarts the query from its first page, once more."""
+        api = FakeMetricsAPI()
+        failed: list[str] = []
+
+        def flaky(request: httpx.Request) -> httpx.Response:
+            token = request.url.params.get("page_token")
+            if token and not failed:
+                failed.append(token)
+                return httpx.Response(400, json={"errors": [{"detail": "cursor expired"}]})
+            return api(request)
+
+        source = MetricsApiSource(client(flaky), "http://tel")
+        table = await source.fetch(METRIC_QUERIES["request_bytes"], ["lkc-a"], D1, D3)
+        assert failed == ["p2-lkc-a"]
+        assert [t for t, _ in api.calls] == [None, None, "p2-lkc-a"]
+        assert table[(dt.date(2026, 3, 2), "lkc-a")] == {"sa-1": 3, "KEY": 7}
+
+    async def test_a_first_page_400_is_not_retried(self) -> None:
+        """A 400 on the first page is a real error: SourceError at once."""
+
+        def bad(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(400, json={"errors": [{"detail": "bad filter"}]})
+
+        with pytest.raises(SourceError, match="bad filter"):
+            await MetricsApiSource(client(bad), "http://tel").fetch(
+                METRIC_QUERIES["request_bytes"], ["lkc-a"], D1, D3
+            )
