@@ -39,7 +39,8 @@ RUN groupadd --system --gid 10001 chargeback \
     && chown chargeback:chargeback /var/lib/chargeback
 COPY --from=builder /opt/chargeback/venv /opt/chargeback/venv
 # The documented default configuration; mount another file over it (ConfigMap) or
-# override single values with CHARGEBACK_* environment variables.
+# override single values with CHARGEBACK_* environment variables. Its "demo" tenant
+# expects ccloud_sim on loopback: deploy/compose points it at the sim's container.
 COPY settings.yaml /etc/chargeback/settings.yaml
 ENV PATH=/opt/chargeback/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
