@@ -240,7 +240,10 @@ class TenantRuntime:
         cfg = self.config
         storage = self.storage
         win = datesel.window(
-            self._clock().date(), cfg.lookback_days, cfg.cutoff_days, cfg.recalc_days
+            self._clock().astimezone(dt.UTC).date(),
+            cfg.lookback_days,
+            cfg.cutoff_days,
+            cfg.recalc_days,
         )
         requests = await storage.pending_reruns(tenant)
         reruns = datesel.rerun_dates(requests, win.last)
