@@ -31,8 +31,14 @@ import yaml
 
 from chargeback.core.engine.types import RunStatus
 from chargeback.errors import ChargebackError, ConfigError
-from chargeback.logging import configure_logging
-from chargeback.settings import AppSettings, load_settings, masked_settings, validate_settings
+from chargeback.logging import configure_logging, register_secrets
+from chargeback.settings import (
+    AppSettings,
+    load_settings,
+    masked_settings,
+    secret_values,
+    validate_settings,
+)
 
 __all__ = ["main"]
 
@@ -110,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(args: argparse.Namespace, *, validate: bool = True) -> AppSettings:
     settings = load_settings(args.config)
+    register_secrets(secret_values(settings))  # before any plugin code can log
     if validate:
         asyncio.run(validate_settings(settings, str(args.config)))
     return settings
@@ -120,6 +127,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
+    register_secrets(secret_values(settings))
     asyncio.run(validate_settings(settings, str(args.config)))
     try:
         return Daemon(settings, settings_path=args.config).run()
@@ -139,6 +147,7 @@ def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None) -> int
 def _cmd_once(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
+    register_secrets(secret_values(settings))
     asyncio.run(validate_settings(settings, str(args.config)))
     return _run_in_process(settings, args.tenant)
 
@@ -148,6 +157,7 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
+    register_secrets(secret_values(settings))
     if args.tenant not in settings.enabled_tenants():
         raise ConfigError(
             f"{args.config}: no enabled tenant {args.tenant!r}; "
@@ -214,7 +224,10 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     cfg = settings.tenant_config(args.tenant)
     today = dt.datetime.now(dt.UTC).date()
     start = args.start or today - dt.timedelta(days=cfg.lookback_days)
-    end = args.end or today
+    end = (args.end or today) + dt.timedelta(days=1)  # --to is inclusive, storage exclusive
+    if end <= start:
+        print("chargeback: --to is before --from", file=sys.stderr)
+        return EXIT_CONFIG
 
     async def report() -> tuple[bool, str]:
         storage = SQLiteBackend(settings.storage.path, read_only=True)

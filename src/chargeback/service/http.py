@@ -149,7 +149,7 @@ class HttpServer:
         task, self._task = self._task, None
         self._server.should_exit = True
         try:
-            await asyncio.wait_for(task, timeout=5)
+            await asyncio.wait_for(task, timeout=2)
         except TimeoutError:
             self._server.force_exit = True
             task.cancel()

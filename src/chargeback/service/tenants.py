@@ -33,6 +33,9 @@ __all__ = ["CountingEmitter", "TenantPool"]
 
 log = structlog.get_logger(__name__)
 
+_CANCEL_WAIT_S = 3.0
+"""After the grace period, how long cancelled runs get to record themselves as cancelled."""
+
 _SAFETY_MARGIN_S = 60.0
 """The engine bounds each run itself; the pool's own timeout is this much later."""
 
@@ -264,7 +267,7 @@ class TenantPool:
             log.warning("cancelling running tenants", cancelled=len(pending))
             for task in pending:
                 task.cancel()
-            await asyncio.wait(pending, timeout=10)
+            await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
 
     async def aclose(self) -> None:
         """Close every tenant's runtime (plugin.close). Idempotent."""
