@@ -145,7 +145,7 @@ def tenant(name: str, sim: str, *, inline_secret: bool = False) -> str:
     )
 
 
-def settings(tmp_path: Path, port: int, tenants: str) -> str:
+def settings(tmp_path: Path, port: int, tenants: str, grace_s: float = 20) -> str:
     var = tmp_path / "var"
     return (
         f"storage: {{path: {var / 'cb.db'}}}\n"
@@ -154,7 +154,7 @@ def settings(tmp_path: Path, port: int, tenants: str) -> str:
         f"daemon: {{pid_file: {var / 'cb.pid'}, heartbeat_file: {var / 'hb'},"
         " heartbeat_interval_s: 1}\n"
         "scheduling: {lookback_days: 6, cutoff_days: 3, recalc_days: 1,"
-        " run_missed_on_startup: false, shutdown_grace_s: 20}\n"
+        f" run_missed_on_startup: false, shutdown_grace_s: {grace_s}}}\n"
         f"emitters: [{{name: csv, type: csv, params: {{output_dir: {var / 'csv'}}}}},"
         " {name: prometheus, type: prometheus}]\n"
         f"tenants:\n{tenants}"
@@ -324,3 +324,47 @@ class TestDaemonProcess:
         assert "api_secret: '**********'" in result.stdout
         for form in SECRET_FORMS:
             assert form not in result.stdout + result.stderr
+
+
+class TestGracefulShutdown:
+    """SIGTERM in the middle of a run: no new work, the rest cancelled, exit 0, no partial date."""
+
+    def test_sigterm_cancels_a_slow_run(
+        self, tmp_path: Path, sim: str, procs: Callable[..., Proc]
+    ) -> None:
+        """With usage queries slowed down, SIGTERM during the run exits 0 within 30 s."""
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        config = tmp_path / "settings.yaml"
+        config.write_text(settings(tmp_path, port, tenant("demo", sim), grace_s=0.5), "utf-8")
+        slow = {"rate_slow": 1.0, "slow_seconds": 5, "paths": ["/v2/metrics"]}
+        assert httpx.post(f"{sim}/_sim/faults", json=slow).status_code == 200
+        daemon = procs([*CLI, "run", "--config", str(config)], tmp_path / "d.log", daemon_env())
+        wait_until(lambda: http_ok(f"{base}/readyz"), 30, "/readyz")
+        daemon.signal(signal.SIGUSR1)
+
+        def running() -> bool:
+            text = httpx.get(f"{base}/metrics").text
+            return metric_value(text, "chargeback_tenants_running") == 1
+
+        wait_until(running, 30, "the run to be in progress")
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+        assert time.monotonic() - started < 30
+        log = daemon.text()
+        assert "cancelling running tenants" in log
+        outcomes = [json.loads(line) for line in log.splitlines() if '"run failed"' in line]
+        assert [o["status"] for o in outcomes] == ["cancelled"]
+        rec = cli("reconcile", "--tenant", "demo", config=config)
+        assert rec.returncode == 0, rec.stdout + rec.stderr
+        for form in SECRET_FORMS:
+            assert form not in log
+
+
+def metric_value(text: str, name: str) -> float | None:
+    """Return the value of an unlabelled sample."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
