@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,15 @@ async def wait_idle(daemon: Daemon) -> None:
             await asyncio.wait(list(daemon.pool.tasks.values()))
 
 
+async def poll(check: Callable[[], bool], timeout_s: float = 20) -> None:
+    """Wait until ``check()`` is true, polling the loop every 10 ms, at most ``timeout_s``."""
+    for _ in range(int(timeout_s * 100)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
 class TestDaemonInProcess:
     """One Daemon object owns storage, HTTP, scheduler and tenant runs."""
 
@@ -186,3 +197,36 @@ class TestDaemonInProcess:
         )
         assert not (tmp_path / "var" / "pid").exists()
         assert '"closed"' in (tmp_path / "var" / "hb").read_text()
+
+
+class TestSignals:
+    """Signals reach the daemon through the running loop."""
+
+    async def test_usr1_hup_term(self, tmp_path: Path, registry: GatedRegistry) -> None:
+        """SIGUSR1 runs, SIGHUP reloads, SIGTERM ends async_run; handlers are removed after."""
+        path = tmp_path / "settings.yaml"
+        path.write_text(settings_text(tmp_path, "  acme: {ecosystem: example}\n"), "utf-8")
+        text = path.read_text("utf-8").replace(
+            "lookback_days: 3,", "lookback_days: 3, run_missed_on_startup: false,"
+        )
+        path.write_text(text, "utf-8")
+        d = Daemon(load_settings(path), settings_path=path, plugins=registry)  # type: ignore[arg-type]
+        main = asyncio.create_task(d.async_run())
+        await poll(lambda: d.state is DaemonState.RUNNING)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await poll(
+            lambda: (
+                d.registry.get_sample_value(
+                    "chargeback_runs_total", {"tenant": "acme", "status": "success"}
+                )
+                == 1
+            )
+        )
+        path.write_text(text + "  beta: {ecosystem: example}\n", "utf-8")
+        os.kill(os.getpid(), signal.SIGHUP)
+        await poll(lambda: d.pool is not None and d.pool.names() == ["acme", "beta"])
+        os.kill(os.getpid(), signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await main
+        assert d.state is DaemonState.CLOSED
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
