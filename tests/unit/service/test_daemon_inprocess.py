@@ -132,6 +132,22 @@ class TestDaemonInProcess:
         assert "chargeback_cost_latest_day{" in metrics
         assert (tmp_path / "var" / "pid").exists()
 
+    async def test_restart_serves_the_same_data_at_once(self, make_daemon: Any) -> None:
+        """A restarted daemon serves the chargeback series and last success before any run."""
+        first: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(first)
+        get = first.registry.get_sample_value
+        latest = get("chargeback_latest_day_timestamp_seconds", {"tenant": "acme"})
+        assert latest is not None
+        await first.aclose()
+        second: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        get = second.registry.get_sample_value
+        assert get("chargeback_latest_day_timestamp_seconds", {"tenant": "acme"}) == latest
+        assert get("chargeback_last_success_timestamp_seconds", {"tenant": "acme"}) is not None
+        assert second.pool is not None
+        assert not second.pool.tasks  # its last success is recent: no missed run
+        assert get("chargeback_runs_total", {"tenant": "acme", "status": "success"}) == 0
+
     async def test_one_tenant_never_runs_twice(
         self, make_daemon: Any, registry: GatedRegistry
     ) -> None:
