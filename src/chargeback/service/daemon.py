@@ -220,11 +220,16 @@ class Daemon:
             self.metrics,
             max_concurrent=s.scheduling.max_concurrent_tenants,
             context=context,
+            after_run=self._flush_prometheus,
         )
         stack.push_async_callback(pool.aclose)
         for name in tenants:
             await pool.add(name, s)
         return pool
+
+    async def _flush_prometheus(self) -> None:
+        for emitter in self._prometheus:
+            await emitter.flush()
 
     async def start(self) -> None:
         """Acquire everything, start serving and scheduling.

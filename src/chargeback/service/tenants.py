@@ -14,7 +14,7 @@ import contextvars
 import datetime as dt
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -82,6 +82,8 @@ class TenantPool:
         metrics: the daemon's metrics.
         max_concurrent: bound on tenants running at once.
         context: the context run tasks start from (holds the telemetry hook).
+        after_run: awaited after every finished run (the daemon refreshes the
+            prometheus snapshot there).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class TenantPool:
         *,
         max_concurrent: int,
         context: contextvars.Context,
+        after_run: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._storage = storage
         self._plugins = plugins
@@ -100,6 +103,7 @@ class TenantPool:
         self._metrics = metrics
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._context = context
+        self._after_run = after_run
         self._tenants: dict[str, _Tenant] = {}
         self._retired: list[_Tenant] = []
         self.tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
@@ -240,11 +244,13 @@ class TenantPool:
         self._metrics.run_finished(summary, time.monotonic() - started, status=str(summary.status))
         ok = summary.status is RunStatus.SUCCESS
         self.counters["runs_ok" if ok else "runs_failed"] += 1
-        if summary.dates_calculated:
-            try:
+        try:
+            if summary.dates_calculated:
                 await self._update_unallocated(name)
-            except ChargebackError as exc:
-                log.warning("unallocated gauge not updated", tenant_id=name, error=str(exc))
+            if self._after_run is not None:
+                await self._after_run()
+        except ChargebackError as exc:
+            log.warning("metrics not refreshed", tenant_id=name, error=str(exc))
         return summary
 
     def cancel_all(self) -> int:

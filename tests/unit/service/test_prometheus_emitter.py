@@ -102,8 +102,8 @@ class TestPrometheusEmitter:
         reg.register(emitter)
         assert b"chargeback_cost_latest_day{" in generate_latest(reg)
 
-    async def test_emit_refreshes_the_tenant(self, storage: SQLiteBackend) -> None:
-        """Calling the emitter after a commit brings the new day into the series."""
+    async def test_emit_then_flush_refreshes_the_tenant(self, storage: SQLiteBackend) -> None:
+        """Emits mark the tenant; the flush at the end of the run brings the new day in."""
         emitter = PrometheusEmitter(storage)
         reg = CollectorRegistry()
         reg.register(emitter)
@@ -111,6 +111,8 @@ class TestPrometheusEmitter:
         assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") is None
         await commit(storage, "acme", dt.date(2026, 3, 3), {"sa-9": "7"})
         await emitter("acme", dt.date(2026, 3, 3), [])
+        assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") is None
+        await emitter.flush()
         ts = dt.datetime(2026, 3, 3, tzinfo=dt.UTC).timestamp()
         assert sample(reg, "chargeback_latest_day_timestamp_seconds", tenant="acme") == ts
 

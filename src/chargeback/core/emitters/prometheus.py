@@ -4,7 +4,9 @@ The emitter is also a prometheus_client collector. Its :meth:`PrometheusEmitter.
 reads only the snapshot, so a scrape never waits for the database or a running
 pipeline; :meth:`PrometheusEmitter.refresh` rebuilds the snapshot from storage with
 set-based queries. The daemon refreshes at start-up (a restarted process serves the
-same data at once), and each emit refreshes the tenant it was called for.
+same data at once). Each emit marks its tenant as changed, and :meth:`flush` (called
+by the daemon once at the end of every run) refreshes the changed tenants, so a
+backfill of many dates costs one refresh, not one per date.
 
 The series describe current state, never backdated samples (the database is the
 history, Prometheus a view of it)::
@@ -57,6 +59,7 @@ class PrometheusEmitter(Collector):
         self._storage = storage_backend
         self._tenants: frozenset[str] | None = None if tenants is None else frozenset(tenants)
         self._snapshot: dict[str, _TenantSnapshot] = {}
+        self._dirty: set[str] = set()
 
     def set_tenants(self, tenants: Collection[str] | None) -> None:
         """Limit the series to ``tenants`` (after a settings reload) and drop the others."""
@@ -88,10 +91,15 @@ class PrometheusEmitter(Collector):
     async def __call__(
         self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
     ) -> None:
-        """Refresh the tenant's series if ``day`` can change them (same month or newer)."""
+        """Mark the tenant changed if ``day`` can change its series (same month or newer)."""
         current = self._snapshot.get(tenant_id)
         if current is None or day >= current.latest_day.replace(day=1):
-            await self.refresh(tenant_id)
+            self._dirty.add(tenant_id)
+
+    async def flush(self) -> None:
+        """Refresh every tenant marked changed since the last flush."""
+        while self._dirty:
+            await self.refresh(self._dirty.pop())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield the series from the snapshot; never touches storage."""
