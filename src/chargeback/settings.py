@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chargeback.core.engine.types import TenantConfig
 from chargeback.errors import ConfigError, PluginLoadError
 from chargeback.logging import SECRET_KEY_PATTERN
+from chargeback.service.scheduling import cron_trigger
 
 if TYPE_CHECKING:
     from chargeback.core.plugin.registry import PluginRegistry
@@ -58,7 +58,6 @@ __all__ = [
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _ID_KEY = re.compile(r"(^|_)key$", re.I)
-_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MASK = "**********"
 """What a secret value is printed as."""
 
@@ -98,51 +97,6 @@ class DaemonSettings(_Section):
     heartbeat_file: Path = Path("./var/chargeback.heartbeat")
     """Timestamp and counters, rewritten every ``heartbeat_interval_s``; read by ``check``."""
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
-
-
-def cron_trigger(expr: str, *, jitter_s: int | None = None) -> CronTrigger:
-    """Build a UTC :class:`CronTrigger` from a standard five-field crontab expression.
-
-    Day-of-week numbers follow crontab (0 and 7 are Sunday), not APScheduler 3's
-    Monday-based numbering.
-
-    Raises:
-        ValueError: the expression is not a valid crontab line.
-    """
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ValueError(f"expected 5 cron fields (minute hour day month weekday), got {expr!r}")
-    minute, hour, day, month, dow = fields
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_crontab_dow(dow),
-        timezone="UTC",
-        jitter=jitter_s or None,
-    )
-
-
-def _crontab_dow(field: str) -> str:
-    """Translate crontab weekday numbers (Sunday = 0 or 7) into names APScheduler reads."""
-    if not any(ch.isdigit() for ch in field):
-        return field
-    days: list[str] = []
-    for part in field.split(","):
-        rng, _, step_s = part.partition("/")
-        step = int(step_s) if step_s else 1
-        if rng == "*":
-            lo, hi = 0, 6
-        elif "-" in rng:
-            lo_s, hi_s = rng.split("-", 1)
-            lo, hi = int(lo_s), int(hi_s)
-        else:
-            lo = hi = int(rng)
-        if not (0 <= lo <= hi <= 7) or step < 1:
-            raise ValueError(f"bad weekday field {field!r} (0-7, Sunday is 0 or 7)")
-        days.extend(_DOW_NAMES[d] for d in range(lo, hi + 1, step))
-    return ",".join(dict.fromkeys(days))
 
 
 def _check_cron(expr: str) -> str:

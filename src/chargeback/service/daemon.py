@@ -498,6 +498,11 @@ class Daemon:
     @staticmethod
     def _write_pid(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            other = int(path.read_text(encoding="utf-8").strip())
+            if other != os.getpid():
+                os.kill(other, 0)  # raises if no such process: a stale file
+                log.warning("pid file names a running process; overwriting", pid=other)
         path.write_text(f"{os.getpid()}\n", encoding="utf-8")
 
     @staticmethod

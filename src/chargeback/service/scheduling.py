@@ -1,4 +1,4 @@
-"""Cron arithmetic for the daemon: the latest scheduled time a tenant may have missed.
+"""Cron for the daemon: crontab lines as UTC triggers, and the runs a tenant missed.
 
 APScheduler's in-memory job store forgets everything on restart. Instead of a
 persistent job store, the daemon compares each tenant's last successful run (stored
@@ -10,13 +10,60 @@ from __future__ import annotations
 
 import datetime as dt
 
-from chargeback.settings import cron_trigger
+from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["latest_fire_time", "missed_run"]
+__all__ = ["cron_trigger", "latest_fire_time", "missed_run"]
+
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _SPANS = (dt.timedelta(days=2), dt.timedelta(days=32), dt.timedelta(days=400))
 _MAX_STEPS = 10_000
 _TICK = dt.timedelta(microseconds=1)
+
+
+def cron_trigger(expr: str, *, jitter_s: int | None = None) -> CronTrigger:
+    """Build a UTC :class:`CronTrigger` from a standard five-field crontab expression.
+
+    Day-of-week numbers follow crontab (0 and 7 are Sunday), not APScheduler 3's
+    Monday-based numbering.
+
+    Raises:
+        ValueError: the expression is not a valid crontab line.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 cron fields (minute hour day month weekday), got {expr!r}")
+    minute, hour, day, month, dow = fields
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_crontab_dow(dow),
+        timezone="UTC",
+        jitter=jitter_s or None,
+    )
+
+
+def _crontab_dow(field: str) -> str:
+    """Translate crontab weekday numbers (Sunday = 0 or 7) into names APScheduler reads."""
+    if not any(ch.isdigit() for ch in field):
+        return field
+    days: list[str] = []
+    for part in field.split(","):
+        rng, _, step_s = part.partition("/")
+        step = int(step_s) if step_s else 1
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            lo_s, hi_s = rng.split("-", 1)
+            lo, hi = int(lo_s), int(hi_s)
+        else:
+            lo = hi = int(rng)
+        if not (0 <= lo <= hi <= 7) or step < 1:
+            raise ValueError(f"bad weekday field {field!r} (0-7, Sunday is 0 or 7)")
+        days.extend(_DOW_NAMES[d] for d in range(lo, hi + 1, step))
+    return ",".join(dict.fromkeys(days))
 
 
 def latest_fire_time(expr: str, now: dt.datetime) -> dt.datetime | None:
