@@ -115,7 +115,6 @@ class Daemon:
         self._plugins = plugins
         self._clock = clock
         self._aux: set[asyncio.Task[None]] = set()
-        self._emitters: list[NamedEmitter] = []
         self._prometheus: list[PrometheusEmitter] = []
         self._scheduler: AsyncIOScheduler | None = None
         self._stop: asyncio.Event | None = None
