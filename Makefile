@@ -30,12 +30,12 @@ system-deps:
 	@command -v promtool >/dev/null 2>&1 || scripts/install-system-deps
 
 lint: install
-	$(RUN) ruff check src tests bench
-	$(RUN) ruff format --check src tests bench
+	$(RUN) ruff check src tests bench docs
+	$(RUN) ruff format --check src tests bench docs
 
 format: install
-	$(RUN) ruff format src tests bench
-	$(RUN) ruff check --fix src tests bench
+	$(RUN) ruff format src tests bench docs
+	$(RUN) ruff check --fix src tests bench docs
 
 types: install
 	$(RUN) mypy

@@ -1,4 +1,4 @@
-"""The README sections' reference tables match the code: every setting, default and metric."""
+"""The README's reference tables match the code: every setting, default and metric."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from chargeback.plugins.confluent_cloud.config import CCloudSettings
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.settings import AppSettings, EmitterSettings, TenantSettings
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "README-sections.md"
+DOC = Path(__file__).resolve().parents[3] / "README.md"
 _ROW = re.compile(r"^\| (`[^|]+`(?: / `[^|]+`)*) \| ([^|]*) \|", re.M)
 
 
