@@ -3,7 +3,9 @@
 ``{output_dir}/{tenant}/{YYYY-MM-DD}.csv`` with a header row, amounts as exact
 decimals, rows in a stable order. The file is written to a temporary file in the same
 directory, flushed to disk and renamed over the old one, so a reader sees either the
-whole old file or the whole new one. A recalculated date rewrites its file.
+whole old file or the whole new one. A recalculated date rewrites its file. Temp files
+a killed process left behind (``.{date}.csv.*.tmp``) are removed by the next write of
+that date once they have been idle for a minute.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,6 +104,24 @@ class CsvEmitter:
                 os.unlink(tmp_name)
             raise
         _fsync_dir(path.parent)
+        _remove_stale_temps(path)
+
+
+STALE_TEMP_S = 60.0
+"""A temp file of a date not written to for this long was left by a killed writer."""
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files of ``path`` that a killed process left behind.
+
+    A live writer touches its temp file continuously, so only files idle for
+    :data:`STALE_TEMP_S` are removed (never another process's write in progress).
+    """
+    cutoff = time.time() - STALE_TEMP_S
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
 
 
 def _fsync_dir(directory: Path) -> None:
