@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from chargeback.core.models import Identity, Resource
+from chargeback.errors import ChargebackError
 from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
 from chargeback.plugins.confluent_cloud.config import CCloudSettings
 
@@ -173,9 +174,32 @@ def connector_owner(config: Mapping[str, Any], key_owner: Mapping[str, str]) -> 
 async def gather_inventory(client: CCloudClient, settings: CCloudSettings) -> Inventory:
     """List the whole inventory of one tenant.
 
+    Listings run concurrently; when some fail, the first failure is raised itself
+    (not the task group's ``ExceptionGroup``), so the run's error says what failed.
+
     Raises:
         SourceError: a listing failed after its retries (the run fails cleanly).
     """
+    try:
+        return await _crawl(client, settings)
+    except ExceptionGroup as group:
+        leaves = _leaves(group)
+        first = next((e for e in leaves if isinstance(e, ChargebackError)), None)
+        if first is None:
+            raise
+        if len(leaves) > 1:
+            _log.warning("ccloud inventory listings failed", failed=len(leaves))
+        raise first from group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+async def _crawl(client: CCloudClient, settings: CCloudSettings) -> Inventory:
     base = settings.base_url
     page = {"page_size": settings.http.list_page_size}
 
