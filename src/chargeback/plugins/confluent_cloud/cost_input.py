@@ -8,7 +8,8 @@ How rows become :class:`~chargeback.core.models.BillingLineItem`\\ s:
 - ``product_type`` is the row's ``line_type``; ``product_category`` its ``product``
   (``""`` when null, e.g. some ``PROMO_CREDIT`` rows); ``resource_id`` and ``env_id``
   come from ``resource`` (both ``None`` for org-wide rows).
-- Amounts go through :func:`~chargeback.core.money.to_minor` (exact).
+- Amounts go through :func:`~chargeback.core.money.to_minor` (exact); an amount
+  beyond :data:`MAX_AMOUNT` (or NaN, Infinity, text) is malformed.
 - ``line_id`` is the API's ``id``. Rows without an id get ``"k:" + digest`` of their
   natural key (date, env, resource, product, line type, network type, tier
   dimensions, description), suffixed ``#2``, ``#3``... when two such rows collide.
@@ -40,7 +41,7 @@ from chargeback.core.money import to_minor
 from chargeback.plugins.confluent_cloud.client import CCloudClient
 from chargeback.plugins.confluent_cloud.config import BillingSettings
 
-__all__ = ["CCloudCostInput", "parse_cost_row", "windows"]
+__all__ = ["MAX_AMOUNT", "CCloudCostInput", "parse_cost_row", "windows"]
 
 _log = structlog.get_logger(__name__)
 
@@ -78,9 +79,22 @@ def _decimal(value: object) -> Decimal | None:
     return dec if dec.is_finite() else None
 
 
+MAX_AMOUNT = Decimal(10) ** 8
+"""Largest absolute amount (currency units) one billing row may carry: far above any
+real daily line, and small enough that a date's sums stay inside SQLite's 64-bit
+integers of minor units. A row beyond it is malformed (UNALLOCATED with the reason)."""
+
+
 def _minor(value: object) -> int | None:
     dec = _decimal(value)
-    return None if dec is None else to_minor(dec)
+    return None if dec is None or dec.copy_abs() > MAX_AMOUNT else to_minor(dec)
+
+
+def _amount_problem(name: str, value: object) -> str:
+    dec = _decimal(value)
+    if dec is not None and dec.copy_abs() > MAX_AMOUNT:
+        return f"{name} {value!r} is out of range (more than {MAX_AMOUNT:,} in absolute value)"
+    return f"{name} {value!r} is not a number"
 
 
 def _text(value: object) -> str | None:
@@ -132,10 +146,13 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
         if original is not None:
             amount = original - (discount or 0)
             if row.get("amount") is not None:
-                errors.append(f"amount {row.get('amount')!r} is not a number")
+                errors.append(_amount_problem("amount", row.get("amount")))
         else:
             amount = 0
-            errors.append(f"amount {row.get('amount')!r} is not a number")
+            errors.append(_amount_problem("amount", row.get("amount")))
+    for name, parsed in (("original_amount", original), ("discount_amount", discount)):
+        if parsed is None and row.get(name) is not None and _decimal(row.get(name)) is not None:
+            errors.append(_amount_problem(name, row.get(name)))
     line_type = _text(row.get("line_type"))
     if not line_type:
         errors.append("line_type is missing")
