@@ -354,7 +354,15 @@ class CCloudClient:
             data = body.get("data") or []
             if not isinstance(data, list):
                 raise SourceError(f"GET {_plain(url)} returned a non-list 'data'", url=_plain(url))
-            yield [item for item in data if isinstance(item, dict)]
+            items = [item for item in data if isinstance(item, dict)]
+            if len(items) != len(data):
+                _log.warning(
+                    "listing items that are not objects skipped", endpoint=endpoint,
+                    skipped=len(data) - len(items), kinds=sorted(
+                        {type(i).__name__ for i in data if not isinstance(i, dict)}
+                    ),
+                )  # fmt: skip
+            yield items
             meta = body.get("metadata") or {}
             nxt = meta.get("next") if isinstance(meta, dict) else None
             if not nxt or not isinstance(nxt, str):
