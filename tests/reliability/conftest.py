@@ -239,3 +239,29 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
     yield make
     for harness in made:
         await harness.aclose()
+
+
+Rewrite = Callable[[httpx.Request, int, bytes], "tuple[int, bytes] | None"]
+
+
+def rewriting_transport(app: Starlette, rewrite: Rewrite) -> httpx.MockTransport:
+    """A MockTransport that asks the sim (ASGITransport) and may replace its answer.
+
+    ``rewrite(request, status, body)`` returns ``(status, body)`` to serve instead, or
+    ``None`` to pass the sim's response through.
+    """
+    inner = httpx.ASGITransport(app=app)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        body = await response.aread()
+        replaced = rewrite(request, response.status_code, body)
+        if replaced is None:
+            return httpx.Response(response.status_code, headers=response.headers, content=body)
+        status, new_body = replaced
+        headers = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() != "content-length"
+        ]
+        return httpx.Response(status, headers=headers, content=new_body)
+
+    return httpx.MockTransport(handler)
