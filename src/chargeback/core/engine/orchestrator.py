@@ -99,6 +99,7 @@ class TenantRuntime:
         self._fallback: CostAllocator | None = None
         self._dispatcher: Dispatcher | None = None
         self._settings_fp = datesel.settings_fingerprint(config.plugin_settings)
+        self._unrecorded: list[RunSummary] = []
 
     @property
     def tenant_id(self) -> str:
@@ -199,6 +200,7 @@ class TenantRuntime:
             )
             recorded = True
             log.info("run started", trigger=summary.trigger)
+            await self._record_late()
             async with asyncio.timeout(self.config.run_timeout_s):
                 await self.start()
                 await self._run(summary)
@@ -225,15 +227,31 @@ class TenantRuntime:
         if not recorded:
             return
         try:
-            await self.storage.finish_run(
-                summary.run_id,
-                status=str(summary.status),
-                finished_at=summary.finished_at,
-                counts=summary.counts(),
-                error=summary.error,
-            )
+            await self._record(summary)
         except Exception as exc:  # recording the outcome must not mask it
+            self._unrecorded.append(summary)
             log.exception("run not recorded", error=f"{type(exc).__name__}: {exc}")
+
+    async def _record(self, summary: RunSummary) -> None:
+        assert summary.finished_at is not None  # noqa: S101  (_finish set it)
+        await self.storage.finish_run(
+            summary.run_id,
+            status=str(summary.status),
+            finished_at=summary.finished_at,
+            counts=summary.counts(),
+            error=summary.error,
+        )
+
+    async def _record_late(self) -> None:
+        """Record outcomes an earlier run could not write (e.g. the database was locked)."""
+        pending, self._unrecorded = self._unrecorded, []
+        for summary in pending:
+            try:
+                await self._record(summary)
+            except Exception:  # still failing: try again at the next run
+                self._unrecorded.append(summary)
+            else:
+                log.info("earlier run recorded late", earlier_run_id=summary.run_id)
 
     async def _run(self, summary: RunSummary) -> None:
         tenant = self.tenant_id
