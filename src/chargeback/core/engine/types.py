@@ -22,6 +22,7 @@ class TenantConfig:
         ecosystem: the plugin name, e.g. ``"confluent_cloud"``.
         plugin_settings: the raw mapping handed to ``plugin.initialize``; the engine
             itself reads only ``allocator_overrides`` and ``identity_resolver_overrides``.
+            Left out of ``repr`` (it holds the tenant's raw secrets).
         lookback_days: oldest day calculated is ``today - lookback_days``.
         cutoff_days: newest day calculated is ``today - cutoff_days``.
         recalc_days: days before the cutoff recalculated when the inventory changed.
@@ -32,7 +33,7 @@ class TenantConfig:
 
     name: str
     ecosystem: str
-    plugin_settings: Mapping[str, Any] = field(default_factory=dict)
+    plugin_settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
     lookback_days: int = 30
     cutoff_days: int = 3
     recalc_days: int = 3
