@@ -246,6 +246,10 @@ class Daemon:
             if self._stack is not None:
                 self._stack.callback(self._remove_pid, s.daemon.pid_file)
         stack = self._need(self._stack)
+        # The daemon is the single writer (pid file): a run still "running" was killed.
+        interrupted = await self._need(self.storage).interrupt_stale_runs(self._clock())
+        if interrupted:
+            log.warning("runs interrupted by an earlier stop", runs=interrupted)
 
         if s.http.enabled:
             self.http = HttpServer(make_app(self.registry, self), s.http.host, s.http.port)
@@ -438,6 +442,8 @@ class Daemon:
             reasons.append(f"daemon is {self.state}")
         if self.storage is None:
             reasons.append("storage not open")
+        if self.pool is not None and self.pool.storage_problem is not None:
+            reasons.append(f"storage failing: {self.pool.storage_problem}")
         if self._scheduler is None or not self._scheduler.running:
             reasons.append("scheduler not running")
         return reasons

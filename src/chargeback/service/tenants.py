@@ -109,6 +109,8 @@ class TenantPool:
         self.tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
         self.accepting_runs = True
         self.counters = {"runs_ok": 0, "runs_failed": 0, "runs_skipped": 0}
+        self.storage_problem: str | None = None
+        """The last run's database failure, until a run succeeds again (for /readyz)."""
 
     def __len__(self) -> int:
         return len(self._tenants)
@@ -244,6 +246,10 @@ class TenantPool:
         self._metrics.run_finished(summary, time.monotonic() - started, status=str(summary.status))
         ok = summary.status is RunStatus.SUCCESS
         self.counters["runs_ok" if ok else "runs_failed"] += 1
+        if summary.storage_failed:
+            self.storage_problem = f"tenant {name}: {summary.error}"
+        elif ok:
+            self.storage_problem = None
         try:
             if summary.dates_calculated:
                 await self._update_unallocated(name)

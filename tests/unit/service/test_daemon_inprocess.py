@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.plugin.registry import PluginRegistry
+from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.service.daemon import Daemon, DaemonState
 from chargeback.settings import AppSettings, load_settings
 
@@ -246,3 +249,50 @@ class TestSignals:
             await main
         assert d.state is DaemonState.CLOSED
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+class TestStorageHealth:
+    """The daemon reports database trouble to the orchestrator and cleans up after kills."""
+
+    async def test_readyz_reports_a_failing_database_until_a_run_succeeds(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """A run that fails on a locked database makes /readyz 503 until a run succeeds."""
+        d: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(d)
+        assert d.readiness() == []
+        blocker = sqlite3.connect(tmp_path / "var" / "cb.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            d.request_run_all("signal")
+            await wait_idle(d)
+            reasons = d.readiness()
+            assert any(r.startswith("storage failing: tenant acme") for r in reasons), reasons
+            assert d.http is not None
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http.port}") as client:
+                response = await client.get("/readyz")
+            assert response.status_code == 503
+            assert "storage failing" in response.text
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        d.request_run_all("signal")
+        await wait_idle(d)
+        assert d.readiness() == []
+
+    async def test_start_marks_runs_left_running_as_interrupted(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """A run row left 'running' by a killed process is marked interrupted at start-up."""
+        var = tmp_path / "var"
+        var.mkdir()
+        async with SQLiteBackend(var / "cb.db") as storage:
+            started = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+            await storage.start_run("acme", "killed-run", "schedule", started)
+        d: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(d)
+        assert d.storage is not None
+        runs = {r.run_id: r for r in await d.storage.list_runs("acme")}
+        assert runs["killed-run"].status == "interrupted"
+        assert runs["killed-run"].finished_at is not None
+        assert [r.status for r in runs.values() if r.run_id != "killed-run"] == ["success"]

@@ -41,7 +41,7 @@ from chargeback.core.plugin.protocols import (
     StorageModule,
 )
 from chargeback.core.storage.backend import DateState, StorageBackend
-from chargeback.errors import ConfigError, PluginError
+from chargeback.errors import ConfigError, PluginError, StorageError
 
 __all__ = ["TenantRuntime"]
 
@@ -215,6 +215,7 @@ class TenantRuntime:
         except Exception as exc:  # the tenant boundary: plugin code may raise anything
             summary.status = RunStatus.FAILED
             summary.error = f"{type(exc).__name__}: {exc}"
+            summary.storage_failed = isinstance(exc, StorageError)
         await self._finish(summary, recorded)
         return summary
 
@@ -229,6 +230,7 @@ class TenantRuntime:
         try:
             await self._record(summary)
         except Exception as exc:  # recording the outcome must not mask it
+            summary.storage_failed = True
             self._unrecorded.append(summary)
             log.exception("run not recorded", error=f"{type(exc).__name__}: {exc}")
 

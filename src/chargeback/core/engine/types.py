@@ -74,6 +74,8 @@ class RunSummary:
     emitted: int = 0
     emit_failures: int = 0
     error: str | None = None
+    storage_failed: bool = False
+    """The run failed because the database did (locked, read-only, full): not ready."""
 
     def counts(self) -> dict[str, int]:
         """Return the integer counters, for storage and logs."""

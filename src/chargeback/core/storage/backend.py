@@ -171,6 +171,14 @@ class StorageBackend(Protocol):
         """Return the newest runs of a tenant, newest first."""
         ...
 
+    async def interrupt_stale_runs(self, finished_at: dt.datetime) -> int:
+        """Mark every run still ``running`` as ``interrupted``; return how many.
+
+        Called by the daemon at start-up, as the single writer: a run row left
+        ``running`` belongs to a process that was killed.
+        """
+        ...
+
     # -- date state and reruns ------------------------------------------------------
     async def get_date_states(
         self, tenant_id: str, start: dt.date, end: dt.date

@@ -313,6 +313,17 @@ class SQLiteBackend:
             if cursor.rowcount != 1:
                 raise StorageError(f"{action} failed: no run {run_id!r} was started")
 
+    async def interrupt_stale_runs(self, finished_at: dt.datetime) -> int:
+        """Mark every run still ``running`` as ``interrupted``; return how many."""
+        async with self._write("marking interrupted runs") as conn:
+            cursor = await conn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?, "
+                "error = 'the process stopped before the run finished' "
+                "WHERE status = 'running'",
+                (datetime_to_text(finished_at),),
+            )
+            return cursor.rowcount
+
     async def list_runs(self, tenant_id: str, limit: int = 20) -> list[RunRecord]:
         """Return the newest runs of a tenant, newest first."""
         async with self._read("listing runs") as conn:
