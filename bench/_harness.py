@@ -121,6 +121,7 @@ class Sim:
         """Zero the sim's request counters and the recorded metrics queries."""
         self.app.state.stats.reset()
         self.transport.queries.clear()
+        self.transport.sim_cpu_s = 0.0
 
     def calls(self) -> dict[str, int]:
         """Requests by endpoint since the last reset."""
@@ -131,18 +132,26 @@ class MetricsRecorder(httpx.AsyncBaseTransport):
     """ASGITransport into the sim that counts Metrics API requests per distinct query.
 
     A query is the request body without its page token; its count is its pages.
+    It also sums the CPU time spent inside the sim (``sim_cpu_s``): the app runs
+    within ``handle_async_request``, so that share of the process's CPU time is the
+    simulator's, not chargeback's.
     """
 
     def __init__(self, app: Starlette) -> None:
         self.inner = httpx.ASGITransport(app=app)
         self.queries: Counter[str] = Counter()
+        self.sim_cpu_s = 0.0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == METRICS_PATH:
             body = json.loads(await request.aread() or b"{}")
             body.pop("page_token", None)
             self.queries[json.dumps(body, sort_keys=True)] += 1
-        return await self.inner.handle_async_request(request)
+        c0 = time.process_time()
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.sim_cpu_s += time.process_time() - c0
 
     def summary(self) -> dict[str, Any]:
         """Distinct queries, requests, and queries by metric name."""

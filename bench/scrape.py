@@ -1,16 +1,18 @@
 """Scrape latency of the daemon's ``/metrics`` while a backfill runs (issue 7).
 
-One process runs the daemon as ``chargeback run`` does (``chargeback.service.daemon.Daemon``:
-storage, the ``csv`` and ``prometheus`` emitters, the tenant pool, uvicorn serving
-``/metrics`` on the same event loop), with one ``confluent_cloud`` tenant whose plugin
-talks to an in-process ``ccloud_sim`` (wall clock) through ``httpx.ASGITransport`` (a
-``PluginRegistry`` whose factory passes the transport). A second process scrapes
-``/metrics`` over loopback HTTP with httpx every ``--interval`` seconds, like
-Prometheus, and records each scrape's latency, size and series count.
+Three processes, like a deployment: ``ccloud_sim`` serving the org over loopback HTTP
+(wall clock), the daemon as ``chargeback run`` builds it (``Daemon``: storage, the
+``csv`` and ``prometheus`` emitters, plugin discovery, the tenant pool, uvicorn
+serving ``/metrics`` on the engine's event loop), and a scraper that GETs
+``/metrics`` with httpx every ``--interval`` seconds, like Prometheus, recording each
+scrape's latency, size and series count.
 
-Phases: ``backfill`` (the tenant's first run, from an empty database) then ``idle``
-(the full series, nothing running). In the daemon a probe task measures the event
-loop's lag (how late a 10 ms sleep wakes up): the time a scrape could be blocked.
+Phases: ``backfill`` (the tenant's first run from an empty database; the series
+appear after the first date commits), ``idle`` (full series, nothing running) and
+``rerun_all_dates`` (an operator rerun of the whole window: every date recomputed
+with the full series present). Inside the daemon a probe measures the event loop's
+lag (how late a 10 ms sleep wakes up) and a watchdog thread samples the main
+thread's stack whenever the loop stalls for 200 ms: which code held the loop.
 
     .venv/bin/python -m bench.scrape                        # large org, 30 days
     .venv/bin/python -m bench.scrape --scale medium --days 10 --out scrape.json
@@ -23,10 +25,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import traceback
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +71,8 @@ def scraper(url: str, stop_file: Path, interval: float) -> None:
 # -- the daemon side ----------------------------------------------------------------------
 
 
-def _settings_yaml(work: Path, lookback: int) -> str:
-    ps = json.dumps(plugin_settings())
+def _settings_yaml(work: Path, lookback: int, sim_url: str) -> str:
+    ps = json.dumps(plugin_settings(sim_url))
     return (
         f"storage: {{path: {work / 'cb.db'}}}\n"
         "http: {enabled: true, host: 127.0.0.1, port: 0}\n"
@@ -82,52 +88,114 @@ def _settings_yaml(work: Path, lookback: int) -> str:
 
 
 class LoopLag:
-    """A task that sleeps 10 ms in a loop and records how late it wakes up."""
+    """Measures how late a 10 ms sleep on the loop wakes up, and who blocked it.
 
-    def __init__(self) -> None:
+    A watchdog thread looks at the loop's last tick every 20 ms; when the loop has
+    not ticked for ``stall_s``, it samples the main thread's stack once per stall
+    and keeps the innermost ``chargeback`` frames: the code that held the loop.
+    """
+
+    def __init__(self, stall_s: float = 0.2) -> None:
         self.samples: list[tuple[float, float]] = []
+        self.stalls: Counter[str] = Counter()
+        self.stall_s = stall_s
         self._task: asyncio.Task[None] | None = None
+        self._beat = time.perf_counter()
+        self._stop = threading.Event()
+        self._main = threading.get_ident()
+        self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
 
     async def _run(self) -> None:
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(0.01)
-            self.samples.append((time.time(), time.perf_counter() - t0 - 0.01))
+            self._beat = time.perf_counter()
+            self.samples.append((time.time(), self._beat - t0 - 0.01))
+
+    def _watch(self) -> None:
+        sampled_beat = 0.0
+        while not self._stop.wait(0.02):
+            beat = self._beat
+            if time.perf_counter() - beat < self.stall_s or beat == sampled_beat:
+                continue
+            sampled_beat = beat
+            frame = sys._current_frames().get(self._main)
+            if frame is None:
+                continue
+            ours = [
+                f"{Path(f.filename).name}:{f.name}"
+                for f in traceback.extract_stack(frame)
+                if "/chargeback/" in f.filename or "/prometheus_client/" in f.filename
+            ]
+            self.stalls[" > ".join(ours[-3:]) or "(outside chargeback)"] += 1
 
     def start(self) -> None:
         """Start probing."""
         self._task = asyncio.create_task(self._run())
+        self._thread.start()
 
     async def stop(self) -> None:
         """Stop probing."""
+        self._stop.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _start_sim(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, str]:
+    """ccloud_sim in its own process (wall clock), like the real API is elsewhere."""
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ccloud_sim", "serve", "--port", str(port),
+        "--seed", str(args.seed), "--scale", args.scale,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/_sim/clock")).status_code == 200:
+                    return proc, url
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise SystemExit("ccloud_sim did not start")
+
+
+async def _run_and_wait(daemon: Any) -> None:
+    pool = daemon.pool
+    pool.request_run_all("bench")
+    await asyncio.wait(list(pool.tasks.values()))
+
+
 async def daemon_side(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Start the daemon, scrape it from a subprocess during a backfill and after."""
-    from ccloud_sim import create_app  # noqa: PLC0415  (heavy imports after arg parsing)
-    from chargeback.core.plugin.registry import PluginRegistry  # noqa: PLC0415
-    from chargeback.plugins.confluent_cloud import ConfluentCloudPlugin  # noqa: PLC0415
-    from chargeback.service.daemon import Daemon  # noqa: PLC0415
+    from chargeback.service.daemon import Daemon  # noqa: PLC0415  (heavy imports after args)
     from chargeback.settings import load_settings  # noqa: PLC0415
 
-    app = create_app(seed=args.seed, scale=args.scale)  # wall clock, like the real API
+    sim, sim_url = await _start_sim(args)
+    try:
+        path = work / "settings.yaml"
+        path.write_text(_settings_yaml(work, lookback_for(args.days), sim_url), encoding="utf-8")
+        daemon = Daemon(load_settings(path), handle_signals=False)
+        await daemon.start()
+        try:
+            return await _measure(args, daemon, work)
+        finally:
+            daemon.stop()
+            await daemon.aclose()
+    finally:
+        sim.terminate()
+        await sim.wait()
 
-    async def no_sleep(_: float) -> None:
-        return None
 
-    def factory() -> ConfluentCloudPlugin:
-        return ConfluentCloudPlugin(transport=httpx.ASGITransport(app=app), sleep=no_sleep)
-
-    registry = PluginRegistry({"confluent_cloud": factory})
-    path = work / "settings.yaml"
-    path.write_text(_settings_yaml(work, lookback_for(args.days)), encoding="utf-8")
-    daemon = Daemon(load_settings(path), handle_signals=False, plugins=registry)
-    await daemon.start()
-    assert daemon.http is not None
+async def _measure(args: argparse.Namespace, daemon: Any, work: Path) -> dict[str, Any]:
     url = f"http://127.0.0.1:{daemon.http.port}/metrics"
     stop_file = work / "stop"
     proc = await asyncio.create_subprocess_exec(
@@ -135,34 +203,43 @@ async def daemon_side(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "--stop-file", str(stop_file), "--interval", str(args.interval),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    assert proc.stdout is not None
+    await proc.stdout.readline()  # "ready": the scraper has done its first scrape
     lag = LoopLag()
     lag.start()
     phases: dict[str, tuple[float, float]] = {}
-    assert proc.stdout is not None
-    await proc.stdout.readline()  # "ready": the scraper has done its first scrape
-    pool = daemon.pool
-    assert pool is not None
-    t0 = time.time()
-    pool.request_run_all("bench")
-    await asyncio.wait(list(pool.tasks.values()))
-    phases["backfill"] = (t0, time.time())
-    t1 = time.time()
-    await asyncio.sleep(args.idle_s)
-    phases["idle"] = (t1, time.time())
+    stalls: dict[str, dict[str, int]] = {}
+
+    async def phase(name: str, work: Any) -> None:
+        lag.stalls.clear()
+        t0 = time.time()
+        await work
+        phases[name] = (t0, time.time())
+        stalls[name] = dict(lag.stalls.most_common(8))
+
+    await phase("backfill", _run_and_wait(daemon))
+    await phase("idle", asyncio.sleep(args.idle_s))
+    # A second pass over every date of the window with the series already present:
+    # an operator's rerun of the whole window (what `chargeback rerun` records).
+    today = dt.datetime.now(dt.UTC).date()
+    start = today - dt.timedelta(days=lookback_for(args.days))
+    await daemon.storage.request_rerun("bench", start, today, dt.datetime.now(dt.UTC))
+    await phase("rerun_all_dates", _run_and_wait(daemon))
     stop_file.touch()
     out = await proc.stdout.read()
     await proc.wait()
     await lag.stop()
-    daemon.stop()
-    await daemon.aclose()
     samples = json.loads(out)
+    t_first = samples[0][0] if samples else 0.0
     return {
         "scale": args.scale,
         "days": args.days,
         "interval_s": args.interval,
         "phases": {
-            name: _phase(samples, lag.samples, start, end) for name, (start, end) in phases.items()
+            name: {**_phase(samples, lag.samples, start, end), "loop_stalls": stalls[name]}
+            for name, (start, end) in phases.items()
         },
+        "timeline": [[round(s[0] - t_first, 2), round(s[1] * 1000, 1), int(s[4])] for s in samples],
     }
 
 
@@ -213,7 +290,7 @@ def main() -> None:
     parser.add_argument("--scale", default="large")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--interval", type=float, default=0.25, help="seconds between scrapes")
+    parser.add_argument("--interval", type=float, default=3.0, help="seconds between scrapes")
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle phase after the run")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--scraper", metavar="URL", help=argparse.SUPPRESS)
@@ -237,6 +314,8 @@ def main() -> None:
             f"(goal: median < {GOAL_MEDIAN_MS:.0f} ms)",
             file=sys.stderr,
         )
+        for where, count in ph["loop_stalls"].items():
+            print(f"    loop stalled >= 200 ms x{count}: {where}", file=sys.stderr)
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
