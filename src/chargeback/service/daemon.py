@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.emitters.prometheus import PrometheusEmitter
@@ -204,9 +204,9 @@ class Daemon:
             emitter = emitter_registry.create(em.type, em.params, storage_backend=storage)
             if isinstance(emitter, PrometheusEmitter):
                 emitter.set_tenants(s.enabled_tenants())
-                self.registry.register(emitter)
-                stack.callback(self.registry.unregister, emitter)
+                # Served from its cached text by exposition(), not through the registry.
                 self._prometheus.append(emitter)
+                stack.callback(self._prometheus.remove, emitter)
                 await emitter.refresh()
             emitters.append(NamedEmitter(em.name, CountingEmitter(em.name, emitter, self.metrics)))
 
@@ -225,6 +225,17 @@ class Daemon:
         for name in tenants:
             await pool.add(name, s)
         return pool
+
+    def exposition(self) -> bytes:
+        """Return ``/metrics``: the service metrics, then the chargeback series.
+
+        The service registry is small and rendered per scrape; the chargeback series
+        (tens of thousands on a big organization) come pre-rendered from each
+        ``prometheus`` emitter's last refresh.
+        """
+        return generate_latest(self.registry) + b"".join(
+            emitter.exposition() for emitter in self._prometheus
+        )
 
     async def _flush_prometheus(self) -> None:
         for emitter in self._prometheus:
@@ -252,7 +263,7 @@ class Daemon:
             log.warning("runs interrupted by an earlier stop", runs=interrupted)
 
         if s.http.enabled:
-            self.http = HttpServer(make_app(self.registry, self), s.http.host, s.http.port)
+            self.http = HttpServer(make_app(self.exposition, self), s.http.host, s.http.port)
             await self.http.start()
             stack.push_async_callback(self.http.aclose)
 

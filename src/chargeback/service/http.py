@@ -3,8 +3,8 @@
 A tiny ASGI app served by uvicorn as a task of the daemon's loop (no thread). The
 handlers only read in-memory state, so a probe or scrape never waits for a pipeline:
 
-- ``/metrics``: the exposition of the daemon's own registry (service metrics and the
-  ``prometheus`` emitter's snapshot collector).
+- ``/metrics``: the daemon's exposition (service metrics rendered per scrape, the
+  ``prometheus`` emitter's chargeback series pre-rendered at its last refresh).
 - ``/healthz``: 200 when the loop answers, with the heartbeat's age.
 - ``/readyz``: 200 when storage is open, settings are loaded and the scheduler runs;
   503 with a JSON reason otherwise.
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Protocol
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 __all__ = ["HealthSource", "HttpServer", "make_app"]
 
@@ -42,9 +42,14 @@ class HealthSource(Protocol):
 
 
 def make_app(
-    registry: CollectorRegistry, health: HealthSource
+    exposition: Callable[[], bytes], health: HealthSource
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """Build the ASGI app serving the three endpoints."""
+    """Build the ASGI app serving the three endpoints.
+
+    Args:
+        exposition: returns the ``/metrics`` body (Prometheus text format); must be fast.
+        health: answers the probes.
+    """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +58,7 @@ def make_app(
         if scope.get("method") not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", "text/plain")
         elif path == "/metrics":
-            await _respond(send, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            await _respond(send, 200, exposition(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             await _respond_json(send, 200, {"status": "ok", **health.health()})
         elif path == "/readyz":

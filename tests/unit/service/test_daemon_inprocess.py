@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.plugin.registry import PluginRegistry
@@ -118,6 +119,16 @@ async def poll(check: Callable[[], bool], timeout_s: float = 20) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def scraped(daemon: Daemon, name: str, **labels: str) -> float | None:
+    """Return one sample's value from the daemon's /metrics body, parsed as Prometheus does."""
+    text = daemon.exposition().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
 class TestDaemonInProcess:
     """One Daemon object owns storage, HTTP, scheduler and tenant runs."""
 
@@ -139,13 +150,15 @@ class TestDaemonInProcess:
         """A restarted daemon serves the chargeback series and last success before any run."""
         first: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
         await wait_idle(first)
-        get = first.registry.get_sample_value
-        latest = get("chargeback_latest_day_timestamp_seconds", {"tenant": "acme"})
+        latest = scraped(first, "chargeback_latest_day_timestamp_seconds", tenant="acme")
         assert latest is not None
+        served = first.exposition()
         await first.aclose()
         second: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        assert scraped(second, "chargeback_latest_day_timestamp_seconds", tenant="acme") == latest
+        chargeback_part = served[served.index(b"# HELP chargeback_cost_latest_day") :]
+        assert chargeback_part in second.exposition()
         get = second.registry.get_sample_value
-        assert get("chargeback_latest_day_timestamp_seconds", {"tenant": "acme"}) == latest
         assert get("chargeback_last_success_timestamp_seconds", {"tenant": "acme"}) is not None
         assert second.pool is not None
         assert not second.pool.tasks  # its last success is recent: no missed run

@@ -133,3 +133,34 @@ class TestPrometheusEmitter:
         assert getattr(make_prometheus_emitter, "needs_storage_backend", False) is True
         emitter = create("prometheus", {}, storage_backend=storage)
         assert isinstance(emitter, PrometheusEmitter)
+
+
+class TestCachedExposition:
+    """/metrics serves text rendered once per refresh, identical to a fresh render."""
+
+    async def test_cached_text_equals_a_fresh_render(self, storage: SQLiteBackend) -> None:
+        """The cached exposition is byte-identical to rendering the collector now."""
+        await commit(storage, "beta", dt.date(2026, 3, 1), {"sa-1": "1", 'we"ird\nid': "2.5"})
+        await commit(storage, "acme", dt.date(2026, 3, 2), {"sa-1": "0.1", "sa-2": "7"})
+        emitter = PrometheusEmitter(storage)
+        await emitter.refresh()
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(emitter)
+        assert emitter.exposition() == generate_latest(reg)
+        assert emitter.exposition().count(b"# TYPE ") == 3
+
+    async def test_cached_text_follows_refresh_and_tenant_changes(
+        self, storage: SQLiteBackend
+    ) -> None:
+        """A flush after an emit and a tenant limit both change the served text."""
+        await commit(storage, "acme", dt.date(2026, 3, 1), {"sa-1": "1"})
+        await commit(storage, "beta", dt.date(2026, 3, 1), {"sa-1": "1"})
+        emitter = PrometheusEmitter(storage)
+        await emitter.refresh()
+        await commit(storage, "acme", dt.date(2026, 3, 2), {"sa-3": "4"})
+        await emitter("acme", dt.date(2026, 3, 2), [])
+        await emitter.flush()
+        assert b'identity="sa-3"' in emitter.exposition()
+        emitter.set_tenants(["acme"])
+        assert b'tenant="beta"' not in emitter.exposition()
+        assert b'tenant="acme"' in emitter.exposition()

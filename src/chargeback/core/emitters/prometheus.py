@@ -3,7 +3,11 @@
 The emitter is also a prometheus_client collector. Its :meth:`PrometheusEmitter.collect`
 reads only the snapshot, so a scrape never waits for the database or a running
 pipeline; :meth:`PrometheusEmitter.refresh` rebuilds the snapshot from storage with
-set-based queries. The daemon refreshes at start-up (a restarted process serves the
+set-based queries. A big organization has tens of thousands of series and rendering
+them costs ~16 µs each, so :meth:`~PrometheusEmitter.refresh` also renders each
+tenant's text once, off the event loop, and :meth:`~PrometheusEmitter.exposition`
+serves the cached bytes: the daemon's ``/metrics`` costs a join, not a render.
+The daemon refreshes at start-up (a restarted process serves the
 same data at once). Each emit marks its tenant as changed, and :meth:`flush` (called
 by the daemon once at the end of every run) refreshes the changed tenants, so a
 backfill of many dates costs one refresh, not one per date.
@@ -21,10 +25,12 @@ history, Prometheus a view of it)::
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -43,6 +49,67 @@ class _TenantSnapshot:
     latest_day: dt.date
     latest: tuple[CostTotal, ...]
     month_to_date: tuple[CostTotal, ...]
+    rendered: tuple[bytes, ...] = ()
+    """Per family (in :data:`_FAMILIES` order), this tenant's sample lines as text."""
+
+
+_FAMILIES = (
+    (
+        "chargeback_cost_latest_day",
+        "Chargeback cost of the latest calculated day, in currency units.",
+    ),
+    (
+        "chargeback_cost_month_to_date",
+        "Chargeback cost from the 1st of the latest calculated day's month to that day,"
+        " in currency units.",
+    ),
+    (
+        "chargeback_latest_day_timestamp_seconds",
+        "Start (00:00 UTC) of the latest calculated day, as a Unix time.",
+    ),
+)
+
+_HEADERS = tuple(f"# HELP {name} {doc}\n# TYPE {name} gauge\n".encode() for name, doc in _FAMILIES)
+
+
+def _families(snapshot: dict[str, _TenantSnapshot]) -> list[GaugeMetricFamily]:
+    """Build the three families from a snapshot of tenants."""
+    (latest_name, latest_doc), (mtd_name, mtd_doc), (ts_name, ts_doc) = _FAMILIES
+    latest = GaugeMetricFamily(latest_name, latest_doc, labels=_LABELS)
+    mtd = GaugeMetricFamily(mtd_name, mtd_doc, labels=_LABELS)
+    day_ts = GaugeMetricFamily(ts_name, ts_doc, labels=("tenant",))
+    for tenant in sorted(snapshot):
+        snap = snapshot[tenant]
+        start = dt.datetime.combine(snap.latest_day, dt.time(), tzinfo=dt.UTC)
+        day_ts.add_metric([tenant], start.timestamp())
+        for family, totals in ((latest, snap.latest), (mtd, snap.month_to_date)):
+            for t in totals:
+                family.add_metric(
+                    [tenant, t.identity_id, t.product_type, t.cost_type, t.env_id or ""],
+                    float(to_decimal(t.amount)),
+                )
+    return [latest, mtd, day_ts]
+
+
+class _Fixed(Collector):
+    """A collector over fixed families, to render text with the library's encoder."""
+
+    def __init__(self, families: Iterable[GaugeMetricFamily]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families
+
+
+def _render(tenant: str, snap: _TenantSnapshot) -> tuple[bytes, ...]:
+    """Render one tenant's sample lines per family, without the HELP/TYPE headers."""
+    out = []
+    for family in _families({tenant: snap}):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Fixed([family]))
+        lines = generate_latest(registry).splitlines(keepends=True)
+        out.append(b"".join(line for line in lines if not line.startswith(b"#")))
+    return tuple(out)
 
 
 class PrometheusEmitter(Collector):
@@ -85,8 +152,20 @@ class PrometheusEmitter(Collector):
             mtd_rows = await self._storage.cost_totals(
                 tenant, latest.replace(day=1), latest + _ONE_DAY
             )
-            snapshot[tenant] = _TenantSnapshot(latest, tuple(day_rows), tuple(mtd_rows))
+            snap = _TenantSnapshot(latest, tuple(day_rows), tuple(mtd_rows))
+            # Tens of thousands of series take a while to render: not on the event loop.
+            rendered = await asyncio.to_thread(_render, tenant, snap)
+            snapshot[tenant] = _TenantSnapshot(latest, snap.latest, snap.month_to_date, rendered)
         self._snapshot = snapshot  # one reference swap: collect() sees old or new, never half
+
+    def exposition(self) -> bytes:
+        """Return the chargeback series as Prometheus text, from the cached rendering."""
+        snapshot = self._snapshot
+        tenants = sorted(snapshot)
+        return b"".join(
+            header + b"".join(snapshot[t].rendered[i] for t in tenants)
+            for i, header in enumerate(_HEADERS)
+        )
 
     async def __call__(
         self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
@@ -103,36 +182,7 @@ class PrometheusEmitter(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield the series from the snapshot; never touches storage."""
-        snapshot = self._snapshot
-        latest = GaugeMetricFamily(
-            "chargeback_cost_latest_day",
-            "Chargeback cost of the latest calculated day, in currency units.",
-            labels=_LABELS,
-        )
-        mtd = GaugeMetricFamily(
-            "chargeback_cost_month_to_date",
-            "Chargeback cost from the 1st of the latest calculated day's month to that day,"
-            " in currency units.",
-            labels=_LABELS,
-        )
-        day_ts = GaugeMetricFamily(
-            "chargeback_latest_day_timestamp_seconds",
-            "Start (00:00 UTC) of the latest calculated day, as a Unix time.",
-            labels=("tenant",),
-        )
-        for tenant in sorted(snapshot):
-            snap = snapshot[tenant]
-            start = dt.datetime.combine(snap.latest_day, dt.time(), tzinfo=dt.UTC)
-            day_ts.add_metric([tenant], start.timestamp())
-            for family, totals in ((latest, snap.latest), (mtd, snap.month_to_date)):
-                for t in totals:
-                    family.add_metric(
-                        [tenant, t.identity_id, t.product_type, t.cost_type, t.env_id or ""],
-                        float(to_decimal(t.amount)),
-                    )
-        yield latest
-        yield mtd
-        yield day_ts
+        yield from _families(self._snapshot)
 
 
 def make_prometheus_emitter(*, storage_backend: StorageBackend) -> PrometheusEmitter:
