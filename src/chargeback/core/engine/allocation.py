@@ -207,20 +207,23 @@ class Dispatcher:
         resources: Mapping[str, Resource],
         usage: Mapping[MetricQuery, UsageTable],
         notes: RunNotes | None = None,
+        context: ResolveContext | None = None,
     ) -> DateAllocation:
         """Allocate one date's lines into chargeback rows that conserve every line.
 
         Args:
             day: the date.
-            lines: the date's billing lines.
+            lines: the date's billing lines (or a slice of them).
             identities: every known identity (filtered here to those active on ``day``).
             resources: every known resource by id, deleted ones included.
             usage: usage tables by metric query, covering ``day``.
             notes: the run's already-logged warnings.
+            context: the date's caches from :meth:`resolve_context`; pass the same one
+                for every slice of a date so handlers index the inventory once.
         """
         notes = notes if notes is not None else RunNotes()
-        active = identities.active_on(day)
-        context = ResolveContext(cached_identities=active, cached_resources=resources)
+        if context is None:
+            context = self.resolve_context(day, identities, resources)
         rows: list[ChargebackRow] = []
         unallocated = 0
         errors = 0
@@ -261,6 +264,15 @@ class Dispatcher:
                 rows.append(_unallocated_row(tenant, day, line, "none", reason))
                 unallocated += line.amount
         return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
+
+    @staticmethod
+    def resolve_context(
+        day: dt.date, identities: IdentitySet, resources: Mapping[str, Resource]
+    ) -> ResolveContext:
+        """Return one date's caches: the identities active that day and every resource."""
+        return ResolveContext(
+            cached_identities=identities.active_on(day), cached_resources=resources
+        )
 
     def _problem(self, line: BillingLineItem, notes: RunNotes) -> str | None:
         """Return why ``line`` cannot be allocated at all, or ``None``."""

@@ -27,10 +27,17 @@ import structlog
 
 from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
 from chargeback.core.engine import dates as datesel
-from chargeback.core.engine.allocation import Dispatcher, RunNotes
+from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
 from chargeback.core.engine.inventory import gather_inventory
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
-from chargeback.core.models import BillingLineItem, IdentitySet, MetricQuery, UsageTable
+from chargeback.core.models import (
+    BillingLineItem,
+    ChargebackRow,
+    IdentitySet,
+    MetricQuery,
+    Resource,
+    UsageTable,
+)
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (
     CostAllocator,
@@ -46,6 +53,9 @@ from chargeback.errors import ConfigError, PluginError, StorageError
 __all__ = ["TenantRuntime"]
 
 log = structlog.get_logger(__name__)
+
+_ALLOCATION_SLICE = 250
+"""Lines allocated between two yields to the event loop (a few milliseconds of work)."""
 
 
 def _utcnow() -> dt.datetime:
@@ -335,8 +345,8 @@ class TenantRuntime:
         notes = RunNotes()
         for day in todo:
             with structlog.contextvars.bound_contextvars(date=day.isoformat()):
-                lines = by_date.get(day, [])
-                result = self._dispatcher.allocate_date(
+                lines = by_date.pop(day, [])  # the date's lines are not needed after it
+                result = await self._allocate_sliced(
                     day, lines, identities=identities, resources=resources, usage=usage, notes=notes
                 )
                 plugin_rows = (
@@ -378,6 +388,42 @@ class TenantRuntime:
                 summary.emitted, summary.emit_failures = emitted.emitted, emitted.failed
             await asyncio.sleep(0)  # let /metrics scrapes in between large dates
         return len(todo)
+
+    async def _allocate_sliced(
+        self,
+        day: dt.date,
+        lines: list[BillingLineItem],
+        *,
+        identities: IdentitySet,
+        resources: Mapping[str, Resource],
+        usage: Mapping[MetricQuery, UsageTable],
+        notes: RunNotes,
+    ) -> DateAllocation:
+        """Allocate a date in slices, yielding to the loop between them.
+
+        Allocation is synchronous CPU work; a big date takes most of a second, and
+        ``/metrics``, the probes and the signal handlers share this loop.
+        """
+        assert self._dispatcher is not None  # noqa: S101  (start() ran)
+        dispatcher = self._dispatcher
+        context = dispatcher.resolve_context(day, identities, resources)
+        rows: list[ChargebackRow] = []
+        unallocated = errors = 0
+        for i in range(0, max(len(lines), 1), _ALLOCATION_SLICE):
+            part = dispatcher.allocate_date(
+                day,
+                lines[i : i + _ALLOCATION_SLICE],
+                identities=identities,
+                resources=resources,
+                usage=usage,
+                notes=notes,
+                context=context,
+            )
+            rows.extend(part.rows)
+            unallocated += part.unallocated
+            errors += part.allocator_errors
+            await asyncio.sleep(0)
+        return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
 
     async def _gather_billing(
         self, summary: RunSummary, fetch: list[dt.date]
