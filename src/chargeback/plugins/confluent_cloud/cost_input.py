@@ -26,6 +26,7 @@ How rows become :class:`~chargeback.core.models.BillingLineItem`\\ s:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -44,6 +45,9 @@ from chargeback.plugins.confluent_cloud.config import BillingSettings
 __all__ = ["MAX_AMOUNT", "CCloudCostInput", "parse_cost_row", "windows"]
 
 _log = structlog.get_logger(__name__)
+
+_ROWS_PER_YIELD = 500
+"""Billing rows parsed between two yields to the event loop."""
 
 ENDPOINT = "/billing/v1/costs"
 
@@ -209,7 +213,8 @@ class CCloudCostInput:
     ) -> AsyncIterator[BillingLineItem]:
         """Stream the billing lines of ``start <= day < end``."""
         for w_start, w_end in windows(start, end, self._settings.days_per_query):
-            seen: dict[tuple[dt.date, str], Mapping[str, Any]] = {}
+            # Parsed lines, not raw rows: the line exists anyway, the row would be a copy.
+            seen: dict[tuple[dt.date, str], BillingLineItem] = {}
             dropped = 0
             params: dict[str, str | int] = {
                 "start_date": w_start.isoformat(),
@@ -217,7 +222,9 @@ class CCloudCostInput:
                 "page_size": self._settings.page_size,
             }
             async for page in self._client.paginate(self._url, endpoint=ENDPOINT, params=params):
-                for row in page:
+                for n, row in enumerate(page, 1):
+                    if n % _ROWS_PER_YIELD == 0:
+                        await asyncio.sleep(0)  # a 10k-row page must not stall the loop
                     line = parse_cost_row(row)
                     if line is None:
                         continue
@@ -242,19 +249,19 @@ class CCloudCostInput:
     def _dedupe(
         line: BillingLineItem,
         row: Mapping[str, Any],
-        seen: dict[tuple[dt.date, str], Mapping[str, Any]],
+        seen: dict[tuple[dt.date, str], BillingLineItem],
     ) -> BillingLineItem | None:
         key = (line.date, line.line_id)
         previous = seen.get(key)
         if previous is None:
-            seen[key] = row
+            seen[key] = line
             return line
         if line.line_id.startswith("k:"):
             n = 2
             while (line.date, f"{line.line_id}#{n}") in seen:
                 n += 1
             new_id = f"{line.line_id}#{n}"
-        elif previous == row:
+        elif previous == line:
             _log.warning("billing duplicate row dropped", line_id=line.line_id)
             return None
         else:
@@ -263,8 +270,9 @@ class CCloudCostInput:
                 _log.warning("billing duplicate row dropped", line_id=line.line_id)
                 return None
             _log.warning("billing id reused by a different row", line_id=line.line_id)
-        seen[(line.date, new_id)] = row
-        return _with_id(line, new_id)
+        renamed = _with_id(line, new_id)
+        seen[(line.date, new_id)] = renamed
+        return renamed
 
 
 def _with_id(line: BillingLineItem, line_id: str) -> BillingLineItem:
