@@ -49,7 +49,7 @@ from chargeback.core.telemetry import set_telemetry
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
 from chargeback.service.heartbeat import Heartbeat, write_heartbeat
-from chargeback.service.http import HttpServer, make_app
+from chargeback.service.http import HttpServer, gzip_stream, make_app
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.service.scheduling import missed_run
 from chargeback.service.tenants import CountingEmitter, TenantPool
@@ -237,6 +237,16 @@ class Daemon:
             emitter.exposition() for emitter in self._prometheus
         )
 
+    def exposition_gzip(self) -> bytes:
+        """Return :meth:`exposition`'s families as one gzip member, compressing little.
+
+        The chargeback part was compressed at its last refresh; only the small service
+        registry is compressed per scrape. The chargeback families come first here
+        (the order of families does not matter to Prometheus).
+        """
+        parts = [(p.text, p.deflate, p.crc) for p in (e.published() for e in self._prometheus)]
+        return gzip_stream(parts, generate_latest(self.registry))
+
     async def _flush_prometheus(self) -> None:
         for emitter in self._prometheus:
             await emitter.flush()
@@ -263,7 +273,7 @@ class Daemon:
             log.warning("runs interrupted by an earlier stop", runs=interrupted)
 
         if s.http.enabled:
-            self.http = HttpServer(make_app(self.exposition, self), s.http.host, s.http.port)
+            self.http = HttpServer(make_app(self, self), s.http.host, s.http.port)
             await self.http.start()
             stack.push_async_callback(self.http.aclose)
 

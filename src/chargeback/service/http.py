@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+import struct
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = ["HealthSource", "HttpServer", "make_app"]
+__all__ = ["Exposition", "HealthSource", "HttpServer", "gzip_stream", "make_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,13 +43,58 @@ class HealthSource(Protocol):
         ...
 
 
+class Exposition(Protocol):
+    """Protocol: what ``/metrics`` serves; both methods must be fast (no rendering)."""
+
+    def exposition(self) -> bytes:
+        """Return the Prometheus text."""
+        ...
+
+    def exposition_gzip(self) -> bytes:
+        """Return the same text as one gzip member."""
+        ...
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
+
+
+def gzip_stream(precompressed: Sequence[tuple[bytes, bytes, int]], tail: bytes) -> bytes:
+    """Return one gzip member of the texts of ``precompressed`` followed by ``tail``.
+
+    Each item is ``(text, deflate, crc)``: ``deflate`` holds ``text`` as raw DEFLATE
+    blocks, sync-flushed and not final, and ``crc`` is its CRC-32. Only ``tail`` (the
+    small service registry) is compressed here, so a scrape of a big organization's
+    series costs no compression. The CRC of a later part is continued over its text.
+    """
+    crc = 0
+    size = 0
+    body = [_GZIP_HEADER]
+    for text, deflate, part_crc in precompressed:
+        crc = part_crc if size == 0 else zlib.crc32(text, crc)
+        size += len(text)
+        body.append(deflate)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body.append(compressor.compress(tail) + compressor.flush(zlib.Z_FINISH))
+    crc = zlib.crc32(tail, crc) if size else zlib.crc32(tail)
+    size += len(tail)
+    body.append(struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF))
+    return b"".join(body)
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"accept-encoding":
+            return b"gzip" in value.lower()
+    return False
+
+
 def make_app(
-    exposition: Callable[[], bytes], health: HealthSource
+    source: Exposition, health: HealthSource
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """Build the ASGI app serving the three endpoints.
 
     Args:
-        exposition: returns the ``/metrics`` body (Prometheus text format); must be fast.
+        source: the ``/metrics`` body, plain or gzip (Prometheus asks for gzip).
         health: answers the probes.
     """
 
@@ -58,7 +105,11 @@ def make_app(
         if scope.get("method") not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", "text/plain")
         elif path == "/metrics":
-            await _respond(send, 200, exposition(), CONTENT_TYPE_LATEST)
+            if _accepts_gzip(scope):
+                body = source.exposition_gzip()
+                await _respond(send, 200, body, CONTENT_TYPE_LATEST, encoding=b"gzip")
+            else:
+                await _respond(send, 200, source.exposition(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             await _respond_json(send, 200, {"status": "ok", **health.health()})
         elif path == "/readyz":
@@ -77,17 +128,16 @@ async def _respond_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await _respond(send, status, json.dumps(body).encode() + b"\n", "application/json")
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: str, *, encoding: bytes | None = None
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if encoding is not None:
+        headers += [(b"content-encoding", encoding), (b"vary", b"accept-encoding")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -309,3 +309,30 @@ class TestStorageHealth:
         assert runs["killed-run"].status == "interrupted"
         assert runs["killed-run"].finished_at is not None
         assert [r.status for r in runs.values() if r.run_id != "killed-run"] == ["success"]
+
+
+def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    """The samples of an exposition, order-free."""
+    return {
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+class TestDaemonMetricsEncoding:
+    async def test_gzip_and_plain_bodies_carry_the_same_samples(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """/metrics in gzip (as Prometheus asks) and plain carry exactly the same samples."""
+        d = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(d)
+        assert d.http is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http.port}") as client:
+            zipped = await client.get("/metrics", headers={"accept-encoding": "gzip"})
+            plain = await client.get("/metrics", headers={"accept-encoding": "identity"})
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert "content-encoding" not in plain.headers
+        assert int(zipped.headers["content-length"]) < len(plain.content)
+        assert samples(zipped.text) == samples(plain.text)
+        assert any(s[0] == "chargeback_cost_latest_day" for s in samples(plain.text))

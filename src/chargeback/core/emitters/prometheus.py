@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ from chargeback.core.models import ChargebackRow
 from chargeback.core.money import to_decimal
 from chargeback.core.storage.backend import CostTotal, StorageBackend
 
-__all__ = ["PrometheusEmitter", "make_prometheus_emitter"]
+__all__ = ["PrometheusEmitter", "Published", "make_prometheus_emitter"]
 
 _LABELS = ("tenant", "identity", "product_type", "cost_type", "env")
 _ONE_DAY = dt.timedelta(days=1)
@@ -68,6 +69,35 @@ _FAMILIES = (
         "Start (00:00 UTC) of the latest calculated day, as a Unix time.",
     ),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The chargeback exposition of one snapshot, plain and pre-compressed.
+
+    Attributes:
+        text: the Prometheus text.
+        deflate: ``text`` as raw DEFLATE blocks, sync-flushed and not final, so a
+            server can continue the stream and close it (one gzip member).
+        crc: CRC-32 of ``text``.
+    """
+
+    text: bytes
+    deflate: bytes
+    crc: int
+
+
+def _publish(snapshot: dict[str, _TenantSnapshot]) -> Published:
+    """Join the tenants' rendered lines under the family headers and compress them once."""
+    tenants = sorted(snapshot)
+    text = b"".join(
+        header + b"".join(snapshot[t].rendered[i] for t in tenants)
+        for i, header in enumerate(_HEADERS)
+    )
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflate = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return Published(text, deflate, zlib.crc32(text))
+
 
 _HEADERS = tuple(f"# HELP {name} {doc}\n# TYPE {name} gauge\n".encode() for name, doc in _FAMILIES)
 
@@ -126,13 +156,15 @@ class PrometheusEmitter(Collector):
         self._storage = storage_backend
         self._tenants: frozenset[str] | None = None if tenants is None else frozenset(tenants)
         self._snapshot: dict[str, _TenantSnapshot] = {}
+        self._published = _publish({})
         self._dirty: set[str] = set()
 
     def set_tenants(self, tenants: Collection[str] | None) -> None:
         """Limit the series to ``tenants`` (after a settings reload) and drop the others."""
         self._tenants = None if tenants is None else frozenset(tenants)
         if self._tenants is not None:
-            self._snapshot = {t: s for t, s in self._snapshot.items() if t in self._tenants}
+            snapshot = {t: s for t, s in self._snapshot.items() if t in self._tenants}
+            self._snapshot, self._published = snapshot, _publish(snapshot)  # rare: a reload
 
     async def refresh(self, tenant_id: str | None = None) -> None:
         """Rebuild the snapshot of ``tenant_id`` (``None``: every tenant) from storage."""
@@ -156,16 +188,17 @@ class PrometheusEmitter(Collector):
             # Tens of thousands of series take a while to render: not on the event loop.
             rendered = await asyncio.to_thread(_render, tenant, snap)
             snapshot[tenant] = _TenantSnapshot(latest, snap.latest, snap.month_to_date, rendered)
-        self._snapshot = snapshot  # one reference swap: collect() sees old or new, never half
+        published = await asyncio.to_thread(_publish, snapshot)
+        # Swapped together, between two awaits: a scrape sees the old or the new, never half.
+        self._snapshot, self._published = snapshot, published
 
     def exposition(self) -> bytes:
         """Return the chargeback series as Prometheus text, from the cached rendering."""
-        snapshot = self._snapshot
-        tenants = sorted(snapshot)
-        return b"".join(
-            header + b"".join(snapshot[t].rendered[i] for t in tenants)
-            for i, header in enumerate(_HEADERS)
-        )
+        return self._published.text
+
+    def published(self) -> Published:
+        """Return the cached exposition with its pre-compressed form."""
+        return self._published
 
     async def __call__(
         self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
