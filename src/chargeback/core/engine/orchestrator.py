@@ -54,7 +54,7 @@ __all__ = ["TenantRuntime"]
 
 log = structlog.get_logger(__name__)
 
-_ALLOCATION_SLICE = 250
+_ALLOCATION_SLICE = 50
 """Lines allocated between two yields to the event loop (a few milliseconds of work)."""
 
 

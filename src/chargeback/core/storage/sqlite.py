@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import sqlite3
 import threading
@@ -429,9 +430,10 @@ class SQLiteBackend:
             ValueError: a line, row or plugin row belongs to another tenant or date.
             StorageError: the database failed (nothing was written).
         """
-        prepared = _commit.prepare_commit(
-            tenant_id,
-            day,
+        # Building ~100k parameter tuples is pure CPU work: off the event loop, which
+        # serves /metrics and the probes meanwhile.
+        prepared = await asyncio.to_thread(
+            functools.partial(_commit.prepare_commit, tenant_id, day),
             lines=lines,
             rows=rows,
             plugin_rows=plugin_rows,
