@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: all install lint format types pytest test demo system-deps clean
+.PHONY: all install lint format types pytest test demo bench system-deps clean
 
 all: test
 
@@ -47,6 +47,13 @@ test: lint types pytest
 
 demo: install
 	$(RUN) chargeback demo --config settings.yaml
+
+# The benchmarks of bench/README.md (several minutes; the kept databases take ~3 GB).
+bench: install
+	$(RUN) python -m bench.backfill --days 30,90,180 --keep-db var/bench-cache --out var/bench-backfill.json
+	$(RUN) python -m bench.steady_state --days 30,90 --cache var/bench-cache --out var/bench-steady.json
+	$(RUN) python -m bench.scrape --days 30 --out var/bench-scrape.json
+	$(RUN) python -m bench.scale_curve --out var/bench-scale.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
