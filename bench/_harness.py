@@ -242,3 +242,11 @@ def _brief(result: Mapping[str, Any]) -> str:
 def median_of(results: Sequence[Mapping[str, Any]], key: str) -> float:
     """The median of a numeric figure over several runs."""
     return float(statistics.median(float(r[key]) for r in results))
+
+
+def write_report(report: Mapping[str, Any], out: Path | None) -> None:
+    """Print the report as JSON on stdout and, with ``out``, also write it there."""
+    text = json.dumps(report, indent=2)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+    print(text)

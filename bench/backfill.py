@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import sqlite_floor
-from bench._harness import TENANT, Meter, Sim, median_of, quiet_logs, run_children
+from bench._harness import (
+    TENANT,
+    Meter,
+    Sim,
+    median_of,
+    quiet_logs,
+    run_children,
+    write_report,
+)
 
 GOAL_WALL_S = 60.0
 GOAL_FLOOR_RATIO = 10.0
@@ -270,10 +278,7 @@ def main() -> None:
                 f"{s['api_calls'].get('POST /v2/metrics/cloud/query', 0)}",
                 file=sys.stderr,
             )
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

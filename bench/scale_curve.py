@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench._harness import median_of, run_children
+from bench._harness import median_of, run_children, write_report
 
 
 def fit(xs: list[float], ys: list[float]) -> dict[str, float]:
@@ -93,10 +92,7 @@ def main() -> None:
             f"  cpu_s = {f['a']:.2f} + {f['b'] * 1e6:.2f} us x rows (R² {f['r2']:.4f})",
             file=sys.stderr,
         )
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

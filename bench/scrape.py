@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench._harness import plugin_settings, quiet_logs
+from bench._harness import plugin_settings, quiet_logs, write_report
 from bench.backfill import lookback_for
 
 GOAL_MEDIAN_MS = 50.0
@@ -316,10 +316,7 @@ def main() -> None:
         )
         for where, count in ph["loop_stalls"].items():
             print(f"    loop stalled >= 200 ms x{count}: {where}", file=sys.stderr)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_report(result, args.out)
 
 
 if __name__ == "__main__":

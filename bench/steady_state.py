@@ -32,7 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._harness import TENANT, Meter, Sim, median_of, quiet_logs, run_children
+from bench._harness import (
+    TENANT,
+    Meter,
+    Sim,
+    median_of,
+    quiet_logs,
+    run_children,
+    write_report,
+)
 from bench.backfill import lookback_for
 
 GOAL_WALL_S = 5.0
@@ -189,10 +197,7 @@ def main() -> None:
             f"date_state unchanged: {rr['date_state_unchanged']}, calls {_short(rr['api_calls'])}",
             file=sys.stderr,
         )
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
