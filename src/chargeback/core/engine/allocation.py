@@ -234,7 +234,7 @@ class Dispatcher:
                 route = self.route(line.product_type)
                 result, reason = self._allocate(line, route, context, usage, day)
                 if result is not None:
-                    parts, reason = _checked(line, result, route.params.rule)
+                    parts, reason = _checked(line, result)
                     if reason is not None:
                         errors += 1
                         _log_once(notes, "allocator_error", line.product_type, reason)
@@ -261,7 +261,7 @@ class Dispatcher:
                 errors += 1
                 _log_once(notes, "allocator_error", line.product_type, reason)
             if line.amount:
-                rows.append(_unallocated_row(tenant, day, line, "none", reason))
+                rows.append(_unallocated_row(tenant, day, line, _rule_for(reason), reason))
                 unallocated += line.amount
         return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
 
@@ -359,6 +359,15 @@ def _unallocated_row(
     )
 
 
+_ENGINE_RULES = ("source_error", "allocator_error", "resolver_error")
+
+
+def _rule_for(reason: str) -> str:
+    """Name the engine rule that sent a whole line to UNALLOCATED, from its reason."""
+    kind = reason.split(":", 1)[0]
+    return kind if kind in _ENGINE_RULES else "no_handler"
+
+
 def _log_once(notes: RunNotes, kind: str, product_type: str, reason: str) -> None:
     if notes.first(kind, product_type):
         log.error("allocation failed", product_type=product_type, reason=reason)
@@ -367,7 +376,7 @@ def _log_once(notes: RunNotes, kind: str, product_type: str, reason: str) -> Non
 _Part = tuple[str, int, str, str, str | None]
 
 
-def _checked(line: BillingLineItem, result: object, rule: str) -> tuple[list[_Part], str | None]:
+def _checked(line: BillingLineItem, result: object) -> tuple[list[_Part], str | None]:
     """Validate an allocator's result; return conserving parts and an error, if any.
 
     Parts to the same identity with the same cost type, rule and reason are merged
@@ -375,14 +384,14 @@ def _checked(line: BillingLineItem, result: object, rule: str) -> tuple[list[_Pa
     """
     if not isinstance(result, AllocationResult):
         reason = f"allocator_error: returned {type(result).__name__}, not AllocationResult"
-        return [(UNALLOCATED, line.amount, _UNALLOCATED, rule, reason)], reason
+        return [(UNALLOCATED, line.amount, _UNALLOCATED, "allocator_error", reason)], reason
     merged: dict[tuple[str, str, str, str | None], int] = {}
     total = 0
     for part in result.allocations:
         problem = _part_problem(part)
         if problem is not None:
             reason = f"allocator_error: {problem}"
-            return [(UNALLOCATED, line.amount, _UNALLOCATED, rule, reason)], reason
+            return [(UNALLOCATED, line.amount, _UNALLOCATED, "allocator_error", reason)], reason
         ident, amount, cost_type, part_rule, why = part
         if ident == UNALLOCATED and not why:
             why = f"{part_rule}: no reason given"
@@ -392,7 +401,7 @@ def _checked(line: BillingLineItem, result: object, rule: str) -> tuple[list[_Pa
     error: str | None = None
     if total != line.amount:
         error = f"allocator_error: parts sum to {total}, line amount is {line.amount}"
-        key = (UNALLOCATED, _UNALLOCATED, rule, error)
+        key = (UNALLOCATED, _UNALLOCATED, "allocator_error", error)
         merged[key] = merged.get(key, 0) + line.amount - total
     parts = [(k[0], v, k[1], k[2], k[3]) for k, v in merged.items() if v]
     return parts, error

@@ -153,6 +153,7 @@ class TestRouting:
             result = allocate(d, [line("a", 5, "Z"), line("b", 6, "Z")], notes=notes)
             allocate(d, [line("c", 7, "Z")], notes=notes)
         assert {r.reason for r in result.rows} == {"no handler for product type Z"}
+        assert {r.rule for r in result.rows} == {"no_handler"}
         assert [e["product_type"] for e in logs if e["event"] == "no handler for product type"] == [
             "Z"
         ]
@@ -256,6 +257,8 @@ class TestMisbehavingAllocators:
         )
         assert result.allocator_errors == 2
         assert len([e for e in logs if e["event"] == "allocation failed"]) == 1
+        if allocator in (raising, not_a_result):  # the whole line: the engine's rule
+            assert {r.rule for r in result.rows} == {"allocator_error"}
 
     def test_duplicate_parts_are_merged(self) -> None:
         """Two parts for the same identity and rule become one row."""
