@@ -42,7 +42,7 @@ from chargeback.core.money import to_minor
 from chargeback.plugins.confluent_cloud.client import CCloudClient
 from chargeback.plugins.confluent_cloud.config import BillingSettings
 
-__all__ = ["MAX_AMOUNT", "CCloudCostInput", "parse_cost_row", "windows"]
+__all__ = ["MAX_AMOUNT", "CCloudCostInput", "parse_cost_row", "parse_decimal", "windows"]
 
 _log = structlog.get_logger(__name__)
 
@@ -73,7 +73,11 @@ def _date(value: object) -> dt.date | None:
         return None
 
 
-def _decimal(value: object) -> Decimal | None:
+def parse_decimal(value: object) -> Decimal | None:
+    """Read an API number (JSON number or numeric string) exactly; ``None`` if it is not one.
+
+    Floats go through their shortest ``repr``; NaN and infinities are not numbers.
+    """
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -90,12 +94,12 @@ integers of minor units. A row beyond it is malformed (UNALLOCATED with the reas
 
 
 def _minor(value: object) -> int | None:
-    dec = _decimal(value)
+    dec = parse_decimal(value)
     return None if dec is None or dec.copy_abs() > MAX_AMOUNT else to_minor(dec)
 
 
 def _amount_problem(name: str, value: object) -> str:
-    dec = _decimal(value)
+    dec = parse_decimal(value)
     if dec is not None and dec.copy_abs() > MAX_AMOUNT:
         return f"{name} {value!r} is out of range (more than {MAX_AMOUNT:,} in absolute value)"
     return f"{name} {value!r} is not a number"
@@ -155,7 +159,11 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
             amount = 0
             errors.append(_amount_problem("amount", row.get("amount")))
     for name, parsed in (("original_amount", original), ("discount_amount", discount)):
-        if parsed is None and row.get(name) is not None and _decimal(row.get(name)) is not None:
+        if (
+            parsed is None
+            and row.get(name) is not None
+            and parse_decimal(row.get(name)) is not None
+        ):
             errors.append(_amount_problem(name, row.get(name)))
     line_type = _text(row.get("line_type"))
     if not line_type:
@@ -168,7 +176,7 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
     for name in ("network_access_type", "granularity"):
         if row.get(name) is not None:
             attrs[name] = str(row[name])
-    price, quantity = _decimal(row.get("price")), _decimal(row.get("quantity"))
+    price, quantity = parse_decimal(row.get("price")), parse_decimal(row.get("quantity"))
     if isinstance(row.get("tier_dimensions"), dict):
         attrs["tier_dimensions"] = json.dumps(row["tier_dimensions"], sort_keys=True)
     if display is not None:

@@ -26,7 +26,7 @@ import asyncio
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN
 from typing import Any
 
 import structlog
@@ -36,6 +36,7 @@ from chargeback.core.models import MetricQuery, UsageTable
 from chargeback.errors import SourceError
 from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
 from chargeback.plugins.confluent_cloud.config import PrometheusSettings
+from chargeback.plugins.confluent_cloud.cost_input import parse_decimal
 
 __all__ = ["SCALE", "MetricsApiSource", "PrometheusSource", "prom_label", "prom_metric"]
 
@@ -57,13 +58,8 @@ class _CursorExpired(Exception):  # noqa: N818  (internal control flow, never es
 
 
 def _to_int(value: object, scale: int) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        dec = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    if not dec.is_finite():
+    dec = parse_decimal(value)
+    if dec is None:
         return None
     return int((dec * scale).to_integral_value(rounding=ROUND_HALF_EVEN))
 
