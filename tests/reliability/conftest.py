@@ -46,13 +46,22 @@ def dump_db(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Read every result table of the database at ``path`` (sorted, run ids excluded)."""
     conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     try:
+        # A process killed before a table's migration leaves no such table: no rows yet
+        # (the comparisons still demand every stored date's rows).
+        existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         out = {
             table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+            if table in existing
+            else []
             for table, order in RESULT_TABLES.items()
         }
-        out["emitted"] = conn.execute(
-            "SELECT tenant_id, emitter, date, emitted_seq FROM emissions ORDER BY 1, 2, 3"
-        ).fetchall()
+        out["emitted"] = (
+            conn.execute(
+                "SELECT tenant_id, emitter, date, emitted_seq FROM emissions ORDER BY 1, 2, 3"
+            ).fetchall()
+            if "emissions" in existing
+            else []
+        )
         return out
     finally:
         conn.close()
