@@ -1,0 +1,76 @@
+"""A date's rows travel to SQLite as one JSON document; nothing may change on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chargeback.core.models import ChargebackRow
+from chargeback.core.storage.sqlite import SQLiteBackend
+
+DAY = dt.date(2024, 5, 1)
+NOW = dt.datetime(2024, 5, 4, 6, 0, tzinfo=dt.UTC)
+_tenants = itertools.count()
+
+# Any text SQLite can store: every code point but lone surrogates (not encodable as UTF-8).
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+# Wide amounts whose sum over a date (at most 40 rows) still fits the 64-bit totals.
+amount = st.integers(min_value=-(2**57), max_value=2**57)
+row_fields = st.tuples(
+    text.filter(bool),  # line_id
+    text.filter(bool),  # identity_id
+    text,  # product_type
+    text,  # product_category
+    st.none() | text,  # resource_id
+    st.none() | text,  # env_id
+    text,  # cost_type
+    text,  # rule
+    amount,
+    st.none() | text,  # reason
+)
+
+
+async def _commit_and_read(path, tenant: str, rows: list[ChargebackRow]) -> list[ChargebackRow]:
+    async with SQLiteBackend(path) as store:
+        await store.commit_date(
+            tenant, DAY, lines=[], rows=rows, plugin_rows=[],
+            billing_fingerprint="b", settings_fingerprint="s",
+            inventory_fingerprint="i", calculated_at=NOW,
+        )  # fmt: skip
+        return await store.read_rows(tenant, DAY)
+
+
+class TestRowEncoding:
+    @settings(max_examples=60, deadline=None)
+    @given(fields=st.lists(row_fields, min_size=1, max_size=40))
+    def test_any_rows_round_trip_exactly_and_in_order(self, tmp_path_factory, fields):
+        """Any text (quotes, escapes, NUL, emoji) and any amount reads back as written, in order."""
+        path = tmp_path_factory.getbasetemp() / "row_encoding.db"
+        tenant = f"t{next(_tenants)}"
+        rows = [ChargebackRow(tenant, DAY, *f) for f in fields]
+        assert asyncio.run(_commit_and_read(path, tenant, rows)) == rows
+
+    async def test_amount_beyond_64_bits_is_refused_not_rounded(self, tmp_path):
+        """A row amount past 2**63 - 1 fails the commit instead of being stored as a float."""
+        row = ChargebackRow("t", DAY, "l", "sa-1", "P", "C", None, None, "usage", "r", 2**63, None)
+        async with SQLiteBackend(tmp_path / "db.sqlite") as store:
+            with pytest.raises(ValueError, match="64-bit"):
+                await store.commit_date(
+                    "t", DAY, lines=[], rows=[row], plugin_rows=[],
+                    billing_fingerprint="b", settings_fingerprint="s",
+                    inventory_fingerprint="i", calculated_at=NOW,
+                )  # fmt: skip
+            assert await store.read_rows("t", DAY) == []
+
+    async def test_nul_in_text_takes_the_row_by_row_path(self, tmp_path):
+        """SQLite's JSON cuts text at NUL, so such a date is written row by row, intact."""
+        rows = [
+            ChargebackRow("t", DAY, "l\x00a", "sa\x00", "P", "C", None, "e", "u", "r\x00", 5, None),
+            ChargebackRow("t", DAY, "l2", "sa-2", "P", "C", "lkc", None, "u", "r", -5, "x\x00y"),
+        ]
+        assert await _commit_and_read(tmp_path / "db.sqlite", "t", rows) == rows
