@@ -20,7 +20,7 @@ from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import NamedEmitter, RunStatus
 from chargeback.core.models import UNALLOCATED, ChargebackRow
 from chargeback.core.storage.sqlite import SQLiteBackend
-from chargeback.errors import ConfigError
+from chargeback.errors import ConfigError, StorageError
 
 NOW = dt.datetime(2026, 3, 10, 6, 0, tzinfo=dt.UTC)
 MakeRuntime = Callable[..., TenantRuntime]
@@ -429,6 +429,94 @@ class TestFailures:
         runs = await storage.list_runs("acme")
         assert runs[0].status == "cancelled"
         assert await seqs(storage) == {}
+
+
+class TestOverlappedWrites:
+    """Date N is written while date N+1 is allocated; commits stay whole and in date order."""
+
+    async def test_next_date_is_allocated_while_the_previous_is_written(
+        self, make_runtime: MakeRuntime, storage: SQLiteBackend
+    ) -> None:
+        """The first date's commit can wait for the second date's allocation to start."""
+        rt = make_runtime()
+        second_allocating = asyncio.Event()
+        allocate, commit = rt._allocate_sliced, storage.commit_date
+        order: list[str] = []
+
+        async def allocating(day: dt.date, *args: Any, **kwargs: Any) -> Any:
+            order.append(f"allocate {day.day}")
+            if day == WINDOW[1]:
+                second_allocating.set()
+            return await allocate(day, *args, **kwargs)
+
+        async def committing(tenant_id: str, day: dt.date, **kwargs: Any) -> Any:
+            if day == WINDOW[0]:
+                await asyncio.wait_for(second_allocating.wait(), 10)
+            order.append(f"commit {day.day}")
+            return await commit(tenant_id, day, **kwargs)
+
+        cast(Any, rt)._allocate_sliced = allocating
+        cast(Any, storage).commit_date = committing
+        summary = await rt.run()
+        assert summary.status is RunStatus.SUCCESS, summary.error
+        commits = [e for e in order if e.startswith("commit")]
+        assert commits == [f"commit {d.day}" for d in WINDOW]
+        assert order.index("allocate 3") < order.index("commit 2")
+
+    async def test_failed_commit_stops_later_dates(
+        self, make_runtime: MakeRuntime, storage: SQLiteBackend
+    ) -> None:
+        """A date whose commit fails fails the run; earlier dates stay, later ones wait."""
+        rt = make_runtime()
+        commit = storage.commit_date
+
+        async def failing(tenant_id: str, day: dt.date, **kwargs: Any) -> Any:
+            if day == WINDOW[2]:
+                raise StorageError("committing failed: disk full")
+            return await commit(tenant_id, day, **kwargs)
+
+        cast(Any, storage).commit_date = failing
+        summary = await rt.run()
+        assert summary.status is RunStatus.FAILED
+        assert "disk full" in (summary.error or "")
+        assert set(await seqs(storage)) == set(WINDOW[:2])
+        cast(Any, storage).commit_date = commit
+        assert (await rt.run()).dates_calculated == len(WINDOW) - 2
+        assert set(await seqs(storage)) == set(WINDOW)
+
+    async def test_cancel_during_a_write_leaves_whole_dates(
+        self, make_runtime: MakeRuntime, storage: SQLiteBackend, tmp_path: Path
+    ) -> None:
+        """Cancelled while a date is being written: that date is absent, not half-written."""
+        rt = make_runtime()
+        commit = storage.commit_date
+        blocked = asyncio.Event()
+
+        async def slow(tenant_id: str, day: dt.date, **kwargs: Any) -> Any:
+            if day == WINDOW[1]:
+                blocked.set()
+                await asyncio.sleep(3600)
+            return await commit(tenant_id, day, **kwargs)
+
+        cast(Any, storage).commit_date = slow
+        task = asyncio.create_task(rt.run())
+        await blocked.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert set(await seqs(storage)) == {WINDOW[0]}
+        assert (await storage.list_runs("acme"))[0].status == "cancelled"
+        cast(Any, storage).commit_date = commit
+        await rt.run()
+        fresh = SQLiteBackend(tmp_path / "fresh.db")
+        await fresh.open()
+        try:
+            clean = make_runtime()
+            clean.storage = fresh
+            await clean.run()
+            assert await snapshot(storage) == await snapshot(fresh)
+        finally:
+            await fresh.close()
 
 
 class TestEmitterFailure:

@@ -44,6 +44,7 @@ from chargeback.core.plugin.protocols import (
     CostInput,
     EcosystemPlugin,
     MetricsSource,
+    PluginRows,
     ServiceHandler,
     StorageModule,
 )
@@ -56,6 +57,24 @@ log = structlog.get_logger(__name__)
 
 _ALLOCATION_SLICE = 50
 """Lines allocated between two yields to the event loop (a few milliseconds of work)."""
+
+
+async def _settle(task: asyncio.Task[None]) -> None:
+    """Finish an in-flight date write after the run failed or was cancelled.
+
+    On cancellation the write is cancelled too (storage rolls its transaction back);
+    on an ordinary error it may complete, since it is a whole, valid date. Its own
+    error, if any, is logged: the run's original error is the one raised.
+    """
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # the run is already failing with another error
+        log.exception("date write failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _utcnow() -> dt.datetime:
@@ -343,51 +362,97 @@ class TenantRuntime:
             [line for day in todo for line in by_date.get(day, ())], todo[0], todo[-1]
         )
         notes = RunNotes()
-        for day in todo:
-            with structlog.contextvars.bound_contextvars(date=day.isoformat()):
-                lines = by_date.pop(day, [])  # the date's lines are not needed after it
-                result = await self._allocate_sliced(
-                    day, lines, identities=identities, resources=resources, usage=usage, notes=notes
-                )
-                plugin_rows = (
-                    self._storage_module.billing_rows(tenant, day, lines)
-                    if self._storage_module is not None
-                    else ()
-                )
-                state = await self.storage.commit_date(
-                    tenant,
-                    day,
-                    lines=lines,
-                    rows=result.rows,
-                    plugin_rows=plugin_rows,
-                    billing_fingerprint=billing_fps[day],
-                    settings_fingerprint=self._settings_fp,
-                    inventory_fingerprint=inventory.fingerprint,
-                    calculated_at=self._clock(),
-                )
-                summary.dates_calculated += 1
-                summary.rows_written += len(result.rows)
-                summary.unallocated += result.unallocated
-                log.info(
-                    "date committed",
-                    lines=len(lines),
-                    rows=len(result.rows),
-                    calc_seq=state.calc_seq,
-                    allocator_errors=result.allocator_errors,
-                )
-                outcome = await emit_date(
-                    tenant,
-                    self.storage,
-                    self.emitters,
-                    day=day,
-                    calc_seq=state.calc_seq,
-                    rows=result.rows,
-                    clock=self._clock,
-                )
-                emitted.add(outcome)
-                summary.emitted, summary.emit_failures = emitted.emitted, emitted.failed
-            await asyncio.sleep(0)  # let /metrics scrapes in between large dates
+        # Date N is written (one transaction, in storage's thread) while date N+1 is
+        # allocated on the loop; commits stay one per date and in date order, and at
+        # most two dates' rows are in memory.
+        writing: asyncio.Task[None] | None = None
+        try:
+            for day in todo:
+                with structlog.contextvars.bound_contextvars(date=day.isoformat()):
+                    lines = by_date.pop(day, [])  # the date's lines are not needed after it
+                    result = await self._allocate_sliced(
+                        day,
+                        lines,
+                        identities=identities,
+                        resources=resources,
+                        usage=usage,
+                        notes=notes,
+                    )
+                    plugin_rows = (
+                        self._storage_module.billing_rows(tenant, day, lines)
+                        if self._storage_module is not None
+                        else ()
+                    )
+                    if writing is not None:
+                        await writing  # the previous date first: commits in date order
+                    writing = asyncio.create_task(
+                        self._commit_and_emit(
+                            summary,
+                            day,
+                            lines=lines,
+                            result=result,
+                            plugin_rows=plugin_rows,
+                            billing_fp=billing_fps[day],
+                            inventory_fp=inventory.fingerprint,
+                            emitted=emitted,
+                        ),
+                        name=f"commit {tenant} {day}",
+                    )
+                await asyncio.sleep(0)  # let /metrics scrapes in between large dates
+            if writing is not None:
+                await writing
+        except BaseException:
+            if writing is not None and not writing.done():
+                await _settle(writing)
+            raise
         return len(todo)
+
+    async def _commit_and_emit(
+        self,
+        summary: RunSummary,
+        day: dt.date,
+        *,
+        lines: list[BillingLineItem],
+        result: DateAllocation,
+        plugin_rows: Sequence[PluginRows],
+        billing_fp: str,
+        inventory_fp: str,
+        emitted: EmitOutcome,
+    ) -> None:
+        """Commit one allocated date (one transaction), then emit it."""
+        tenant = self.tenant_id
+        state = await self.storage.commit_date(
+            tenant,
+            day,
+            lines=lines,
+            rows=result.rows,
+            plugin_rows=plugin_rows,
+            billing_fingerprint=billing_fp,
+            settings_fingerprint=self._settings_fp,
+            inventory_fingerprint=inventory_fp,
+            calculated_at=self._clock(),
+        )
+        summary.dates_calculated += 1
+        summary.rows_written += len(result.rows)
+        summary.unallocated += result.unallocated
+        log.info(
+            "date committed",
+            lines=len(lines),
+            rows=len(result.rows),
+            calc_seq=state.calc_seq,
+            allocator_errors=result.allocator_errors,
+        )
+        outcome = await emit_date(
+            tenant,
+            self.storage,
+            self.emitters,
+            day=day,
+            calc_seq=state.calc_seq,
+            rows=result.rows,
+            clock=self._clock,
+        )
+        emitted.add(outcome)
+        summary.emitted, summary.emit_failures = emitted.emitted, emitted.failed
 
     async def _allocate_sliced(
         self,
