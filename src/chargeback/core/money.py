@@ -125,4 +125,4 @@ def split_even(amount: int, n: int) -> list[int]:
     if n <= 0:
         raise ValueError(f"cannot split an amount into {n} parts; need at least one")
     q, r = divmod(amount, n)
-    return [q + 1 if i < r else q for i in range(n)]
+    return [q + 1] * r + [q] * (n - r)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 
 import structlog
 
 from chargeback.core.models import (
     UNALLOCATED,
+    Allocation,
     AllocationContext,
     AllocationParams,
     AllocationResult,
@@ -46,6 +49,11 @@ log = structlog.get_logger(__name__)
 
 _EMPTY: Mapping[str, int] = {}
 _UNALLOCATED = str(CostType.UNALLOCATED)
+_new = tuple.__new__
+_IDENT, _AMOUNT, _COST_TYPE, _RULE, _REASON = (itemgetter(i) for i in range(5))
+_KEY = itemgetter(0, 2, 3, 4)
+_SEQUENCES = (list, tuple)
+_REASON_TYPES = {str, type(None)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,25 +246,32 @@ class Dispatcher:
                     if reason is not None:
                         errors += 1
                         _log_once(notes, "allocator_error", line.product_type, reason)
-                    for ident, amount, cost_type, rule, why in parts:
-                        rows.append(
-                            ChargebackRow(
-                                tenant,
-                                day,
-                                line.line_id,
-                                ident,
-                                line.product_type,
-                                line.product_category,
-                                line.resource_id,
-                                line.env_id,
-                                cost_type,
-                                rule,
-                                amount,
-                                why,
-                            )
+                    idents = list(map(_IDENT, parts))
+                    amounts = list(map(_AMOUNT, parts))
+                    if UNALLOCATED in idents:
+                        unallocated += sum(
+                            a for i, a in zip(idents, amounts, strict=True) if i == UNALLOCATED
                         )
-                        if ident == UNALLOCATED:
-                            unallocated += amount
+                    # All in C: one tuple per row, no Python-level __new__.
+                    rows.extend(
+                        map(
+                            _new_row,
+                            zip(
+                                repeat(tenant),
+                                repeat(day),
+                                repeat(line.line_id),
+                                idents,
+                                repeat(line.product_type),
+                                repeat(line.product_category),
+                                repeat(line.resource_id),
+                                repeat(line.env_id),
+                                map(_COST_TYPE, parts),
+                                map(_RULE, parts),
+                                amounts,
+                                map(_REASON, parts),
+                            ),
+                        )
+                    )
                     continue
                 errors += 1
                 _log_once(notes, "allocator_error", line.product_type, reason)
@@ -376,12 +391,46 @@ def _log_once(notes: RunNotes, kind: str, product_type: str, reason: str) -> Non
 _Part = tuple[str, int, str, str, str | None]
 
 
-def _checked(line: BillingLineItem, result: object) -> tuple[list[_Part], str | None]:
+def _new_row(values: tuple[object, ...]) -> ChargebackRow:
+    return _new(ChargebackRow, values)
+
+
+def _checked(line: BillingLineItem, result: object) -> tuple[Sequence[_Part], str | None]:
     """Validate an allocator's result; return conserving parts and an error, if any.
 
     Parts to the same identity with the same cost type, rule and reason are merged
     and zero parts dropped, so a line never has duplicate rows.
+
+    The common case (well-formed ``Allocation`` parts with ``str`` ids, cost types,
+    rules and reasons, distinct keys, no zero and no UNALLOCATED part, summing to the
+    line) is checked with C-level passes and returns the parts as they are; anything
+    else (``CostType`` members included) takes :func:`_merged`, which converts them.
     """
+    if type(result) is not AllocationResult:
+        return _merged(line, result)
+    parts = result.allocations
+    if not parts or type(parts) not in _SEQUENCES or set(map(type, parts)) != {Allocation}:
+        return _merged(line, result)
+    idents = list(map(_IDENT, parts))
+    amounts = list(map(_AMOUNT, parts))
+    if (
+        set(map(type, idents)) != {str}
+        or "" in idents
+        or UNALLOCATED in idents
+        or set(map(type, amounts)) != {int}
+        or sum(amounts) != line.amount
+        or 0 in amounts
+        or set(map(type, map(_COST_TYPE, parts))) != {str}
+        or set(map(type, map(_RULE, parts))) != {str}
+        or not set(map(type, map(_REASON, parts))) <= _REASON_TYPES
+        or len(set(map(_KEY, parts))) != len(parts)
+    ):
+        return _merged(line, result)
+    return parts, None
+
+
+def _merged(line: BillingLineItem, result: object) -> tuple[list[_Part], str | None]:
+    """The general case of :func:`_checked`: validate part by part, merge, drop zeros."""
     if not isinstance(result, AllocationResult):
         reason = f"allocator_error: returned {type(result).__name__}, not AllocationResult"
         return [(UNALLOCATED, line.amount, _UNALLOCATED, "allocator_error", reason)], reason
@@ -416,4 +465,7 @@ def _part_problem(part: object) -> str | None:
         return f"identity id {ident!r} is empty or not a string"
     if type(amount) is not int:
         return f"amount {amount!r} is not an int of minor units"
+    reason = part[4]
+    if reason is not None and not isinstance(reason, str):
+        return f"reason {reason!r:.60} is not text"
     return None

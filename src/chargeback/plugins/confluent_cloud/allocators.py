@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
+from itertools import repeat
 
 import structlog
 
@@ -66,19 +68,26 @@ NO_IDENTITIES = "no_identities"
 UNKNOWN_PRINCIPAL = "unknown_principal"
 FALLBACK = "fallback_unallocated"
 
+# Plain str values: the engine's fast path takes parts whose cost types are exactly str.
+_USAGE = str(CostType.USAGE)
+_SHARED = str(CostType.SHARED)
+_UNALLOCATED_TYPE = str(CostType.UNALLOCATED)
+_allocations = partial(map, partial(tuple.__new__, Allocation))
+"""Build ``Allocation`` tuples from ``(id, amount, cost_type, rule, reason)`` in C."""
+
 
 def _nonzero(parts: list[Allocation]) -> list[Allocation]:
     """Drop zero parts, but keep one so every line leaves a row behind."""
+    if all(p.amount for p in parts):
+        return parts
     kept = [p for p in parts if p.amount != 0]
     return kept or parts[:1]
 
 
 def _even(amount: int, ids: Iterable[str], cost_type: str, rule: str) -> list[Allocation]:
-    ordered = sorted(ids)
-    return [
-        Allocation(i, part, cost_type, rule)
-        for i, part in zip(ordered, split_even(amount, len(ordered)), strict=True)
-    ]
+    ordered = ids if isinstance(ids, tuple) else sorted(ids)  # IdentitySet.ids is sorted
+    amounts = split_even(amount, len(ordered))
+    return list(_allocations(zip(ordered, amounts, repeat(cost_type), repeat(rule), repeat(None))))
 
 
 def _nobody(ctx: AllocationContext, default: str) -> AllocationResult:
@@ -116,7 +125,7 @@ def allocate_usage(
     if total == 0:
         if not active:
             return _nobody(ctx, f"no usage and no active principals for {ctx.line.resource_id}")
-        return AllocationResult(_nonzero(_even(amount, active, CostType.SHARED, EVEN_NO_USAGE)))
+        return AllocationResult(_nonzero(_even(amount, active, _SHARED, EVEN_NO_USAGE)))
     ratio = params.usage_ratio
     if ratio >= 1 or not active:
         usage_part, shared_part = amount, 0
@@ -134,20 +143,19 @@ def allocate_usage(
             ws.append(unknown_weight)
         amounts = split(usage_part, ws)
         parts.extend(
-            Allocation(p, a, CostType.USAGE, params.rule)
-            for p, a in zip(payers, amounts, strict=False)
+            _allocations(zip(payers, amounts, repeat(_USAGE), repeat(params.rule), repeat(None)))
         )
         if unknown_weight:
             parts.append(
                 Allocation(
-                    UNALLOCATED, amounts[-1], CostType.UNALLOCATED, UNKNOWN_PRINCIPAL,
+                    UNALLOCATED, amounts[-1], _UNALLOCATED_TYPE, UNKNOWN_PRINCIPAL,
                     "usage by principals that are not in the inventory",
                 )
             )  # fmt: skip
     if shared_part:
-        parts.extend(_even(shared_part, active, CostType.SHARED, params.rule))
+        parts.extend(_even(shared_part, active, _SHARED, params.rule))
     if not parts:
-        parts = _even(amount, active or {UNALLOCATED}, CostType.SHARED, params.rule)
+        parts = _even(amount, active or {UNALLOCATED}, _SHARED, params.rule)
     return AllocationResult(_nonzero(parts))
 
 
@@ -156,7 +164,7 @@ def allocate_even(ctx: AllocationContext, params: AllocationParams) -> Allocatio
     if not ctx.identities:
         return _nobody(ctx, f"no active identities for {ctx.line.resource_id or 'the tenant'}")
     return AllocationResult(
-        _nonzero(_even(ctx.line.amount, ctx.identities.ids, CostType.SHARED, params.rule))
+        _nonzero(_even(ctx.line.amount, ctx.identities.ids, _SHARED, params.rule))
     )
 
 
@@ -165,7 +173,7 @@ def allocate_owner(ctx: AllocationContext, params: AllocationParams) -> Allocati
     if not ctx.identities:
         return _nobody(ctx, f"no owner known for {ctx.line.resource_id}")
     return AllocationResult(
-        _nonzero(_even(ctx.line.amount, ctx.identities.ids, CostType.USAGE, params.rule))
+        _nonzero(_even(ctx.line.amount, ctx.identities.ids, _USAGE, params.rule))
     )
 
 
