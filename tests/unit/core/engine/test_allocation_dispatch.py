@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from chargeback.core.engine.allocation import Dispatcher, RunNotes
+from chargeback.core.engine.allocation import Dispatcher, RunNotes, _checked, _merged
 from chargeback.core.models import (
     UNALLOCATED,
     Allocation,
@@ -325,3 +325,33 @@ class TestConservation:
         )
         keys = [(r.line_id, r.identity_id, r.cost_type, r.rule, r.reason) for r in result.rows]
         assert len(keys) == len(set(keys))
+
+
+_part = st.tuples(
+    st.sampled_from(["sa-1", "sa-2", "u-3", UNALLOCATED, ""]),
+    st.integers(-(10**12), 10**12) | st.just(0),
+    st.sampled_from(["usage", "shared", CostType.USAGE, CostType.UNALLOCATED]),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from([None, "why", ""]),
+)
+
+
+def _normal(parts: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return sorted(((str(p[0]), p[1], str(p[2]), str(p[3]), p[4]) for p in parts), key=repr)
+
+
+class TestCheckedFastPath:
+    @settings(max_examples=300, deadline=None)
+    @given(raw=st.lists(_part, max_size=8), exact=st.booleans(), as_tuple=st.booleans())
+    def test_fast_path_agrees_with_the_general_check(self, raw, exact, as_tuple):
+        """Whatever the parts, the fast check gives the same parts and error as the merge."""
+        parts = [Allocation(*p) for p in raw]
+        total = sum(p.amount for p in parts)
+        amount = total if exact else total + 7
+        line = BillingLineItem("l1", dt.date(2026, 1, 1), "P", "C", amount)
+        result = AllocationResult(tuple(parts) if as_tuple else parts)
+        fast_parts, fast_error = _checked(line, result)
+        slow_parts, slow_error = _merged(line, result)
+        assert fast_error == slow_error
+        assert _normal(fast_parts) == _normal(slow_parts)
+        assert sum(p[1] for p in fast_parts) == amount
