@@ -1,13 +1,17 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on the daemon's own event loop (DESIGN §9).
+"""``/metrics``, ``/healthz`` and ``/readyz`` of the daemon (DESIGN §9).
 
-A tiny ASGI app served by uvicorn as a task of the daemon's loop (no thread). The
-handlers only read in-memory state, so a probe or scrape never waits for a pipeline:
+A tiny ASGI app served by uvicorn. The handlers only read in-memory state, so a probe
+or scrape never waits for a pipeline:
 
 - ``/metrics``: the daemon's exposition (service metrics rendered per scrape, the
-  ``prometheus`` emitter's chargeback series pre-rendered at its last refresh).
-- ``/healthz``: 200 when the loop answers, with the heartbeat's age.
+  ``prometheus`` emitter's chargeback series pre-rendered and pre-compressed at its
+  last refresh). It is answered on the HTTP server's own thread and event loop: a
+  pipeline's CPU-bound slice holds the daemon's loop for up to a few hundred ms on a
+  big organization, and a scrape must not wait for it.
+- ``/healthz``: 200 when the daemon's loop answers, with the heartbeat's age (handed
+  to that loop, so a wedged loop still fails the probe).
 - ``/readyz``: 200 when storage is open, settings are loaded and the scheduler runs;
-  503 with a JSON reason otherwise.
+  503 with a JSON reason otherwise (also answered on the daemon's loop).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import struct
+import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any, Protocol
@@ -23,7 +28,7 @@ from typing import Any, Protocol
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = ["Exposition", "HealthSource", "HttpServer", "gzip_stream", "make_app"]
+__all__ = ["Exposition", "HealthSource", "HttpServer", "MetricsApp", "gzip_stream", "make_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,7 +49,11 @@ class HealthSource(Protocol):
 
 
 class Exposition(Protocol):
-    """Protocol: what ``/metrics`` serves; both methods must be fast (no rendering)."""
+    """Protocol: what ``/metrics`` serves.
+
+    Both methods must be fast (no rendering) and thread-safe: they are called on the
+    HTTP server's thread, while the daemon's loop may be running a pipeline.
+    """
 
     def exposition(self) -> bytes:
         """Return the Prometheus text."""
@@ -82,38 +91,59 @@ def gzip_stream(precompressed: Sequence[tuple[bytes, bytes, int]], tail: bytes) 
 
 
 def _accepts_gzip(scope: Scope) -> bool:
+    """Whether the request's ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it)."""
     for name, value in scope.get("headers", ()):
-        if name.lower() == b"accept-encoding":
-            return b"gzip" in value.lower()
+        if name.lower() != b"accept-encoding":
+            continue
+        for item in value.lower().split(b","):
+            coding, _, params = item.partition(b";")
+            if coding.strip() not in (b"gzip", b"*"):
+                continue
+            q = params.strip()
+            if q.startswith(b"q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
     return False
 
 
-def make_app(
-    source: Exposition, health: HealthSource
-) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """Build the ASGI app serving the three endpoints.
+class MetricsApp:
+    """The ASGI app serving the three endpoints.
 
     Args:
         source: the ``/metrics`` body, plain or gzip (Prometheus asks for gzip).
         health: answers the probes.
+
+    Attributes:
+        thread_paths: the paths :class:`HttpServer` may answer on its own thread;
+            every other path runs on the loop that started the server.
     """
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    thread_paths = frozenset({"/metrics"})
+
+    def __init__(self, source: Exposition, health: HealthSource) -> None:
+        self.source = source
+        self.health = health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request (lifespan and websockets are not served)."""
         if scope["type"] != "http":
-            return  # lifespan is off; websockets are not served
+            return
         path = scope.get("path", "")
         if scope.get("method") not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", "text/plain")
         elif path == "/metrics":
             if _accepts_gzip(scope):
-                body = source.exposition_gzip()
+                body = self.source.exposition_gzip()
                 await _respond(send, 200, body, CONTENT_TYPE_LATEST, encoding=b"gzip")
             else:
-                await _respond(send, 200, source.exposition(), CONTENT_TYPE_LATEST)
+                await _respond(send, 200, self.source.exposition(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
-            await _respond_json(send, 200, {"status": "ok", **health.health()})
+            await _respond_json(send, 200, {"status": "ok", **self.health.health()})
         elif path == "/readyz":
-            reasons = health.readiness()
+            reasons = self.health.readiness()
             if reasons:
                 await _respond_json(send, 503, {"status": "not ready", "reasons": reasons})
             else:
@@ -121,7 +151,10 @@ def make_app(
         else:
             await _respond(send, 404, b"not found\n", "text/plain")
 
-    return app
+
+def make_app(source: Exposition, health: HealthSource) -> MetricsApp:
+    """Build the ASGI app serving the three endpoints (see :class:`MetricsApp`)."""
+    return MetricsApp(source, health)
 
 
 async def _respond_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -149,8 +182,17 @@ class _Server(uvicorn.Server):
         yield
 
 
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
 class HttpServer:
-    """uvicorn serving :func:`make_app` as a task of the current loop.
+    """uvicorn serving an ASGI app.
+
+    An app with ``thread_paths`` (:class:`MetricsApp`) is served by uvicorn on a thread
+    of its own with its own event loop: those paths are answered there, and every
+    other request is handed whole to the loop that called :meth:`start` (the daemon's),
+    so the probes keep meaning "the daemon's loop answers". Any other app (the demo's
+    simulator) is served as a task of the current loop.
 
     Args:
         app: the ASGI app.
@@ -158,22 +200,49 @@ class HttpServer:
         port: listen port (0: any free port; see :attr:`port` after :meth:`start`).
     """
 
-    def __init__(
-        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], host: str, port: int
-    ) -> None:
+    def __init__(self, app: App, host: str, port: int) -> None:
+        self._app = app
+        self._thread_paths: frozenset[str] = frozenset(getattr(app, "thread_paths", ()))
         config = uvicorn.Config(
-            app,
+            self._route if self._thread_paths else app,
             host=host,
             port=port,
             log_config=None,
             access_log=False,
             lifespan="off",
+            interface="asgi3",
             server_header=False,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
         self.host = host
         self.port = port
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """On the server's thread: answer ``thread_paths`` here, hand the rest home."""
+        home = self._home
+        if home is None or scope["type"] != "http" or scope.get("path") in self._thread_paths:
+            await self._app(scope, receive, send)
+            return
+        sent: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            sent.append(message)
+
+        async def no_body() -> Message:
+            # The app serves GET and HEAD only and never reads a request body.
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def answer() -> None:
+            await self._app(scope, no_body, keep)
+
+        future = asyncio.run_coroutine_threadsafe(answer(), home)
+        await asyncio.wrap_future(future)
+        for message in sent:
+            await send(message)
 
     async def start(self) -> None:
         """Start serving; return once the socket listens.
@@ -181,15 +250,31 @@ class HttpServer:
         Raises:
             OSError: the address could not be bound.
         """
-        self._task = asyncio.create_task(self._serve(), name="http-server")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # re-raise why it stopped
-                raise OSError(f"HTTP server on {self.host}:{self.port} did not start")
-            await asyncio.sleep(0.01)
+        if self._thread_paths:
+            self._home = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._serve_thread, name="http-server")
+            self._thread.daemon = True
+            self._thread.start()
+            while not self._server.started:
+                if not self._thread.is_alive():
+                    raise OSError(f"cannot listen on {self.host}:{self.port}") from self._failure
+                await asyncio.sleep(0.01)
+        else:
+            self._task = asyncio.create_task(self._serve(), name="http-server")
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()  # re-raise why it stopped
+                    raise OSError(f"HTTP server on {self.host}:{self.port} did not start")
+                await asyncio.sleep(0.01)
         servers = getattr(self._server, "servers", [])
         if servers and servers[0].sockets:
             self.port = int(servers[0].sockets[0].getsockname()[1])
+
+    def _serve_thread(self) -> None:
+        try:
+            asyncio.run(self._server.serve())
+        except (SystemExit, Exception) as exc:  # uvicorn exits when it cannot bind
+            self._failure = exc
 
     async def _serve(self) -> None:
         try:
@@ -199,6 +284,14 @@ class HttpServer:
 
     async def aclose(self) -> None:
         """Stop serving (open connections get a moment to finish). Idempotent."""
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            self._server.should_exit = True
+            await asyncio.to_thread(thread.join, 2)
+            if thread.is_alive():
+                self._server.force_exit = True
+                await asyncio.to_thread(thread.join, 5)
+            return
         if self._task is None:
             return
         task, self._task = self._task, None
