@@ -18,6 +18,7 @@ from chargeback.core.models import BillingLineItem
 from chargeback.core.storage.backend import DateState, RerunRequest
 
 __all__ = [
+    "BillingDigest",
     "DateWindow",
     "billing_fingerprint",
     "dates_to_allocate",
@@ -119,12 +120,41 @@ def _line_tuple(line: BillingLineItem) -> tuple[object, ...]:
     )
 
 
+class BillingDigest:
+    """An order-independent digest of one date's lines, built one line at a time.
+
+    Each line's canonical JSON is hashed (sha256) and the digests are added modulo
+    2**256: the sum of a multiset does not depend on the order of its elements, so
+    the lines of a date can stream in any order and need not be kept. Any change of
+    any field of any line, or a line more or less, changes the digest.
+    """
+
+    __slots__ = ("_count", "_sum")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._sum = 0
+
+    def add(self, line: BillingLineItem) -> None:
+        """Fold one line in."""
+        text = json.dumps(_line_tuple(line), separators=(",", ":"))
+        self._sum = (self._sum + int.from_bytes(hashlib.sha256(text.encode()).digest())) & _MASK
+        self._count += 1
+
+    def hexdigest(self) -> str:
+        """The digest of the lines added so far (sha256 hex)."""
+        payload = f"billing-v2:{self._count}:{self._sum:064x}"
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_MASK = (1 << 256) - 1
+
+
 def billing_fingerprint(lines: Iterable[BillingLineItem]) -> str:
     """Digest of one date's lines, independent of their order (sha256 hex)."""
-    digest = hashlib.sha256()
-    for text in sorted(json.dumps(_line_tuple(li), separators=(",", ":")) for li in lines):
-        digest.update(text.encode())
-        digest.update(b"\n")
+    digest = BillingDigest()
+    for line in lines:
+        digest.add(line)
     return digest.hexdigest()
 
 

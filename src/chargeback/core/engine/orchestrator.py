@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 import pydantic
@@ -29,6 +28,7 @@ from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
 from chargeback.core.engine.inventory import gather_inventory
+from chargeback.core.engine.spool import LineSpool, UsageSpool
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
 from chargeback.core.models import (
     BillingLineItem,
@@ -344,8 +344,8 @@ class TenantRuntime:
         resources = {r.resource_id: r for r in inventory.resources}
         identities = IdentitySet(inventory.identities)
 
-        by_date = await self._gather_billing(summary, fetch)
-        billing_fps = {day: datesel.billing_fingerprint(by_date.get(day, ())) for day in fetch}
+        spool = await self._gather_billing(summary, fetch)
+        billing_fps = {day: spool.fingerprint(day) for day in fetch}
         todo = datesel.dates_to_allocate(
             fetch,
             states,
@@ -358,9 +358,7 @@ class TenantRuntime:
         log.info("dates selected", fetched=len(fetch), to_allocate=len(todo))
         if not todo:
             return 0
-        usage = await self._fetch_usage(
-            [line for day in todo for line in by_date.get(day, ())], todo[0], todo[-1]
-        )
+        usage = await self._fetch_usage(spool.needs(todo), todo[0], todo[-1])
         notes = RunNotes()
         # Date N is written (one transaction, in storage's thread) while date N+1 is
         # allocated on the loop; commits stay one per date and in date order, and at
@@ -369,13 +367,13 @@ class TenantRuntime:
         try:
             for day in todo:
                 with structlog.contextvars.bound_contextvars(date=day.isoformat()):
-                    lines = by_date.pop(day, [])  # the date's lines are not needed after it
+                    lines = spool.pop(day)  # a date's objects exist only while it is worked on
                     result = await self._allocate_sliced(
                         day,
                         lines,
                         identities=identities,
                         resources=resources,
-                        usage=usage,
+                        usage=usage.pop(day),
                         notes=notes,
                     )
                     plugin_rows = (
@@ -490,31 +488,29 @@ class TenantRuntime:
             await asyncio.sleep(0)
         return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
 
-    async def _gather_billing(
-        self, summary: RunSummary, fetch: list[dt.date]
-    ) -> dict[dt.date, list[BillingLineItem]]:
+    async def _gather_billing(self, summary: RunSummary, fetch: list[dt.date]) -> LineSpool:
         assert self._cost_input is not None  # noqa: S101  (start() ran)
+        assert self._dispatcher is not None  # noqa: S101
         wanted = set(fetch)
-        by_date: dict[dt.date, list[BillingLineItem]] = defaultdict(list)
+        spool = LineSpool(self._dispatcher.metric_queries)
         for start, end in datesel.spans(fetch):
             async for line in self._cost_input.gather(self.tenant_id, start, end):
                 summary.lines_read += 1
                 if line.date in wanted:
-                    by_date[line.date].append(line)
-        return by_date
+                    spool.add(line)
+        spool.finish()
+        return spool
 
     async def _fetch_usage(
-        self, lines: list[BillingLineItem], first: dt.date, last: dt.date
-    ) -> dict[MetricQuery, UsageTable]:
-        assert self._dispatcher is not None  # noqa: S101  (start() ran)
-        needed = self._dispatcher.metric_queries(lines)
+        self, needed: Mapping[MetricQuery, set[str]], first: dt.date, last: dt.date
+    ) -> UsageSpool:
+        usage = UsageSpool()
         if not needed:
-            return {}
+            return usage
         if self._metrics is None:
             log.warning("usage needed but the plugin has no metrics source", queries=len(needed))
-            return {}
+            return usage
         end = last + dt.timedelta(days=1)
-        usage: dict[MetricQuery, UsageTable] = {}
         for query in sorted(needed, key=lambda q: (q.key, q.metric)):
-            usage[query] = await self._metrics.fetch(query, sorted(needed[query]), first, end)
+            usage.add(query, await self._metrics.fetch(query, sorted(needed[query]), first, end))
         return usage
