@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from chargeback.core.emitters.prometheus import PrometheusEmitter, make_prometheus_emitter
+from chargeback.core.emitters.prometheus import (
+    PrometheusEmitter,
+    _families,
+    _publish,
+    _render,
+    _TenantSnapshot,
+    make_prometheus_emitter,
+)
 from chargeback.core.emitters.registry import create
 from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.money import to_minor
+from chargeback.core.storage.backend import CostTotal
 from chargeback.core.storage.sqlite import SQLiteBackend
 
 NOW = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
@@ -59,6 +71,16 @@ async def commit(storage: SQLiteBackend, tenant: str, day: dt.date, shares: dict
         inventory_fingerprint="i",
         calculated_at=NOW,
     )
+
+
+class _Fixed(Collector):
+    """A collector over fixed families, to render them with the library's encoder."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families
 
 
 def sample(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -164,3 +186,30 @@ class TestCachedExposition:
         emitter.set_tenants(["acme"])
         assert b'tenant="beta"' not in emitter.exposition()
         assert b'tenant="acme"' in emitter.exposition()
+
+
+label_text = st.text(alphabet=st.sampled_from('ab-_\\"\n é€'), max_size=6)
+amounts = st.integers(min_value=-(10**20), max_value=10**20)
+
+
+class TestDirectRendering:
+    """The emitter writes the text itself; it must equal prometheus_client's encoder."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(label_text, label_text, label_text, label_text, amounts),
+            max_size=8,
+        ),
+        label_text,
+    )
+    def test_matches_the_library_encoder(
+        self, rows: list[tuple[str, str, str, str, int]], tenant: str
+    ) -> None:
+        """Any labels (quotes, backslashes, newlines, non-ASCII) and amounts render alike."""
+        totals = tuple(CostTotal(tenant, i, p, c, e, a) for i, p, c, e, a in rows)
+        snap = _TenantSnapshot(dt.date(2026, 3, 9), totals, totals[::-1])
+        rendered = _TenantSnapshot(snap.latest_day, totals, totals[::-1], _render(tenant, snap))
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(_Fixed(_families({tenant: snap})))
+        assert _publish({tenant: rendered}).text == generate_latest(reg)

@@ -3,10 +3,12 @@
 The emitter is also a prometheus_client collector. Its :meth:`PrometheusEmitter.collect`
 reads only the snapshot, so a scrape never waits for the database or a running
 pipeline; :meth:`PrometheusEmitter.refresh` rebuilds the snapshot from storage with
-set-based queries. A big organization has tens of thousands of series and rendering
-them costs ~16 µs each, so :meth:`~PrometheusEmitter.refresh` also renders each
-tenant's text once, off the event loop, and :meth:`~PrometheusEmitter.exposition`
-serves the cached bytes: the daemon's ``/metrics`` costs a join, not a render.
+set-based queries. A big organization has ~100k series, so
+:meth:`~PrometheusEmitter.refresh` also renders each tenant's text once (written
+directly, ~1 µs a series; prometheus_client's encoder takes ~16), off the event loop,
+and compresses it once: :meth:`~PrometheusEmitter.exposition` and
+:meth:`~PrometheusEmitter.published` serve the cached bytes, so a scrape costs no
+rendering and no compression of the big part.
 The daemon refreshes at start-up (a restarted process serves the
 same data at once). Each emit marks its tenant as changed, and :meth:`flush` (called
 by the daemon once at the end of every run) refreshes the changed tenants, so a
@@ -28,20 +30,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import utils as client_utils
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chargeback.core.models import ChargebackRow
-from chargeback.core.money import to_decimal
+from chargeback.core.money import MINOR_UNITS_PER_UNIT, to_decimal
 from chargeback.core.storage.backend import CostTotal, StorageBackend
 
 __all__ = ["PrometheusEmitter", "Published", "make_prometheus_emitter"]
 
 _LABELS = ("tenant", "identity", "product_type", "cost_type", "env")
+# The library's own float formatting (Go style), typed.
+_go_float = cast(Callable[[float], str], client_utils.floatToGoString)
 _ONE_DAY = dt.timedelta(days=1)
 
 
@@ -121,24 +126,43 @@ def _families(snapshot: dict[str, _TenantSnapshot]) -> list[GaugeMetricFamily]:
     return [latest, mtd, day_ts]
 
 
-class _Fixed(Collector):
-    """A collector over fixed families, to render text with the library's encoder."""
-
-    def __init__(self, families: Iterable[GaugeMetricFamily]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from self._families
+def _escape(value: str) -> str:
+    """Escape a label value as the text format wants (backslash, newline, double quote)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _render(tenant: str, snap: _TenantSnapshot) -> tuple[bytes, ...]:
-    """Render one tenant's sample lines per family, without the HELP/TYPE headers."""
+    """Render one tenant's sample lines per family, without the HELP/TYPE headers.
+
+    Writes the lines directly, as prometheus_client's text encoder writes the families
+    of :func:`_families` (labels sorted by name, escaped values, Go-style floats), at
+    ~1 µs a series instead of ~16: a refresh holds the GIL, and with it the daemon's
+    loop and the HTTP thread, for a fraction of the time. ``amount / 10**9`` is the
+    correctly rounded float of the exact amount, the same float as
+    ``float(to_decimal(amount))``.
+    """
+    t = _escape(tenant)
+    escaped: dict[str, str] = {}
+
+    def esc(value: str) -> str:
+        found = escaped.get(value)
+        if found is None:
+            found = escaped[value] = _escape(value)
+        return found
+
     out = []
-    for family in _families({tenant: snap}):
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Fixed([family]))
-        lines = generate_latest(registry).splitlines(keepends=True)
-        out.append(b"".join(line for line in lines if not line.startswith(b"#")))
+    for (name, _doc), totals in zip(_FAMILIES[:2], (snap.latest, snap.month_to_date), strict=True):
+        out.append(
+            "".join(
+                f'{name}{{cost_type="{esc(c.cost_type)}",env="{esc(c.env_id or "")}",'
+                f'identity="{esc(c.identity_id)}",product_type="{esc(c.product_type)}",'
+                f'tenant="{t}"}} {_go_float(c.amount / MINOR_UNITS_PER_UNIT)}\n'
+                for c in totals
+            ).encode()
+        )
+    start = dt.datetime.combine(snap.latest_day, dt.time(), tzinfo=dt.UTC)
+    ts_name = _FAMILIES[2][0]
+    out.append(f'{ts_name}{{tenant="{t}"}} {_go_float(start.timestamp())}\n'.encode())
     return tuple(out)
 
 
