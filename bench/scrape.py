@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import http.server
 import json
 import socket
@@ -156,7 +157,9 @@ class LoopLag:
 
     A watchdog thread looks at the loop's last tick every 20 ms; when the loop has
     not ticked for ``stall_s``, it samples the main thread's stack once per stall
-    and keeps the innermost ``chargeback`` frames: the code that held the loop.
+    and keeps the innermost ``chargeback`` frames: the code that held the loop. A
+    ``gc`` callback records every collection's pause (it holds the GIL: no thread of
+    the daemon, the HTTP server's included, runs meanwhile).
     """
 
     def __init__(self, stall_s: float = 0.2) -> None:
@@ -168,6 +171,15 @@ class LoopLag:
         self._stop = threading.Event()
         self._main = threading.get_ident()
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+        self.gc_pauses: list[tuple[float, int, float]] = []  # (time, generation, seconds)
+        self._gc_start = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._gc_start
+            self.gc_pauses.append((time.time(), info["generation"], pause))
 
     async def _run(self) -> None:
         while True:
@@ -197,10 +209,13 @@ class LoopLag:
         """Start probing."""
         self._task = asyncio.create_task(self._run())
         self._thread.start()
+        gc.callbacks.append(self._on_gc)
 
     async def stop(self) -> None:
         """Stop probing."""
         self._stop.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -376,7 +391,7 @@ async def _measure(args: argparse.Namespace, daemon: Any, work: Path) -> dict[st
         "prometheus": args.prometheus,
         "phases": {
             name: {
-                **_phase(samples, lag.samples, start, end),
+                **_phase(samples, lag.samples, lag.gc_pauses, start, end),
                 **_prom_phase(prom, start, end),
                 "loop_stalls": stalls[name],
             }
@@ -405,7 +420,11 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float]:
 
 
 def _phase(
-    samples: list[list[float]], lag: list[tuple[float, float]], start: float, end: float
+    samples: list[list[float]],
+    lag: list[tuple[float, float]],
+    gc_pauses: list[tuple[float, int, float]],
+    start: float,
+    end: float,
 ) -> dict[str, Any]:
     """The scraper's figures: ``ttlb`` (last raw byte) and ``client`` (body decoded)."""
     inside = [s for s in samples if start <= s[0] < end]
@@ -424,6 +443,14 @@ def _phase(
         out |= _stats(f"{name}ttlb_", [s[6] * 1000 for s in group])
         out |= _stats(f"{name}client_", [s[1] * 1000 for s in group])
     out |= _stats("loop_lag_", [x * 1000 for t, x in lag if start <= t < end])
+    full_gc = [p * 1000 for t, gen, p in gc_pauses if start <= t < end and gen == 2]
+    young = [p * 1000 for t, gen, p in gc_pauses if start <= t < end and gen < 2]
+    out |= {
+        "gc_gen2_collections": len(full_gc),
+        "gc_gen2_pause_max_ms": round(max(full_gc, default=0.0), 1),
+        "gc_gen2_pause_total_ms": round(sum(full_gc), 1),
+        "gc_young_pause_max_ms": round(max(young, default=0.0), 1),
+    }
     return out
 
 
@@ -457,6 +484,7 @@ def _summary(name: str, ph: dict[str, Any]) -> str:
         )
     return (
         text + f"; loop lag p99/max {ph.get('loop_lag_p99_ms')}/{ph.get('loop_lag_max_ms')} ms"
+        f"; gc gen2 x{ph['gc_gen2_collections']} max {ph['gc_gen2_pause_max_ms']} ms"
         f" (goal: median < {GOAL_MEDIAN_MS:.0f} ms)"
     )
 
