@@ -221,8 +221,9 @@ class CCloudCostInput:
     ) -> AsyncIterator[BillingLineItem]:
         """Stream the billing lines of ``start <= day < end``."""
         for w_start, w_end in windows(start, end, self._settings.days_per_query):
-            # Parsed lines, not raw rows: the line exists anyway, the row would be a copy.
-            seen: dict[tuple[dt.date, str], BillingLineItem] = {}
+            # A hash of each line, not the line: the engine packs lines away as they
+            # arrive, and a window of a large org is ~70k lines (~100 MB as objects).
+            seen: dict[tuple[dt.date, str], int] = {}
             dropped = 0
             params: dict[str, str | int] = {
                 "start_date": w_start.isoformat(),
@@ -257,19 +258,20 @@ class CCloudCostInput:
     def _dedupe(
         line: BillingLineItem,
         row: Mapping[str, Any],
-        seen: dict[tuple[dt.date, str], BillingLineItem],
+        seen: dict[tuple[dt.date, str], int],
     ) -> BillingLineItem | None:
         key = (line.date, line.line_id)
         previous = seen.get(key)
+        this = _line_hash(line)
         if previous is None:
-            seen[key] = line
+            seen[key] = this
             return line
         if line.line_id.startswith("k:"):
             n = 2
             while (line.date, f"{line.line_id}#{n}") in seen:
                 n += 1
             new_id = f"{line.line_id}#{n}"
-        elif previous == line:
+        elif previous == this:  # equal fields (a 64-bit hash of them)
             _log.warning("billing duplicate row dropped", line_id=line.line_id)
             return None
         else:
@@ -279,8 +281,20 @@ class CCloudCostInput:
                 return None
             _log.warning("billing id reused by a different row", line_id=line.line_id)
         renamed = _with_id(line, new_id)
-        seen[(line.date, new_id)] = renamed
+        seen[(line.date, new_id)] = _line_hash(renamed)
         return renamed
+
+
+def _line_hash(line: BillingLineItem) -> int:
+    """Hash every field of a line (equal lines hash equal; attributes in key order)."""
+    return hash(
+        (
+            line.line_id, line.date, line.product_type, line.product_category, line.amount,
+            line.resource_id, line.env_id, line.quantity, line.unit, line.unit_price,
+            line.original_amount, line.discount_amount, line.description,
+            tuple(sorted(line.attributes.items())), line.error,
+        )
+    )  # fmt: skip
 
 
 def _with_id(line: BillingLineItem, line_id: str) -> BillingLineItem:
