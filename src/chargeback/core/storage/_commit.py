@@ -16,14 +16,14 @@ turn into floats) takes ``executemany`` instead, with its usual errors.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
-
-import aiosqlite
 
 from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow
 from chargeback.core.plugin.protocols import PluginRows
@@ -337,36 +337,45 @@ def prepare_commit(
     return PreparedCommit(tenant_id, day, inserts, state_params, totals)
 
 
-async def write_commit(conn: aiosqlite.Connection, prepared: PreparedCommit) -> int:
-    """Run the statements of one date commit inside the caller's open transaction.
+def write_commit(conn: sqlite3.Connection, prepared: PreparedCommit) -> int:
+    """Run one date commit as a whole transaction, on the connection's own thread.
 
-    Returns the new ``calc_seq``. The caller owns ``BEGIN IMMEDIATE``/``COMMIT`` and
-    rolls back on any error.
+    ``BEGIN IMMEDIATE``, the deletes, the inserts, the ``date_state`` upsert and
+    ``COMMIT`` run back to back in one call: a statement does not wait for the event
+    loop (busy allocating the next date) to send the next one. Any error rolls the
+    transaction back and is raised. Returns the new ``calc_seq``.
     """
     key = (prepared.tenant_id, prepared.day.isoformat())
-    known = await conn.execute_fetchall("SELECT table_name FROM plugin_tables")
-    tables = {str(r[0]) for r in known}
-    used = {i.table for i in prepared.inserts if i.table not in CORE_TABLES}
-    new_tables = sorted(used - tables)
-    if new_tables:
-        now = str(prepared.state_params[5])
-        await conn.executemany(
-            "INSERT INTO plugin_tables (table_name, first_used_at) VALUES (?, ?)",
-            [(t, now) for t in new_tables],
-        )
-    await conn.execute("DELETE FROM billing_lines WHERE tenant_id = ? AND date = ?", key)
-    await conn.execute("DELETE FROM chargeback_rows WHERE tenant_id = ? AND date = ?", key)
-    for table in sorted(tables | set(new_tables)):
-        await conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND date = ?", key)
-    for insert in prepared.inserts:
-        statement = insert.statement()
-        if statement is not None:
-            await conn.execute(*statement)
-        many = insert.many()
-        if many is not None:
-            await conn.executemany(*many)
-    result = await conn.execute_fetchall(_UPSERT_STATE, prepared.state_params)
-    return int(next(iter(result))[0])
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {str(r[0]) for r in conn.execute("SELECT table_name FROM plugin_tables")}
+        used = {i.table for i in prepared.inserts if i.table not in CORE_TABLES}
+        new_tables = sorted(used - tables)
+        if new_tables:
+            now = str(prepared.state_params[5])
+            conn.executemany(
+                "INSERT INTO plugin_tables (table_name, first_used_at) VALUES (?, ?)",
+                [(t, now) for t in new_tables],
+            )
+        conn.execute("DELETE FROM billing_lines WHERE tenant_id = ? AND date = ?", key)
+        conn.execute("DELETE FROM chargeback_rows WHERE tenant_id = ? AND date = ?", key)
+        for table in sorted(tables | set(new_tables)):
+            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND date = ?", key)
+        for insert in prepared.inserts:
+            statement = insert.statement()
+            if statement is not None:
+                conn.execute(*statement)
+            many = insert.many()
+            if many is not None:
+                conn.executemany(*many)
+        calc_seq = int(conn.execute(_UPSERT_STATE, prepared.state_params).fetchone()[0])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return calc_seq
 
 
 def date_state_of(prepared: PreparedCommit, calc_seq: int) -> DateState:

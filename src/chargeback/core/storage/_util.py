@@ -7,7 +7,8 @@ import datetime as dt
 import json
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import aiosqlite
 import structlog
@@ -108,6 +109,24 @@ async def rollback_quietly(conn: aiosqlite.Connection) -> None:
         await asyncio.shield(conn.rollback())
     except (sqlite3.Error, ValueError) as exc:
         log.debug("rollback skipped", error=str(exc))
+
+
+_T = TypeVar("_T")
+
+
+async def run_in_connection(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: object) -> _T:
+    """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop.
+
+    aiosqlite sends every statement to its thread and back; a transaction of ten
+    statements then waits ten times for the event loop, which may be busy with CPU
+    work. This queues one function on that thread instead (aiosqlite's ``_execute``,
+    the primitive all its methods use; pinned by ``uv.lock`` and covered by the
+    storage tests). The function runs after everything queued before it, as any
+    aiosqlite call does, and finishes even if the awaiting task is cancelled.
+    """
+    sqlite_conn = conn._conn
+    result: _T = await conn._execute(fn, sqlite_conn, *args)  # type: ignore[no-untyped-call]
+    return result
 
 
 def translate_error(exc: BaseException, action: str, path: str) -> StorageError:

@@ -41,6 +41,7 @@ from chargeback.core.storage._util import (
     date_from_text,
     datetime_to_text,
     rollback_quietly,
+    run_in_connection,
     translate_error,
 )
 from chargeback.core.storage.backend import (
@@ -211,13 +212,7 @@ class SQLiteBackend:
     async def _write(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), errors translated."""
         async with self._lock:
-            conn = self._writer
-            if conn is None:
-                raise StorageError(f"{action} failed: the storage is not open; call open() first")
-            if self._read_only:
-                raise StorageError(
-                    f"{action} failed: the database {self._path} was opened read-only"
-                )
+            conn = self._writable(action)
             try:
                 if conn.in_transaction:  # left open by an interrupted earlier write
                     await rollback_quietly(conn)
@@ -230,6 +225,15 @@ class SQLiteBackend:
             except BaseException:
                 await rollback_quietly(conn)
                 raise
+
+    def _writable(self, action: str) -> aiosqlite.Connection:
+        """The writer connection, or a StorageError saying why there is none."""
+        conn = self._writer
+        if conn is None:
+            raise StorageError(f"{action} failed: the storage is not open; call open() first")
+        if self._read_only:
+            raise StorageError(f"{action} failed: the database {self._path} was opened read-only")
+        return conn
 
     @asynccontextmanager
     async def _read(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -442,8 +446,15 @@ class SQLiteBackend:
             inventory_fingerprint=inventory_fingerprint,
             calculated_at=calculated_at,
         )
-        async with self._write(f"committing tenant {tenant_id!r} date {day}") as conn:
-            calc_seq = await _commit.write_commit(conn, prepared)
+        action = f"committing tenant {tenant_id!r} date {day}"
+        async with self._lock:
+            conn = self._writable(action)
+            try:
+                if conn.in_transaction:  # left open by an interrupted earlier write
+                    await rollback_quietly(conn)
+                calc_seq = await run_in_connection(conn, _commit.write_commit, prepared)
+            except _DB_ERRORS as exc:
+                raise translate_error(exc, action, self._path) from exc
         return _commit.date_state_of(prepared, calc_seq)
 
     # -- emissions ---------------------------------------------------------------------
