@@ -1,4 +1,4 @@
-"""A date's rows travel to SQLite as one JSON document; nothing may change on the way."""
+"""A date's rows reach SQLite and come back exactly: any text, any 64-bit amount."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ class TestRowEncoding:
                 )  # fmt: skip
             assert await store.read_rows("t", DAY) == []
 
-    async def test_nul_in_text_takes_the_row_by_row_path(self, tmp_path):
-        """SQLite's JSON cuts text at NUL, so such a date is written row by row, intact."""
+    async def test_nul_in_text_survives(self, tmp_path):
+        """Text with NUL characters (which C strings would cut) is stored whole."""
         rows = [
             ChargebackRow("t", DAY, "l\x00a", "sa\x00", "P", "C", None, "e", "u", "r\x00", 5, None),
             ChargebackRow("t", DAY, "l2", "sa-2", "P", "C", "lkc", None, "u", "r", -5, "x\x00y"),
