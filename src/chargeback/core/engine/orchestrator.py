@@ -27,6 +27,7 @@ import structlog
 from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
+from chargeback.core.engine.gcpolicy import young_collections_only
 from chargeback.core.engine.inventory import gather_inventory
 from chargeback.core.engine.spool import LineSpool, UsageSpool
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
@@ -366,7 +367,10 @@ class TenantRuntime:
         writing: asyncio.Task[None] | None = None
         try:
             for day in todo:
-                with structlog.contextvars.bound_contextvars(date=day.isoformat()):
+                with (
+                    structlog.contextvars.bound_contextvars(date=day.isoformat()),
+                    young_collections_only(),
+                ):
                     lines = spool.pop(day)  # a date's objects exist only while it is worked on
                     result = await self._allocate_sliced(
                         day,
