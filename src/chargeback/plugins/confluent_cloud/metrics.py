@@ -96,13 +96,15 @@ class MetricsApiSource:
         table: UsageTable = {}
         if start >= end:
             return table
-        ids = sorted(set(resource_ids))
-        results = await asyncio.gather(*(self._one(query, rid, start, end) for rid in ids))
-        for rid, rows in zip(ids, results, strict=True):
-            for day, principal, value in rows:
+        async def one(rid: str) -> None:
+            # Folded in as each resource's query completes: the raw rows of every
+            # resource are never all alive at once.
+            for day, principal, value in await self._one(query, rid, start, end):
                 if start <= day < end:
                     bucket = table.setdefault((day, rid), {})
                     bucket[principal] = bucket.get(principal, 0) + value
+
+        await asyncio.gather(*(one(rid) for rid in sorted(set(resource_ids))))
         return table
 
     async def _one(
