@@ -292,6 +292,29 @@ class TestChangedInputs:
         # deleted today, so still charged for the (older) days it worked
         assert "sa-2" in {r.identity_id for r in (await snapshot(storage))[WINDOW[-1]]}
 
+    async def test_unchanged_inventory_is_not_reloaded(
+        self, make_runtime: MakeRuntime, storage: SQLiteBackend
+    ) -> None:
+        """A runtime's later runs reuse its synced inventory until the listing changes."""
+        rt = make_runtime()
+        await rt.run()
+        loads = 0
+        load = storage.load_inventory
+
+        async def counting(tenant_id: str) -> Any:
+            nonlocal loads
+            loads += 1
+            return await load(tenant_id)
+
+        cast(Any, storage).load_inventory = counting
+        await rt.run()
+        assert loads == 0
+        state_of(rt).hidden.add("sa-2")
+        await rt.run()
+        assert loads == 1
+        rt_inventory = cast(Any, rt)._inventory
+        assert {i.identity_id for i in rt_inventory.identities if i.deleted_at} == {"sa-2"}
+
 
 class TestOverrides:
     def _module(self) -> str:

@@ -28,7 +28,7 @@ from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
 from chargeback.core.engine.gcpolicy import young_collections_only
-from chargeback.core.engine.inventory import gather_inventory
+from chargeback.core.engine.inventory import Inventory, gather_inventory
 from chargeback.core.engine.spool import LineSpool, UsageSpool
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
 from chargeback.core.models import (
@@ -130,6 +130,7 @@ class TenantRuntime:
         self._dispatcher: Dispatcher | None = None
         self._settings_fp = datesel.settings_fingerprint(config.plugin_settings)
         self._unrecorded: list[RunSummary] = []
+        self._inventory: Inventory | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -341,7 +342,9 @@ class TenantRuntime:
             self.storage,
             seen_at=self._clock(),
             guard_ratio=self.config.deletion_guard_ratio,
+            previous=self._inventory,
         )
+        self._inventory = inventory
         resources = {r.resource_id: r for r in inventory.resources}
         identities = IdentitySet(inventory.identities)
 
