@@ -96,6 +96,7 @@ class MetricsApiSource:
         table: UsageTable = {}
         if start >= end:
             return table
+
         async def one(rid: str) -> None:
             # Folded in as each resource's query completes: the raw rows of every
             # resource are never all alive at once.
