@@ -18,7 +18,7 @@ NOW = dt.datetime(2024, 5, 4, 6, 0, tzinfo=dt.UTC)
 _tenants = itertools.count()
 
 # Any text SQLite can store: every code point but lone surrogates (not encodable as UTF-8).
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 # Wide amounts whose sum over a date (at most 40 rows) still fits the 64-bit totals.
 amount = st.integers(min_value=-(2**57), max_value=2**57)
 row_fields = st.tuples(
