@@ -26,6 +26,7 @@ from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.money import to_minor
 from chargeback.core.storage.backend import CostTotal
 from chargeback.core.storage.sqlite import SQLiteBackend
+from chargeback.errors import ConfigError
 
 NOW = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
 
@@ -213,3 +214,31 @@ class TestDirectRendering:
         reg = CollectorRegistry(auto_describe=False)
         reg.register(_Fixed(_families({tenant: snap})))
         assert _publish({tenant: rendered}).text == generate_latest(reg)
+
+
+class TestDropLabels:
+    """drop_labels sums labels away exactly; the cached text still matches the library."""
+
+    async def test_dropped_labels_are_summed_exactly(self, storage: SQLiteBackend) -> None:
+        """Without identity, one series per remaining labels holds the exact sum."""
+        await commit(storage, "acme", dt.date(2026, 3, 1), {"sa-1": "0.1", "sa-2": "0.2"})
+        await commit(storage, "acme", dt.date(2026, 3, 2), {"sa-1": "1.5", "sa-2": "2.25"})
+        emitter = PrometheusEmitter(storage, drop_labels=["identity", "env"])
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(emitter)
+        await emitter.refresh()
+        labels = {"tenant": "acme", "product_type": "KAFKA_BASE", "cost_type": "shared"}
+        assert sample(reg, "chargeback_cost_latest_day", **labels) == 3.75
+        assert sample(reg, "chargeback_cost_month_to_date", **labels) == 4.05
+        text = emitter.exposition()
+        assert b"identity=" not in text
+        assert b"env=" not in text
+        assert text == generate_latest(reg)
+
+    @pytest.mark.parametrize("bad", [["tenant"], ["identity", "team"], "nope"])
+    async def test_unknown_or_tenant_label_is_a_config_error(
+        self, storage: SQLiteBackend, bad: object
+    ) -> None:
+        """Dropping tenant or an unknown label fails at creation with the allowed list."""
+        with pytest.raises(ConfigError, match="droppable"):
+            create("prometheus", {"drop_labels": bad}, storage_backend=storage)
