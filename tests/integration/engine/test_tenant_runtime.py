@@ -454,37 +454,8 @@ class TestFailures:
         assert await seqs(storage) == {}
 
 
-class TestOverlappedWrites:
-    """Date N is written while date N+1 is allocated; commits stay whole and in date order."""
-
-    async def test_next_date_is_allocated_while_the_previous_is_written(
-        self, make_runtime: MakeRuntime, storage: SQLiteBackend
-    ) -> None:
-        """The first date's commit can wait for the second date's allocation to start."""
-        rt = make_runtime()
-        second_allocating = asyncio.Event()
-        allocate, commit = rt._allocate_sliced, storage.commit_date
-        order: list[str] = []
-
-        async def allocating(day: dt.date, *args: Any, **kwargs: Any) -> Any:
-            order.append(f"allocate {day.day}")
-            if day == WINDOW[1]:
-                second_allocating.set()
-            return await allocate(day, *args, **kwargs)
-
-        async def committing(tenant_id: str, day: dt.date, **kwargs: Any) -> Any:
-            if day == WINDOW[0]:
-                await asyncio.wait_for(second_allocating.wait(), 10)
-            order.append(f"commit {day.day}")
-            return await commit(tenant_id, day, **kwargs)
-
-        cast(Any, rt)._allocate_sliced = allocating
-        cast(Any, storage).commit_date = committing
-        summary = await rt.run()
-        assert summary.status is RunStatus.SUCCESS, summary.error
-        commits = [e for e in order if e.startswith("commit")]
-        assert commits == [f"commit {d.day}" for d in WINDOW]
-        assert order.index("allocate 3") < order.index("commit 2")
+class TestFailedWrites:
+    """A date write that fails or is cancelled leaves whole dates only."""
 
     async def test_failed_commit_stops_later_dates(
         self, make_runtime: MakeRuntime, storage: SQLiteBackend
