@@ -56,7 +56,7 @@ class Organization:
         self.statements_by_pool: dict[str, list[FlinkStatement]] = {}
         for st in inv.statements:
             self.statements_by_pool.setdefault(st.pool_id, []).append(st)
-        self._kafka = LRU[tuple[str, date], dict[str, tuple[int, int]]](20000)
+        self._kafka = LRU[tuple[str, date], dict[str, tuple[int, int]]](8192)
         self._flink = LRU[tuple[str, date], dict[str, tuple[str, int]]](2048)
         self._lines = LRU[date, list[Line]](16)
         self._identities: frozenset[str] | None = None

@@ -36,8 +36,8 @@ _CHUNK = 1000
 _LEVEL = 1
 """zlib level: the fastest; pickled lines still compress ~5x."""
 
-KEEP_LINES = 50_000
-"""Lines kept as objects before packing starts (~75 MB at ~1.5 KB a line)."""
+KEEP_LINES = 20_000
+"""Lines kept as objects before packing starts (~30 MB at ~1.5 KB a line)."""
 
 
 def _pack(value: object) -> bytes | None:
