@@ -141,6 +141,11 @@ class BillingDigest:
         self._sum = (self._sum + int.from_bytes(hashlib.sha256(text.encode()).digest())) & _MASK
         self._count += 1
 
+    @property
+    def count(self) -> int:
+        """How many lines were added."""
+        return self._count
+
     def hexdigest(self) -> str:
         """The digest of the lines added so far (sha256 hex)."""
         payload = f"billing-v2:{self._count}:{self._sum:064x}"

@@ -72,7 +72,6 @@ class LineSpool:
         self._keep = keep_lines
         self._open: dict[dt.date, list[BillingLineItem]] = defaultdict(list)
         self._packed: dict[dt.date, list[bytes | list[BillingLineItem]]] = defaultdict(list)
-        self._counts: dict[dt.date, int] = defaultdict(int)
         self._digests: dict[dt.date, BillingDigest] = defaultdict(BillingDigest)
         self._needs: dict[dt.date, dict[MetricQuery, set[str]]] = defaultdict(dict)
 
@@ -80,7 +79,6 @@ class LineSpool:
         """Take one line of its date."""
         day = line.date
         self._digests[day].add(line)
-        self._counts[day] += 1
         chunk = self._open[day]
         chunk.append(line)
         if len(chunk) >= _CHUNK:
@@ -112,7 +110,8 @@ class LineSpool:
 
     def count(self, day: dt.date) -> int:
         """How many lines the date has."""
-        return self._counts.get(day, 0)
+        digest = self._digests.get(day)
+        return 0 if digest is None else digest.count
 
     def needs(self, days: Iterable[dt.date]) -> dict[MetricQuery, set[str]]:
         """The metric queries (with resource ids) the lines of ``days`` need."""
