@@ -137,13 +137,12 @@ async def gather_inventory(
     delta = await storage.sync_inventory(
         tenant_id, resources, identities, seen_at, deletable_types=deletable
     )
-    unchanged = (
+    if (
         previous is not None
         and delta.created == 0
         and delta.deleted == 0
         and delta.fingerprint == previous.fingerprint
-    )
-    if previous is not None and unchanged:
+    ):
         all_resources, all_identities = previous.resources, previous.identities
     else:
         all_resources, all_identities = await storage.load_inventory(tenant_id)
