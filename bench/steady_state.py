@@ -42,6 +42,7 @@ from bench._harness import (
     write_report,
 )
 from bench.backfill import lookback_for
+from chargeback.core.engine.types import RunSummary
 
 GOAL_WALL_S = 5.0
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "chargeback-bench-cache"
@@ -89,6 +90,11 @@ async def _measure(sim: Sim, db: Path, lookback: int, trigger: str) -> dict[str,
         await storage.close()
     if summary.status != "success":
         raise SystemExit(f"{trigger} run failed: {summary.error}")
+    return _figures(sim, meter, summary)
+
+
+def _figures(sim: Sim, meter: Meter, summary: RunSummary) -> dict[str, Any]:
+    """What one measured run reports."""
     return {
         "wall_s": round(meter.wall_s, 3),
         "cpu_s": round(meter.cpu_s, 3),
@@ -118,14 +124,7 @@ async def _measure_warm(sim: Sim, db: Path, lookback: int) -> dict[str, Any]:
         await storage.close()
     if summary.status != "success" or warmup.status != "success":
         raise SystemExit(f"warm run failed: {summary.error or warmup.error}")
-    return {
-        "wall_s": round(meter.wall_s, 3),
-        "cpu_s": round(meter.cpu_s, 3),
-        "sim_cpu_s": round(sim.transport.sim_cpu_s, 3),
-        "dates_calculated": summary.dates_calculated,
-        "rows_written": summary.rows_written,
-        "api_calls": sim.calls(),
-    }
+    return _figures(sim, meter, summary)
 
 
 def _child(scale: str, seed: int, days: int, cache: Path, work: Path) -> dict[str, Any]:
