@@ -175,6 +175,10 @@ def _row_insert(
     return Insert("chargeback_rows", _ROW_COLUMNS, params)
 
 
+_PLAIN = frozenset({str, int, float, bytes, type(None)})
+"""Cell types SQLite binds as they are."""
+
+
 def _adapt(value: object) -> object:
     """Encode a plugin cell: dates and datetimes as ISO text, Decimals as exact text."""
     if isinstance(value, dt.datetime):
@@ -210,7 +214,10 @@ def _plugin_inserts(
         t_idx, d_idx = columns.index("tenant_id"), columns.index("date")
         params: Params = []
         for row in block.rows:
-            values = (*prefix, *map(_adapt, row))
+            if _PLAIN.issuperset(map(type, row)):  # the common case, checked in C
+                values = (*prefix, *row)
+            else:
+                values = (*prefix, *map(_adapt, row))
             if len(values) != len(columns):
                 raise ValueError(
                     f"a row for plugin table {table!r} has {len(row)} values, expected "
