@@ -71,6 +71,10 @@ class StorageSettings(_Section):
 
     path: Path = Path("./var/chargeback.db")
     """The SQLite file (created with its directory on first start)."""
+    writer_process_min_rows: int | None = Field(default=20_000, ge=0)
+    """Date commits of at least this many lines plus rows are written by a child
+    process, so allocation and SQLite use two cores; ``null`` writes every commit in
+    the daemon's own process; ``0`` sends every commit to the child."""
 
 
 class HttpSettings(_Section):

@@ -1,6 +1,9 @@
 """One Confluent Cloud backfill in a subprocess (started and SIGKILLed by the kill tests).
 
-Usage: python backfill_worker.py DB_PATH CSV_DIR SCALE LOOKBACK_DAYS
+Usage: python backfill_worker.py DB_PATH CSV_DIR SCALE LOOKBACK_DAYS [WRITER_MIN_ROWS]
+
+WRITER_MIN_ROWS is the backend's ``writer_process_min_rows`` (``none``: every commit
+in this process, the default; ``0``: every commit through the writer child process).
 
 A real TenantRuntime with the ConfluentCloudPlugin talks to ccloud_sim in this process
 (httpx.ASGITransport, frozen clock) and writes a real SQLite file and CSV files.
@@ -42,11 +45,13 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
-async def main(db_path: str, csv_dir: str, scale: str, lookback: int) -> int:
+async def main(
+    db_path: str, csv_dir: str, scale: str, lookback: int, writer_min_rows: int | None
+) -> int:
     """Open storage, start the tenant, signal readiness, run once."""
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
     app = create_app(seed=5, scale=scale, clock=SimClock(NOW))
-    storage = ChattySQLiteBackend(db_path)
+    storage = ChattySQLiteBackend(db_path, writer_process_min_rows=writer_min_rows)
     await storage.open()
     plugin = ConfluentCloudPlugin(transport=httpx.ASGITransport(app=app), sleep=_no_sleep)
     config = TenantConfig(
@@ -75,4 +80,6 @@ async def main(db_path: str, csv_dir: str, scale: str, lookback: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+    _writer = sys.argv[5] if len(sys.argv) > 5 else "none"
+    _min_rows = None if _writer == "none" else int(_writer)
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), _min_rows)))

@@ -22,20 +22,24 @@ SCALE, LOOKBACK = "small", 33
 TRIALS = int(os.environ.get("REL_KILL_TRIALS", "6"))
 
 
-def spawn(db: Path, csv_dir: Path) -> subprocess.Popen[str]:
+IN_PROCESS, CHILD = "none", "0"
+"""The worker's write paths: every commit in its own process, or in the writer child."""
+
+
+def spawn(db: Path, csv_dir: Path, writer: str = IN_PROCESS) -> subprocess.Popen[str]:
     """Start the worker (not waiting for anything)."""
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(db), str(csv_dir), SCALE, str(LOOKBACK)],
+        [sys.executable, str(WORKER), str(db), str(csv_dir), SCALE, str(LOOKBACK), writer],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def run_to_end(db: Path, csv_dir: Path) -> list[float]:
+def run_to_end(db: Path, csv_dir: Path, writer: str = IN_PROCESS) -> list[float]:
     """Run the worker to completion; return when each output line came, in s after spawn."""
     started = time.monotonic()
-    proc = spawn(db, csv_dir)
+    proc = spawn(db, csv_dir, writer)
     assert proc.stdout is not None
     stamps: list[float] = []
     lines: list[str] = []
@@ -49,13 +53,16 @@ def run_to_end(db: Path, csv_dir: Path) -> list[float]:
     return stamps
 
 
-def kill_after(db: Path, csv_dir: Path, delay: float, nth_commit: int = 0) -> list[str]:
+def kill_after(
+    db: Path, csv_dir: Path, delay: float, nth_commit: int = 0, writer: str = IN_PROCESS
+) -> list[str]:
     """Start the worker, SIGKILL it; return its stdout lines.
 
     The kill comes ``delay`` s after spawn, or, with ``nth_commit``, ``delay`` s after
-    the worker announced the start of its ``nth_commit``-th date commit.
+    the worker announced the start of its ``nth_commit``-th date commit. A writer
+    child left behind finishes the commit it has (whole) and exits on end-of-file.
     """
-    proc = spawn(db, csv_dir)
+    proc = spawn(db, csv_dir, writer)
     lines: list[str] = []
     if nth_commit:
         assert proc.stdout is not None
@@ -104,16 +111,19 @@ def age_temp_file(path: Path) -> None:
 
 
 class TestKillDuringBackfill:
-    def test_one_sigkill_mid_commits_then_restart(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("writer", [IN_PROCESS, CHILD], ids=["in-process", "writer-child"])
+    def test_one_sigkill_mid_commits_then_restart(self, tmp_path: Path, writer: str) -> None:
         """The fast variant: one kill inside the commit loop, then a restart equals a clean run."""
         clean_db, clean_csv = tmp_path / "clean.sqlite", tmp_path / "clean-csv"
         run_to_end(clean_db, clean_csv)
         clean = dump_db(clean_db)
         db, csv_dir = tmp_path / "k.sqlite", tmp_path / "k-csv"
-        lines = kill_after(db, csv_dir, 0.002, nth_commit=len(clean["date_state"]) // 2)
+        lines = kill_after(
+            db, csv_dir, 0.002, nth_commit=len(clean["date_state"]) // 2, writer=writer
+        )
         stored = check_against_clean(db, csv_dir, clean, clean_csv)
         assert 0 < stored < len(clean["date_state"]), lines[-3:]
-        run_to_end(db, csv_dir)
+        run_to_end(db, csv_dir, writer)
         check_db(db)
         assert dump_db(db) == clean
         assert csv_files(csv_dir) == csv_files(clean_csv)
@@ -135,15 +145,16 @@ class TestKillDuringBackfill:
         sequence, stored = 0, 0
         db, csv_dir = tmp_path / "k0.sqlite", tmp_path / "k0-csv"
         for trial in range(TRIALS):
+            writer = CHILD if trial % 4 >= 2 else IN_PROCESS  # both write paths, mixed
             if trial % 2 == 0 or total - stored < 3:
                 # any moment: start-up and migrations, the crawl, billing, metrics, commits
                 per_commit = (stamps[-1] - stamps[1]) / total
                 delay = rng.uniform(0.0, stamps[1] + per_commit * (total - stored))
-                lines = kill_after(db, csv_dir, delay)
+                lines = kill_after(db, csv_dir, delay, writer=writer)
             else:  # inside the commit loop, at or just after the start of a commit
                 delay = rng.choice([0.0, 0.0005, 0.002, 0.01, 0.03])
                 nth = rng.randint(1, total - stored - 2)
-                lines = kill_after(db, csv_dir, delay, nth_commit=nth)
+                lines = kill_after(db, csv_dir, delay, nth_commit=nth, writer=writer)
             began = sum(1 for line in lines if line.startswith("commit "))
             stored = check_against_clean(db, csv_dir, clean, clean_csv)
             history.append((sequence, round(delay, 3), began, stored))

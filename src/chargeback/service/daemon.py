@@ -194,7 +194,9 @@ class Daemon:
         context = contextvars.copy_context()
 
         s.storage.path.parent.mkdir(parents=True, exist_ok=True)
-        storage = SQLiteBackend(s.storage.path)
+        storage = SQLiteBackend(
+            s.storage.path, writer_process_min_rows=s.storage.writer_process_min_rows
+        )
         await storage.open()
         self.storage = storage
         stack.push_async_callback(storage.close)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
 
 from chargeback.core.models import UNALLOCATED, BillingLineItem
 from chargeback.core.plugin.protocols import Migration, PluginRows
+from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import StorageError
 
 DAY = dt.date(2024, 5, 1)
@@ -43,6 +44,15 @@ class ExtraModule:
     ) -> Sequence[PluginRows]:
         rows = [(line.line_id, line.amount) for line in lines]
         return (PluginRows("extra_billing", ("line_id", "cost"), rows),)
+
+
+@pytest.fixture(params=[None, 0], ids=["in-process", "writer-process"])
+async def backend(request, tmp_path) -> AsyncIterator[SQLiteBackend]:
+    """A backend on a fresh file, once writing in-process and once through the child."""
+    store = SQLiteBackend(tmp_path / "chargeback.db", writer_process_min_rows=request.param)
+    await store.open()
+    yield store
+    await store.close()
 
 
 def version(line_factory, rows_factory, tenant: str, day: dt.date, amounts: Sequence[int]):
