@@ -180,6 +180,20 @@ def current_rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def peak_rss_of(pid: int | None) -> float:
+    """Peak resident set size of a running process (``VmHWM``), in MB; 0 without one."""
+    if pid is None:
+        return 0.0
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
 def _peak_rss_mb() -> float:
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -39,6 +39,7 @@ from bench._harness import (
     Meter,
     Sim,
     median_of,
+    peak_rss_of,
     quiet_logs,
     run_children,
     write_report,
@@ -115,6 +116,7 @@ async def _backfill(scale: str, days: int, seed: int, db: Path) -> dict[str, Any
         sim.reset_stats()
         with Meter() as meter:
             summary = await runtime.run("backfill")
+        writer_hwm_mb = peak_rss_of(storage.writer_pid)
     finally:
         await runtime.aclose()
         await storage.close()  # waits for the writer child, so its rusage is in
@@ -124,7 +126,9 @@ async def _backfill(scale: str, days: int, seed: int, db: Path) -> dict[str, Any
     writer_cpu_s = (children.ru_utime + children.ru_stime) - (
         children_before.ru_utime + children_before.ru_stime
     )
-    writer_rss_mb = children.ru_maxrss / 1024  # KiB on Linux; 0 if no child ran
+    # The child's own peak (VmHWM after exec). ru_maxrss of children is no good here:
+    # it counts the parent's pages the child shared between fork and exec.
+    writer_rss_mb = writer_hwm_mb
     total_cpu_s = meter.cpu_s + writer_cpu_s  # this process and its writer child
     wall = meter.wall_s
     return {

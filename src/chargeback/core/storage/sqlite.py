@@ -121,6 +121,11 @@ class SQLiteBackend:
         """The database file."""
         return self._path
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The pid of the writer child process while one runs (diagnostics, benchmarks)."""
+        return None if self._child is None else self._child.pid
+
     # -- lifecycle ---------------------------------------------------------------------
     async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
         if read_only and self._ro_uri is not None:
