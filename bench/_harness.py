@@ -15,6 +15,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -199,6 +200,47 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_pages(pid: int | str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text(encoding="ascii").split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return 0
+
+
+def _child_pids() -> set[str]:
+    pids: set[str] = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids.update((task / "children").read_text(encoding="ascii").split())
+        except FileNotFoundError:
+            continue
+    return pids
+
+
+class _TreeSampler(threading.Thread):
+    """Samples this process's RSS plus its children's (the writer), every 20 ms.
+
+    Each process's own peak is exact (``ru_maxrss``, ``VmHWM``), but the two peaks need
+    not coincide; this is the peak of their sum, to the sampling interval.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="rss-sampler", daemon=True)
+        self.peak_pages = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.02):
+            pages = _rss_pages("self") + sum(_rss_pages(pid) for pid in _child_pids())
+            self.peak_pages = max(self.peak_pages, pages)
+
+    def stop(self) -> float:
+        """Stop; return the peak sum in MB."""
+        self._stop_event.set()
+        self.join()
+        return self.peak_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class Meter:
     """Wall time, CPU time and memory of a block (``with Meter() as m: ...``)."""
 
@@ -207,12 +249,16 @@ class Meter:
         self.cpu_s = 0.0
         self.rss_before_mb = 0.0
         self.peak_rss_mb = 0.0
+        self.peak_tree_rss_mb = 0.0
         self._t0 = 0.0
         self._c0 = 0.0
         self.load_avg_1m = 0.0
+        self._sampler: _TreeSampler | None = None
 
     def __enter__(self) -> Meter:
         self.rss_before_mb = current_rss_mb()
+        self._sampler = _TreeSampler()
+        self._sampler.start()
         self._t0 = time.perf_counter()
         self._c0 = time.process_time()
         return self
@@ -221,6 +267,8 @@ class Meter:
         self.wall_s = time.perf_counter() - self._t0
         self.cpu_s = time.process_time() - self._c0
         self.peak_rss_mb = _peak_rss_mb()
+        if self._sampler is not None:
+            self.peak_tree_rss_mb = self._sampler.stop()
         self.load_avg_1m = os.getloadavg()[0]
 
     def as_dict(self) -> dict[str, float]:
@@ -230,6 +278,7 @@ class Meter:
             "cpu_s": round(self.cpu_s, 3),
             "rss_before_mb": round(self.rss_before_mb, 1),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "peak_rss_with_children_mb": round(self.peak_tree_rss_mb, 1),
             "load_avg_1m": round(self.load_avg_1m, 2),
         }
 

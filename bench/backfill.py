@@ -197,6 +197,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rows_per_cpu_s", "floor_rows_per_s", "floor_ratio", "floor_ratio_cpu", "sim_cpu_s",
         "chargeback_cpu_s", "floor_ratio_chargeback_cpu", "load_avg_1m", "writer_cpu_s",
         "writer_peak_rss_mb", "peak_rss_with_writer_mb", "total_cpu_s",
+        "peak_rss_with_children_mb",
     ]  # fmt: skip
     first = runs[0]
     out: dict[str, Any] = {
@@ -231,7 +232,8 @@ def human(agg: dict[str, Any]) -> str:
         f"cpu {m['median_cpu_s']:.1f} s (sim {m['median_sim_cpu_s']:.1f} s) "
         f"+ writer child {m.get('median_writer_cpu_s', 0):.1f} s, "
         f"peak RSS {m['median_peak_rss_mb']:.0f} MB "
-        f"+ writer child {m.get('median_writer_peak_rss_mb', 0):.0f} MB "
+        f"+ writer child {m.get('median_writer_peak_rss_mb', 0):.0f} MB, "
+        f"both at once {m.get('median_peak_rss_with_children_mb', 0):.0f} MB "
         f"(before run {m['median_rss_before_mb']:.0f} MB; goal < {GOAL_RSS_MB:.0f})",
         f"  {m['lines_read']} billing lines ({m['median_lines_per_s']:.0f}/s), "
         f"{m['rows_written']} chargeback rows ({m['median_rows_per_s']:.0f}/s wall, "

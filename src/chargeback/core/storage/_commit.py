@@ -14,7 +14,6 @@ parameters (wide rows: 475 vs 208 ms for 53k), more than the overlap won back; a
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sqlite3
 from collections.abc import Sequence
@@ -24,6 +23,12 @@ from operator import itemgetter
 
 from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow
 from chargeback.core.plugin.protocols import PluginRows
+from chargeback.core.storage._transaction import (
+    CORE_TABLES,
+    Batch,
+    insert_sql,
+    write_transaction,
+)
 from chargeback.core.storage._util import (
     attrs_to_text,
     check_identifier,
@@ -32,22 +37,14 @@ from chargeback.core.storage._util import (
 )
 from chargeback.core.storage.backend import DateState
 
-__all__ = ["CORE_TABLES", "PreparedCommit", "date_state_of", "prepare_commit", "write_commit"]
-
-CORE_TABLES = frozenset(
-    {
-        "billing_lines",
-        "chargeback_rows",
-        "date_state",
-        "runs",
-        "rerun_requests",
-        "emissions",
-        "resources",
-        "identities",
-        "plugin_tables",
-        "schema_migrations",
-    }
-)
+__all__ = [
+    "CORE_TABLES",
+    "PreparedCommit",
+    "batches_of",
+    "date_state_of",
+    "prepare_commit",
+    "write_commit",
+]
 
 _LINE_COLUMNS = (
     "tenant_id", "date", "line_id", "product_type", "product_category", "resource_id",
@@ -59,25 +56,6 @@ _ROW_COLUMNS = (
     "resource_id", "env_id", "cost_type", "rule", "amount", "reason",
 )  # fmt: skip
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_UPSERT_STATE = """
-INSERT INTO date_state (tenant_id, date, billing_fingerprint, settings_fingerprint,
-    inventory_fingerprint, calc_seq, calculated_at, line_count, row_count, billed_total,
-    allocated_total, unallocated_total)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (tenant_id, date) DO UPDATE SET
-    billing_fingerprint = excluded.billing_fingerprint,
-    settings_fingerprint = excluded.settings_fingerprint,
-    inventory_fingerprint = excluded.inventory_fingerprint,
-    calc_seq = date_state.calc_seq + 1,
-    calculated_at = excluded.calculated_at,
-    line_count = excluded.line_count,
-    row_count = excluded.row_count,
-    billed_total = excluded.billed_total,
-    allocated_total = excluded.allocated_total,
-    unallocated_total = excluded.unallocated_total
-RETURNING calc_seq
-"""
-
 _TENANT_AND_DATE = itemgetter(0, 1)
 _AMOUNT = itemgetter(10)
 
@@ -94,10 +72,7 @@ class Insert:
 
     def sql(self) -> str:
         """The ``INSERT`` statement."""
-        return (
-            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
-            f"VALUES ({', '.join('?' * len(self.columns))})"
-        )
+        return insert_sql(self.table, self.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,41 +252,27 @@ def prepare_commit(
     return PreparedCommit(tenant_id, day, inserts, state_params, totals)
 
 
+def batches_of(prepared: PreparedCommit) -> list[Batch]:
+    """The commit's inserts as plain ``(table, columns, params)`` (what the child gets)."""
+    return [(i.table, i.columns, i.params) for i in prepared.inserts]
+
+
 def write_commit(conn: sqlite3.Connection, prepared: PreparedCommit) -> int:
     """Run one date commit as a whole transaction, on the connection's own thread.
 
     ``BEGIN IMMEDIATE``, the deletes, the inserts, the ``date_state`` upsert and
-    ``COMMIT`` run back to back in one call: a statement does not wait for the event
-    loop (busy allocating the next date) to send the next one. Any error rolls the
-    transaction back and is raised. Returns the new ``calc_seq``.
+    ``COMMIT`` run back to back in one call (:func:`~._transaction.write_transaction`):
+    a statement does not wait for the event loop (busy allocating the next date) to
+    send the next one. Any error rolls the transaction back and is raised. Returns
+    the new ``calc_seq``.
     """
-    key = (prepared.tenant_id, prepared.day.isoformat())
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        tables = {str(r[0]) for r in conn.execute("SELECT table_name FROM plugin_tables")}
-        used = {i.table for i in prepared.inserts if i.table not in CORE_TABLES}
-        new_tables = sorted(used - tables)
-        if new_tables:
-            now = str(prepared.state_params[5])
-            conn.executemany(
-                "INSERT INTO plugin_tables (table_name, first_used_at) VALUES (?, ?)",
-                [(t, now) for t in new_tables],
-            )
-        conn.execute("DELETE FROM billing_lines WHERE tenant_id = ? AND date = ?", key)
-        conn.execute("DELETE FROM chargeback_rows WHERE tenant_id = ? AND date = ?", key)
-        for table in sorted(tables | set(new_tables)):
-            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND date = ?", key)
-        for insert in prepared.inserts:
-            if insert.params:
-                conn.executemany(insert.sql(), insert.params)
-        calc_seq = int(conn.execute(_UPSERT_STATE, prepared.state_params).fetchone()[0])
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-    return calc_seq
+    return write_transaction(
+        conn,
+        prepared.tenant_id,
+        prepared.day.isoformat(),
+        batches_of(prepared),
+        prepared.state_params,
+    )
 
 
 def date_state_of(prepared: PreparedCommit, calc_seq: int) -> DateState:

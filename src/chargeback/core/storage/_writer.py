@@ -3,22 +3,24 @@
 A large organisation's date is ~55k chargeback rows. Binding and inserting them is
 ~0.4 s of CPU, and in this process it cannot overlap anything: ``executemany`` takes
 the GIL back once per row, so a writer *thread* next to the next date's allocation
-slows both down (measured). In a child process it overlaps fully: the parent sends
-the :class:`~chargeback.core.storage._commit.PreparedCommit` (pickled, ~45 ms for
-55k rows, on a worker thread) and allocates the next date while the child writes
-this one.
+slows both down (measured). In a child process it overlaps fully: the backend sends
+the date's parameter tuples (pickled, ~45 ms for 55k rows) and the engine allocates
+the next date while the child writes this one.
 
-The child is ``python -m chargeback.core.storage._writer PATH BUSY_MS``: a plain
+The child is ``python -m chargeback.core.storage._writer_child PATH BUSY_MS``: a plain
 subprocess, not :mod:`multiprocessing`, so it never re-imports the parent's
-``__main__`` and needs no start-method care. It owns one connection with the
-backend's pragmas and runs :func:`~chargeback.core.storage._commit.write_commit`, the
-same function as the in-thread path, so both paths write identical rows.
+``__main__`` and needs no start-method care, and it imports only the standard library
+and :mod:`~chargeback.core.storage._transaction` (~12 MB). It owns one connection with
+the backend's pragmas (a smaller page cache) and runs
+:func:`~chargeback.core.storage._transaction.write_transaction`, the same function as
+the in-thread path, so both paths write identical rows.
 
 Protocol on the child's stdin/stdout: frames of an 8-byte big-endian length and a
-pickle. The parent sends a ``PreparedCommit``; the child answers ``("ok", calc_seq)``
-or ``("error", exception)``. Every commit is one ``BEGIN IMMEDIATE`` transaction: a
-child killed mid-commit (OOM, SIGKILL) loses that date's commit, never half of it;
-the parent reports :class:`WriterDiedError` and the next commit starts a new child.
+pickle. The parent sends ``(tenant_id, day_text, batches, state_params)``; the child
+answers ``("ok", calc_seq)`` or ``("error", exception)``. Every commit is one
+``BEGIN IMMEDIATE`` transaction: a child killed mid-commit (OOM, SIGKILL) loses that
+date's commit, never half of it; the parent reports :class:`WriterDiedError` and the
+next commit starts a new child.
 
 The child ignores the signals operators send (Ctrl-C in a terminal reaches the whole
 process group): the parent decides when it stops, by closing its stdin, and a commit
@@ -29,26 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import pickle
-import signal
-import sqlite3
-import struct
 import subprocess
 import sys
 import threading
-from typing import IO
 
 import structlog
 
-from chargeback.core.storage._commit import PreparedCommit, write_commit
+from chargeback.core.storage._commit import PreparedCommit, batches_of
+from chargeback.core.storage._writer_child import HEADER, read_frame
 
 __all__ = ["CommitWriter", "WriterDiedError"]
 
 log = structlog.get_logger(__name__)
 
-_HEADER = struct.Struct(">Q")
-_IGNORED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+_CHILD_MODULE = "chargeback.core.storage._writer_child"
 _CHILD_STOP_S = 30.0
 """How long :meth:`CommitWriter.close` waits for the child after closing its stdin."""
 
@@ -81,7 +78,13 @@ class CommitWriter:
 
         Done by the caller, on its thread, before it waits for its turn to write.
         """
-        return pickle.dumps(prepared, pickle.HIGHEST_PROTOCOL)
+        commit = (
+            prepared.tenant_id,
+            prepared.day.isoformat(),
+            batches_of(prepared),
+            prepared.state_params,
+        )
+        return pickle.dumps(commit, pickle.HIGHEST_PROTOCOL)
 
     async def commit(self, payload: bytes) -> int:
         """Run a commit from :meth:`encode` in the child; return the new ``calc_seq``.
@@ -113,7 +116,7 @@ class CommitWriter:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             proc = subprocess.Popen(  # noqa: S603  (our own module, no shell)
-                [sys.executable, "-m", __name__, self._path, str(self._busy_timeout_ms)],
+                [sys.executable, "-m", _CHILD_MODULE, self._path, str(self._busy_timeout_ms)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
@@ -128,10 +131,10 @@ class CommitWriter:
             if stdin is None or stdout is None:  # pragma: no cover - both are PIPEs
                 raise WriterDiedError("the writer process has no pipes")
             try:
-                stdin.write(_HEADER.pack(len(payload)))
+                stdin.write(HEADER.pack(len(payload)))
                 stdin.write(payload)
                 stdin.flush()
-                answer = _read_frame(stdout)
+                answer = read_frame(stdout)
             except OSError:
                 answer = None
             if answer is None:
@@ -174,59 +177,3 @@ class CommitWriter:
             if proc.stdout is not None:
                 proc.stdout.close()
             log.debug("writer process stopped", path=self._path, code=proc.returncode)
-
-
-# -- the child -------------------------------------------------------------------------
-def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -32000")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA journal_size_limit = 67108864")
-    return conn
-
-
-def _read_frame(stream: IO[bytes]) -> bytes | None:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    size = _HEADER.unpack(header)[0]
-    body = stream.read(size)
-    return body if len(body) == size else None
-
-
-def _answer(stream: IO[bytes], status: str, value: object) -> None:
-    try:
-        body = pickle.dumps((status, value), pickle.HIGHEST_PROTOCOL)
-    except Exception:  # an exception that does not pickle: send its text
-        body = pickle.dumps((status, f"{type(value).__name__}: {value}"))
-    stream.write(_HEADER.pack(len(body)))
-    stream.write(body)
-    stream.flush()
-
-
-def serve(path: str, busy_timeout_ms: int, requests: IO[bytes], answers: IO[bytes]) -> None:
-    """The child's loop: one commit per frame until end-of-file."""
-    for name in _IGNORED_SIGNALS:
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            signal.signal(signum, signal.SIG_IGN)
-    conn = _connect(path, busy_timeout_ms)
-    try:
-        while (frame := _read_frame(requests)) is not None:
-            try:
-                prepared = pickle.loads(frame)  # noqa: S301  (from our parent)
-                _answer(answers, "ok", write_commit(conn, prepared))
-            except Exception as exc:
-                _answer(answers, "error", exc)
-    finally:
-        conn.close()
-
-
-if __name__ == "__main__":
-    # stdout carries the answers: anything printed by accident must not corrupt them.
-    _answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    sys.stdout = sys.stderr
-    serve(sys.argv[1], int(sys.argv[2]), sys.stdin.buffer, _answers)

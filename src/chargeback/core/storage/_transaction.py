@@ -1,0 +1,98 @@
+"""The date-commit transaction itself, on a plain ``sqlite3`` connection (stdlib only).
+
+Both write paths run this function: the backend's own connection thread and the
+writer child process (:mod:`~chargeback.core.storage._writer_child`), which imports
+nothing else of chargeback so that it stays small (~12 MB before SQLite's cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+
+__all__ = ["CORE_TABLES", "Batch", "write_transaction"]
+
+CORE_TABLES = frozenset(
+    {
+        "billing_lines",
+        "chargeback_rows",
+        "date_state",
+        "runs",
+        "rerun_requests",
+        "emissions",
+        "resources",
+        "identities",
+        "plugin_tables",
+        "schema_migrations",
+    }
+)
+
+Batch = tuple[str, Sequence[str], Sequence[Sequence[object]]]
+"""One table's rows: ``(table, columns, parameter tuples)``; names already checked."""
+
+_UPSERT_STATE = """
+INSERT INTO date_state (tenant_id, date, billing_fingerprint, settings_fingerprint,
+    inventory_fingerprint, calc_seq, calculated_at, line_count, row_count, billed_total,
+    allocated_total, unallocated_total)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, date) DO UPDATE SET
+    billing_fingerprint = excluded.billing_fingerprint,
+    settings_fingerprint = excluded.settings_fingerprint,
+    inventory_fingerprint = excluded.inventory_fingerprint,
+    calc_seq = date_state.calc_seq + 1,
+    calculated_at = excluded.calculated_at,
+    line_count = excluded.line_count,
+    row_count = excluded.row_count,
+    billed_total = excluded.billed_total,
+    allocated_total = excluded.allocated_total,
+    unallocated_total = excluded.unallocated_total
+RETURNING calc_seq
+"""
+
+
+def insert_sql(table: str, columns: Sequence[str]) -> str:
+    """The ``INSERT`` statement of one batch."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def write_transaction(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    day_text: str,
+    batches: Sequence[Batch],
+    state_params: Sequence[object],
+) -> int:
+    """Replace one tenant-date as a whole transaction; return the new ``calc_seq``.
+
+    ``BEGIN IMMEDIATE``, the deletes (core tables and every plugin table ever used),
+    the inserts, the ``date_state`` upsert and ``COMMIT`` run back to back; any error
+    rolls the transaction back and is raised.
+    """
+    key = (tenant_id, day_text)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {str(r[0]) for r in conn.execute("SELECT table_name FROM plugin_tables")}
+        used = {table for table, _, _ in batches if table not in CORE_TABLES}
+        new_tables = sorted(used - tables)
+        if new_tables:
+            now = str(state_params[5])
+            conn.executemany(
+                "INSERT INTO plugin_tables (table_name, first_used_at) VALUES (?, ?)",
+                [(t, now) for t in new_tables],
+            )
+        conn.execute("DELETE FROM billing_lines WHERE tenant_id = ? AND date = ?", key)
+        conn.execute("DELETE FROM chargeback_rows WHERE tenant_id = ? AND date = ?", key)
+        for table in sorted(tables | set(new_tables)):
+            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND date = ?", key)
+        for table, columns, params in batches:
+            if params:
+                conn.executemany(insert_sql(table, columns), params)
+        calc_seq = int(conn.execute(_UPSERT_STATE, tuple(state_params)).fetchone()[0])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return calc_seq

@@ -1,0 +1,91 @@
+"""The writer child's side (``python -m chargeback.core.storage._writer_child PATH BUSY_MS``).
+
+Reads frames (8-byte big-endian length, then a pickle) from stdin, each a date
+commit ``(tenant_id, day_text, batches, state_params)``, runs it with
+:func:`~chargeback.core.storage._transaction.write_transaction` and answers on stdout
+``("ok", calc_seq)`` or ``("error", exception)``. Ends at end-of-file on stdin.
+
+Deliberately imports only the standard library and ``_transaction``: the child
+costs ~12 MB plus SQLite's page cache, next to a daemon that may be near its memory
+budget. It ignores the signals an operator sends to the daemon (Ctrl-C reaches a
+whole process group): the daemon stops it by closing stdin, after the commit in
+flight.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sqlite3
+import struct
+import sys
+from typing import IO
+
+from chargeback.core.storage._transaction import write_transaction
+
+__all__ = ["HEADER", "read_frame", "serve"]
+
+HEADER = struct.Struct(">Q")
+_IGNORED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+_CACHE_KB = 8000
+"""SQLite page cache of the child: a commit appends at the right edge of the table and
+its index and deletes one date's contiguous rows, so a small cache is enough; the
+backend's own connections keep 32 MB for reads."""
+
+
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    """One frame's body, or ``None`` at end-of-file (or a frame cut short)."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    size = HEADER.unpack(header)[0]
+    body = stream.read(size)
+    return body if len(body) == size else None
+
+
+def _answer(stream: IO[bytes], status: str, value: object) -> None:
+    try:
+        body = pickle.dumps((status, value), pickle.HIGHEST_PROTOCOL)
+    except Exception:  # an exception that does not pickle: send its text
+        body = pickle.dumps((status, f"{type(value).__name__}: {value}"))
+    stream.write(HEADER.pack(len(body)))
+    stream.write(body)
+    stream.flush()
+
+
+def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute(f"PRAGMA cache_size = -{_CACHE_KB}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA journal_size_limit = 67108864")
+    return conn
+
+
+def serve(path: str, busy_timeout_ms: int, requests: IO[bytes], answers: IO[bytes]) -> None:
+    """One commit per frame until end-of-file."""
+    for name in _IGNORED_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, signal.SIG_IGN)
+    conn = _connect(path, busy_timeout_ms)
+    try:
+        while (frame := read_frame(requests)) is not None:
+            try:
+                tenant, day, batches, state = pickle.loads(frame)  # noqa: S301  (our parent's)
+                del frame
+                _answer(answers, "ok", write_transaction(conn, tenant, day, batches, state))
+            except Exception as exc:
+                _answer(answers, "error", exc)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    # stdout carries the answers: anything printed by accident must not corrupt them.
+    _answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr
+    serve(sys.argv[1], int(sys.argv[2]), sys.stdin.buffer, _answers)
