@@ -47,7 +47,10 @@ class SimState:
     rate_limits: RateLimits
     stats: Stats
     max_billing_days: int = 31
-    billing_text: LRU[tuple[str, int], list[str]] = field(default_factory=lambda: LRU(32))
+    billing_text: LRU[tuple[str, int], list[str]] = field(default_factory=lambda: LRU(8))
+    """Encoded billing rows of the last few days served (a page spans a few days)."""
+    billing_count: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Row counts per day (and late hour): paging skips whole days by count alone."""
     request_no: int = 0
 
 

@@ -44,9 +44,20 @@ def _texts(state: SimState, d: date, as_of: datetime) -> list[str]:
         return []
     key = (d.isoformat(), -1 if hours >= SETTLE_HOURS else hours)
     now = None if hours >= SETTLE_HOURS else as_of
-    return state.billing_text.get_or_make(
+    texts = state.billing_text.get_or_make(
         key, lambda: [line.to_json_text() for line in state.org.billing_lines(d, now)]
     )
+    state.billing_count[key] = len(texts)
+    return texts
+
+
+def _count(state: SimState, d: date, as_of: datetime) -> int:
+    """How many rows :func:`_texts` returns, without keeping the texts if known."""
+    hours = int((as_of - day_start(d + timedelta(days=1))).total_seconds() // 3600)
+    if hours < 0:
+        return 0
+    known = state.billing_count.get((d.isoformat(), -1 if hours >= SETTLE_HOURS else hours))
+    return len(_texts(state, d, as_of)) if known is None else known
 
 
 async def costs(request: Request) -> Response:
@@ -120,10 +131,11 @@ def _collect(
     skip = offset
     d = start
     while d < end:
-        rows = _texts(state, d, as_of)
-        if skip >= len(rows):
-            skip -= len(rows)
+        count = _count(state, d, as_of)
+        if skip >= count:
+            skip -= count
         else:
+            rows = _texts(state, d, as_of)
             room = take - len(page)
             page.extend(rows[skip : skip + room])
             if skip + room < len(rows):
@@ -131,7 +143,7 @@ def _collect(
             skip = 0
         d += timedelta(days=1)
         if len(page) >= take:
-            return page, any(_texts(state, x, as_of) for x in _days(d, end))
+            return page, any(_count(state, x, as_of) for x in _days(d, end))
     return page, False
 
 

@@ -147,9 +147,9 @@ class UsageSpool:
     ) -> None:
         """Take one query's table (every date of the range) and pack it by date."""
         self._queries.append(query)
-        by_day: dict[dt.date, dict[tuple[dt.date, str], dict[str, int]]] = defaultdict(dict)
+        by_day: dict[dt.date, dict[tuple[dt.date, str], Mapping[str, int]]] = defaultdict(dict)
         for key, values in table.items():
-            by_day[key[0]][key] = dict(values)
+            by_day[key[0]][key] = values  # packed (copied) below, not kept
         for day, part in by_day.items():
             blob = _pack((query, part))
             if blob is None:  # pragma: no cover - dicts of dates, str and int always pickle
