@@ -60,7 +60,7 @@ def kill_after(
 
     The kill comes ``delay`` s after spawn, or, with ``nth_commit``, ``delay`` s after
     the worker announced the start of its ``nth_commit``-th date commit. A writer
-    child left behind finishes the commit it has (whole) and exits on end-of-file.
+    child dies with the worker (its commit in flight rolls back).
     """
     proc = spawn(db, csv_dir, writer)
     lines: list[str] = []

@@ -24,13 +24,16 @@ next commit starts a new child.
 
 The child ignores the signals operators send (Ctrl-C in a terminal reaches the whole
 process group): the parent decides when it stops, by closing its stdin, and a commit
-in flight finishes first. If the parent dies, the child reads end-of-file and exits.
+in flight finishes first. If the parent dies (SIGKILL, OOM), the child is killed too
+(Linux ``PR_SET_PDEATHSIG``; elsewhere it exits at end-of-file), so nothing writes
+after a killed daemon: a commit in flight rolls back, exactly as in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pickle
 import subprocess
 import sys
@@ -100,7 +103,8 @@ class CommitWriter:
                 error, with its SQLite error code).
             WriterDiedError: the child exited during the commit; nothing of it was kept.
         """
-        exchange = asyncio.ensure_future(asyncio.to_thread(self._exchange, payload))
+        proc = self._child()  # on the caller's thread: see _child
+        exchange = asyncio.ensure_future(asyncio.to_thread(self._exchange, proc, payload))
         try:
             status, value = await asyncio.shield(exchange)
         except asyncio.CancelledError:
@@ -113,10 +117,17 @@ class CommitWriter:
         raise WriterDiedError(f"the writer process failed: {value}")
 
     def _child(self) -> subprocess.Popen[bytes]:
+        """The running child, started if needed.
+
+        Started from the event loop's thread, not a pool thread: the child asks to be
+        killed when the thread that started it ends (``PR_SET_PDEATHSIG``), which for
+        the loop's thread means when the daemon dies.
+        """
         proc = self._proc
         if proc is None or proc.poll() is not None:
+            argv = [sys.executable, "-m", _CHILD_MODULE, self._path, str(self._busy_timeout_ms)]
             proc = subprocess.Popen(  # noqa: S603  (our own module, no shell)
-                [sys.executable, "-m", _CHILD_MODULE, self._path, str(self._busy_timeout_ms)],
+                [*argv, str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
@@ -124,9 +135,8 @@ class CommitWriter:
             log.debug("writer process started", path=self._path, pid=proc.pid)
         return proc
 
-    def _exchange(self, payload: bytes) -> tuple[str, object]:
+    def _exchange(self, proc: subprocess.Popen[bytes], payload: bytes) -> tuple[str, object]:
         with self._pipes:
-            proc = self._child()
             stdin, stdout = proc.stdin, proc.stdout
             if stdin is None or stdout is None:  # pragma: no cover - both are PIPEs
                 raise WriterDiedError("the writer process has no pipes")

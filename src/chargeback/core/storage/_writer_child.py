@@ -1,4 +1,4 @@
-"""The writer child's side (``python -m chargeback.core.storage._writer_child PATH BUSY_MS``).
+"""The writer child's side (``python -m chargeback.core.storage._writer_child PATH BUSY_MS PPID``).
 
 Reads frames (8-byte big-endian length, then a pickle) from stdin, each a date
 commit ``(tenant_id, day_text, batches, state_params)``, runs it with
@@ -9,11 +9,14 @@ Deliberately imports only the standard library and ``_transaction``: the child
 costs ~12 MB plus SQLite's page cache, next to a daemon that may be near its memory
 budget. It ignores the signals an operator sends to the daemon (Ctrl-C reaches a
 whole process group): the daemon stops it by closing stdin, after the commit in
-flight.
+flight. It dies with the daemon (SIGKILL on the parent's death, Linux), so a killed
+daemon leaves no writer behind and its commit in flight rolls back.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import pickle
 import signal
@@ -24,7 +27,7 @@ from typing import IO
 
 from chargeback.core.storage._transaction import write_transaction
 
-__all__ = ["HEADER", "read_frame", "serve"]
+__all__ = ["HEADER", "die_with_parent", "read_frame", "serve"]
 
 HEADER = struct.Struct(">Q")
 _IGNORED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
@@ -65,6 +68,25 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux for SIGKILL when the parent dies; exit now if it already has.
+
+    Elsewhere (no ``prctl``) the end-of-file on stdin ends the child instead, after
+    the commit in flight.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - every Linux libc has prctl
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        raise SystemExit(0)
+
+
 def serve(path: str, busy_timeout_ms: int, requests: IO[bytes], answers: IO[bytes]) -> None:
     """One commit per frame until end-of-file."""
     for name in _IGNORED_SIGNALS:
@@ -88,4 +110,5 @@ if __name__ == "__main__":
     # stdout carries the answers: anything printed by accident must not corrupt them.
     _answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr
+    die_with_parent(int(sys.argv[3]))
     serve(sys.argv[1], int(sys.argv[2]), sys.stdin.buffer, _answers)

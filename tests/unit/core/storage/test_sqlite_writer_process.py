@@ -246,7 +246,7 @@ class TestFailures:
         await store.close()
 
     def test_child_exits_when_its_parent_is_killed(self, tmp_path: Path) -> None:
-        """SIGKILL of the daemon: the child reads end-of-file and exits, no orphan stays."""
+        """SIGKILL of the daemon kills the child too (PR_SET_PDEATHSIG): no orphan writer."""
         script = textwrap.dedent(
             f"""
             import asyncio, datetime as dt, sys, time
