@@ -208,13 +208,23 @@ def _rss_pages(pid: int | str) -> int:
 
 
 def _child_pids() -> set[str]:
+    """Children that have exec'd: one between fork and exec still shares (and would
+    double count) this process's pages; it shows this process's command line."""
+    own = Path("/proc/self/cmdline").read_bytes()
     pids: set[str] = set()
     for task in Path("/proc/self/task").iterdir():
         try:
             pids.update((task / "children").read_text(encoding="ascii").split())
         except FileNotFoundError:
             continue
-    return pids
+    execd = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() != own:
+                execd.add(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return execd
 
 
 class _TreeSampler(threading.Thread):
