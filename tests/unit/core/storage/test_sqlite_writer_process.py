@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,19 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def write_lock_held(path: str) -> Iterator[sqlite3.Connection]:
+    """Another connection holding the database's write lock until the block ends."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield other
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
 
 
 def process_state(pid: int) -> str | None:
@@ -153,10 +168,7 @@ class TestFailures:
     ) -> None:
         """A SQLite error raised in the child keeps its code: 'locked' says what to do."""
         await commit(child_store, line_factory, rows_factory, [1])
-        other = sqlite3.connect(child_store.path, isolation_level=None)
-        other.execute("PRAGMA busy_timeout = 0")
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock_held(child_store.path):
             store = SQLiteBackend(child_store.path, writer_process_min_rows=0, busy_timeout_s=0.05)
             await store.open()
             try:
@@ -164,9 +176,6 @@ class TestFailures:
                     await commit(store, line_factory, rows_factory, [2], fingerprint="x")
             finally:
                 await store.close()
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert dump(Path(child_store.path))["date_state"][0][2] == "b"
 
     async def test_killed_child_fails_its_commit_and_keeps_the_old_version(
@@ -177,9 +186,7 @@ class TestFailures:
         before = dump(Path(child_store.path))
         first_pid = child_pid(child_store)
         assert first_pid is not None
-        other = sqlite3.connect(child_store.path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # the child will wait for this lock
-        try:
+        with write_lock_held(child_store.path):  # the child will wait for this lock
             task = asyncio.create_task(
                 commit(child_store, line_factory, rows_factory, [7, 8, 9], fingerprint="new")
             )
@@ -188,9 +195,6 @@ class TestFailures:
             os.kill(first_pid, signal.SIGKILL)
             with pytest.raises(StorageError, match="writer process exited during the commit"):
                 await task
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert dump(Path(child_store.path)) == before
         state = await commit(child_store, line_factory, rows_factory, [7, 8, 9], fingerprint="n")
         assert state.calc_seq == 2
@@ -201,17 +205,14 @@ class TestFailures:
     ) -> None:
         """Cancelling the caller mid-commit waits for the child; the date lands whole."""
         await commit(child_store, line_factory, rows_factory, [1])
-        other = sqlite3.connect(child_store.path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        task = asyncio.create_task(
-            commit(child_store, line_factory, rows_factory, [4, 5], fingerprint="new")
-        )
-        await asyncio.sleep(0.3)
-        task.cancel()
-        await asyncio.sleep(0.2)
-        assert not task.done()  # still waiting for the child, which waits for the lock
-        other.execute("ROLLBACK")
-        other.close()
+        with write_lock_held(child_store.path):
+            task = asyncio.create_task(
+                commit(child_store, line_factory, rows_factory, [4, 5], fingerprint="new")
+            )
+            await asyncio.sleep(0.3)
+            task.cancel()
+            await asyncio.sleep(0.2)
+            assert not task.done()  # still waiting for the child, which waits for the lock
         with pytest.raises(asyncio.CancelledError):
             await task
         stored = dump(Path(child_store.path))
