@@ -3,7 +3,9 @@
 Two connections: a *writer*, whose transactions are serialised by an asyncio lock
 (several tenants share one backend), and a *reader*, which sees the last committed
 state through WAL snapshots and never waits for a long commit. An in-memory database
-(``":memory:"``) uses the writer for both.
+(``":memory:"``) uses the writer for both. Large date commits are written by a child
+process on a third connection (:mod:`~chargeback.core.storage._writer`), under the
+same write lock, with the same transaction.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is
 atomic in every case: a killed process (SIGKILL, OOM) loses nothing that committed,
@@ -68,7 +70,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_WRITER_PROCESS_MIN_ROWS = 20_000
 """Commits this large go to the writer process: a large organisation's date (~55k rows)
 does, a small one's (a few thousand) stays in-thread, where the child's start-up
-(~0.3 s, once) and pickling would cost more than the overlap wins."""
+(~0.1 s, once) and pickling would cost more than the overlap wins."""
 
 _DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
 """What a database call can raise: sqlite3 errors, ints beyond 64 bits, a closed connection."""
