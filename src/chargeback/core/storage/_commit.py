@@ -26,7 +26,6 @@ from chargeback.core.plugin.protocols import PluginRows
 from chargeback.core.storage._transaction import (
     CORE_TABLES,
     Batch,
-    insert_sql,
     write_transaction,
 )
 from chargeback.core.storage._util import (
@@ -69,10 +68,6 @@ class Insert:
     table: str
     columns: tuple[str, ...]
     params: Params
-
-    def sql(self) -> str:
-        """The ``INSERT`` statement."""
-        return insert_sql(self.table, self.columns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,10 +93,10 @@ class CommitWriter:
         """Run a commit from :meth:`encode` in the child; return the new ``calc_seq``.
 
         The exchange runs on a worker thread, which sleeps in ``write``/``read``
-        without the GIL while the child works. If the awaiting
-        task is cancelled, this still waits for the child's answer (a transaction
-        cannot stop half-way, and the caller holds the write lock until it is over),
-        then re-raises the cancellation.
+        without the GIL while the child works. If the awaiting task is cancelled, this
+        still waits for the child's answer (a transaction cannot stop half-way, and
+        the caller holds the write lock until it is over), then re-raises the
+        cancellation.
 
         Raises:
             sqlite3.Error: the transaction failed and was rolled back (the child's
