@@ -8,6 +8,12 @@ traversing every live object (the inventory, the date's rows, the spools), for
 included. Rows and parts are tuples of text and numbers: they form no cycles and
 reference counting frees them the moment their date is committed.
 
+Fetching is the same story: a 10k-row billing page decodes into ~30k dicts that
+live until the page is parsed, and collections triggered by them traverse them again
+and again (a 90-day large backfill spent ~2.7 s there, 18 full collections). Pages
+and rows form no cycles either (the HTTP client breaks httpx's response/stream
+cycle), so the billing download and the usage fetch run under the same policy.
+
 So while a date is worked on, automatic collection is off; on leaving, the young
 generations (everything the date created and that is still alive) are collected
 once, so cycles a date made (an allocator's exception and its traceback, asyncio

@@ -334,7 +334,8 @@ class TenantRuntime:
         resources = {r.resource_id: r for r in inventory.resources}
         identities = IdentitySet(inventory.identities)
 
-        spool = await self._gather_billing(summary, fetch)
+        with young_collections_only():  # pages of rows make no cycles (gcpolicy)
+            spool = await self._gather_billing(summary, fetch)
         billing_fps = {day: spool.fingerprint(day) for day in fetch}
         todo = datesel.dates_to_allocate(
             fetch,
@@ -348,7 +349,8 @@ class TenantRuntime:
         log.info("dates selected", fetched=len(fetch), to_allocate=len(todo))
         if not todo:
             return 0
-        usage = await self._fetch_usage(spool.needs(todo), todo[0], todo[-1])
+        with young_collections_only():
+            usage = await self._fetch_usage(spool.needs(todo), todo[0], todo[-1])
         notes = RunNotes()
         # Dates are committed and emitted by tasks while the next dates are
         # allocated. Two may be in flight: one writing, the next already encoded and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from typing import Any
@@ -228,3 +229,30 @@ class TestLimits:
             ("h", "/connect/v1/environments/{env}/clusters/{cluster}/connectors", "200")
         ]
         assert Counter(json.dumps(r) for r in telemetry.requests).total() == 1
+
+
+class TestMemory:
+    async def test_a_read_response_is_freed_without_the_cycle_collector(self) -> None:
+        """A response (and its body) is freed by reference counting once dropped.
+
+        httpx binds a response and its stream in a cycle; left alone, every billing
+        page (~4 MB) would wait for a full collection, which the engine pauses.
+        """
+        api = FakeAPI({"/x": [{"data": list(range(1000))}] * 3})
+        client = make_client(api, [])
+        gc.collect()
+        was_enabled = gc.isenabled()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(3):
+                assert len((await client.get_json("http://h/x", endpoint="/x"))["data"]) == 1000
+            gc.collect()
+            stranded = [o for o in gc.garbage if isinstance(o, httpx.Response)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            if was_enabled:
+                gc.enable()
+        assert len(api.calls) == 3
+        assert stranded == []
