@@ -116,6 +116,24 @@ class TestCommitReplacesDate:
         states = await backend.get_date_states("t1", DAY, OTHER_DAY + dt.timedelta(days=1))
         assert {d: s.calc_seq for d, s in states.items()} == {DAY: 2, OTHER_DAY: 1}
 
+    @pytest.mark.parametrize("tenant", ["o'brien", "x'); DROP TABLE runs; --", "nul\x00in"])
+    async def test_any_tenant_text_is_stored_as_given(
+        self, backend, line_factory, rows_factory, commit_date, tenant
+    ):
+        """The tenant is written into the insert statements once: quotes are escaped, and
+        text SQL cannot hold (a NUL character) is bound with every row instead."""
+        await backend.register_modules([ExtraModule()])
+        lines, rows = version(line_factory, rows_factory, tenant, DAY, [10, 20])
+        block = ExtraModule().billing_rows(tenant, DAY, lines)
+        await commit_date(backend, tenant, DAY, lines, rows, plugin_rows=block)
+        assert await backend.read_rows(tenant, DAY) == rows
+        for table, n in (("billing_lines", 2), ("chargeback_rows", 6), ("extra_billing", 2)):
+            assert (
+                count(backend.path, f"SELECT COUNT(*) FROM {table} WHERE tenant_id = ?", tenant)
+                == n
+            )
+        assert count(backend.path, "SELECT COUNT(*) FROM runs") == 0  # the table is still there
+
     async def test_unallocated_total_counts_unallocated_rows(
         self, backend, line_factory, rows_factory, commit_date
     ):
