@@ -93,7 +93,20 @@ real daily line, and small enough that a date's sums stay inside SQLite's 64-bit
 integers of minor units. A row beyond it is malformed (UNALLOCATED with the reason)."""
 
 
+_MAX_FLOAT = float(MAX_AMOUNT)
+_NANOS_DIGITS = 9
+
+
 def _minor(value: object) -> int | None:
+    """An amount in minor units; ``None`` if it is not a number or out of range."""
+    # Fast path for what the API sends, a JSON number: the digits of its shortest repr
+    # are the exact decimal, so "36.05" is 36 units and 050000000 nanos. Anything else
+    # (more than nine decimals, an exponent, text) takes the Decimal path.
+    if type(value) is float and -_MAX_FLOAT <= value <= _MAX_FLOAT:
+        text = repr(value)
+        whole, _, frac = text.partition(".")
+        if len(frac) <= _NANOS_DIGITS and "e" not in text:
+            return int(whole + frac.ljust(_NANOS_DIGITS, "0"))
     dec = parse_decimal(value)
     return None if dec is None or dec.copy_abs() > MAX_AMOUNT else to_minor(dec)
 

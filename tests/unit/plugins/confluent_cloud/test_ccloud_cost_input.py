@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from chargeback.core.models import BillingLineItem
 from chargeback.core.money import to_minor
 from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
 from chargeback.plugins.confluent_cloud.config import BillingSettings, HttpSettings
-from chargeback.plugins.confluent_cloud.cost_input import CCloudCostInput, parse_cost_row, windows
+from chargeback.plugins.confluent_cloud.cost_input import (
+    MAX_AMOUNT,
+    CCloudCostInput,
+    parse_cost_row,
+    windows,
+)
 
 D1 = dt.date(2026, 3, 1)
 
@@ -99,6 +107,26 @@ class TestParse:
         assert line.amount == 0
         assert line.error is not None
         assert "amount" in line.error
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        amount=st.floats()
+        | st.integers(-(10**12), 10**12).map(lambda i: i / 1000)
+        | st.decimals(-(10**8), 10**8, places=9).map(float)
+        | st.integers(-(10**9), 10**9)
+    )
+    def test_every_json_number_is_read_exactly(self, amount: float | int) -> None:
+        """A JSON number becomes the minor units of the decimal it was written as (its
+        shortest repr), rounded half-even past nine decimals; NaN, infinities and
+        amounts beyond MAX_AMOUNT are flagged instead."""
+        line = parse_cost_row(row(amount=amount))
+        assert line is not None
+        exact = Decimal(repr(amount))
+        if exact.is_finite() and abs(exact) <= MAX_AMOUNT:
+            assert (line.amount, line.error) == (to_minor(exact), None)
+        else:
+            assert line.error is not None
+            assert "amount" in line.error
 
     def test_amount_recovered_from_original_and_discount(self) -> None:
         """With the amount missing, original_amount - discount_amount is used."""
