@@ -14,12 +14,15 @@ and again (a 90-day large backfill spent ~2.7 s there, 18 full collections). Pag
 and rows form no cycles either (the HTTP client breaks httpx's response/stream
 cycle), so the billing download and the usage fetch run under the same policy.
 
-So while a date is worked on, automatic collection is off; on leaving, the young
-generations (everything the date created and that is still alive) are collected
-once, so cycles a date made (an allocator's exception and its traceback, asyncio
-callbacks) are still reclaimed date by date. When no date is being worked on in
-the process, automatic collection is back to what it was. Nesting (several tenants
-running at once) is counted; the policy is process-wide because the collector is.
+So while dates are worked on, automatic collection is off. The date loop is one
+block and collects the young generations (everything the dates created that is still
+alive) every few dates with :func:`collect_young`, and once more on leaving; so
+cycles a date made (an allocator's exception and its traceback, asyncio callbacks)
+are still reclaimed within seconds. A collection after every date cost ~25 ms each
+(every row of the dates in flight is traversed: named tuples are never untracked).
+When no date is being worked on in the process, automatic collection is back to what
+it was. Nesting (several tenants running at once) is counted; the policy is
+process-wide because the collector is.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["young_collections_only"]
+__all__ = ["collect_young", "young_collections_only"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -54,3 +57,14 @@ def young_collections_only() -> Iterator[None]:
             if last and _was_enabled:
                 gc.enable()
         gc.collect(1)
+
+
+def collect_young() -> None:
+    """Collect the young generations now (inside a block, every few dates).
+
+    Each collection traverses every row still alive (the dates being committed:
+    named tuples are never untracked), ~25 ms a date for a large organization, and
+    a date makes hardly any cycles; so the date loop stays in one block and collects
+    every few dates, not after each.
+    """
+    gc.collect(1)

@@ -29,7 +29,7 @@ import structlog
 from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
-from chargeback.core.engine.gcpolicy import young_collections_only
+from chargeback.core.engine.gcpolicy import collect_young, young_collections_only
 from chargeback.core.engine.inventory import Inventory, gather_inventory
 from chargeback.core.engine.spool import LineSpool, UsageSpool
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
@@ -60,6 +60,8 @@ log = structlog.get_logger(__name__)
 
 _COMMITS_IN_FLIGHT = 2
 """Dates committed or queued to commit while the next is allocated."""
+_COLLECT_EVERY = 8
+"""Dates allocated between two collections of the young generations (see gcpolicy)."""
 _ALLOCATION_SLICE = 50
 """Lines allocated between two yields to the event loop (a few milliseconds of work)."""
 
@@ -358,50 +360,51 @@ class TenantRuntime:
         # still commit in order. With large dates the backend writes in a child
         # process, and allocation and SQLite use both cores.
         inflight: collections.deque[asyncio.Task[None]] = collections.deque()
-        try:
-            for day in todo:
-                with (
-                    structlog.contextvars.bound_contextvars(date=day.isoformat()),
-                    young_collections_only(),
-                ):
-                    lines = spool.pop(day)  # a date's objects exist only while it is worked on
-                    result = await self._allocate_sliced(
-                        day,
-                        lines,
-                        identities=identities,
-                        resources=resources,
-                        usage=usage.pop(day),
-                        notes=notes,
-                    )
-                    plugin_rows = (
-                        self._storage_module.billing_rows(tenant, day, lines)
-                        if self._storage_module is not None
-                        else ()
-                    )
-                    if len(inflight) == _COMMITS_IN_FLIGHT:
-                        await inflight.popleft()
-                    inflight.append(
-                        asyncio.create_task(
-                            self._commit_and_emit(
-                                summary,
-                                day,
-                                lines=lines,
-                                result=result,
-                                plugin_rows=plugin_rows,
-                                billing_fp=billing_fps[day],
-                                inventory_fp=inventory.fingerprint,
-                                emitted=emitted,
+        # Automatic collection is off for the whole loop (gcpolicy).
+        with young_collections_only():
+            try:
+                for n, day in enumerate(todo, 1):
+                    if n % _COLLECT_EVERY == 0:
+                        collect_young()
+                    with structlog.contextvars.bound_contextvars(date=day.isoformat()):
+                        lines = spool.pop(day)  # a date's objects exist only while it is worked on
+                        result = await self._allocate_sliced(
+                            day,
+                            lines,
+                            identities=identities,
+                            resources=resources,
+                            usage=usage.pop(day),
+                            notes=notes,
+                        )
+                        plugin_rows = (
+                            self._storage_module.billing_rows(tenant, day, lines)
+                            if self._storage_module is not None
+                            else ()
+                        )
+                        if len(inflight) == _COMMITS_IN_FLIGHT:
+                            await inflight.popleft()
+                        inflight.append(
+                            asyncio.create_task(
+                                self._commit_and_emit(
+                                    summary,
+                                    day,
+                                    lines=lines,
+                                    result=result,
+                                    plugin_rows=plugin_rows,
+                                    billing_fp=billing_fps[day],
+                                    inventory_fp=inventory.fingerprint,
+                                    emitted=emitted,
+                                )
                             )
                         )
-                    )
-                    # The commit's parameters are built now, still with automatic
-                    # collection off; /metrics and the probes get a turn too.
-                    await asyncio.sleep(0)
-            while inflight:
-                await inflight.popleft()
-        finally:
-            if inflight:
-                await _settle(inflight)
+                        # The commit's parameters are built now, still with automatic
+                        # collection off; /metrics and the probes get a turn too.
+                        await asyncio.sleep(0)
+                while inflight:
+                    await inflight.popleft()
+            finally:
+                if inflight:
+                    await _settle(inflight)
         return len(todo)
 
     async def _commit_and_emit(

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from chargeback.core.engine.gcpolicy import young_collections_only
+from chargeback.core.engine.gcpolicy import collect_young, young_collections_only
 
 
 class _Node:
@@ -48,6 +48,18 @@ class TestYoungCollectionsOnly:
             del a, b
             assert ref() is not None  # no automatic collection inside
         assert ref() is None
+
+    def test_collect_young_frees_cycles_inside_the_block(self):
+        """The date loop's periodic collection frees a cycle while collection stays off."""
+        with young_collections_only():
+            a, b = _Node(), _Node()
+            a.other, b.other = b, a
+            ref = weakref.ref(a)
+            del a, b
+            assert ref() is not None
+            collect_young()
+            assert ref() is None
+            assert not gc.isenabled()
 
     def test_concurrent_users_restore_once(self):
         """Two threads overlapping in the block leave the collector enabled at the end."""
