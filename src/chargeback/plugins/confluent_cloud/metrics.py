@@ -58,9 +58,15 @@ class _CursorExpired(Exception):  # noqa: N818  (internal control flow, never es
     """A later page of a Metrics API query answered 400: the cursor expired."""
 
 
+_EXACT_FLOAT = float(2**53)
+"""Below this, an integral float's shortest repr is its exact integer (no exponent)."""
+
+
 def _to_int(value: object, scale: int) -> int | None:
-    if type(value) is int:  # byte counts: most points, exact as they are
+    if type(value) is int:  # byte counts sent as integers: exact as they are
         return value * scale
+    if type(value) is float and -_EXACT_FLOAT < value < _EXACT_FLOAT and value.is_integer():
+        return int(value) * scale  # byte counts as the API sends them, 1.2E9 as 1200000000.0
     dec = parse_decimal(value)
     if dec is None:
         return None

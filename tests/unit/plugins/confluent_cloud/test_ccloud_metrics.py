@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from chargeback.errors import SourceError
@@ -18,6 +21,7 @@ from chargeback.plugins.confluent_cloud.handlers.base import METRIC_QUERIES
 from chargeback.plugins.confluent_cloud.metrics import (
     MetricsApiSource,
     PrometheusSource,
+    _to_int,
     prom_label,
     prom_metric,
 )
@@ -89,6 +93,19 @@ class TestMetricsApi:
         table = await source.fetch(METRIC_QUERIES["cfu"], ["lfcp-1"], D1, D3)
         assert table[(dt.date(2026, 3, 2), "lfcp-1")]["sa-1"] == 2500
         assert api.calls[0][1]["filter"]["field"] == "resource.compute_pool.id"
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        value=st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(2**60), 2**60).map(float)
+        | st.integers(-(2**60), 2**60),
+        scale=st.sampled_from([1, 1000]),
+    )
+    def test_every_value_rounds_like_its_decimal(self, value: float | int, scale: int) -> None:
+        """A point's value becomes round_half_even(Decimal(repr(value)) * scale), whatever
+        path it takes (integral floats and ints have a fast one)."""
+        expected = int((Decimal(repr(value)) * scale).to_integral_value(rounding=ROUND_HALF_EVEN))
+        assert _to_int(value, scale) == expected
 
     async def test_a_repeating_page_token_is_an_error(self) -> None:
         """A cursor that never ends fails instead of looping."""
