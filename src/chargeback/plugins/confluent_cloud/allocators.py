@@ -29,11 +29,13 @@ inventory go to UNALLOCATED, because a statement name is not an identity.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from itertools import repeat
+from typing import NamedTuple
 
 import structlog
 
@@ -55,6 +57,7 @@ __all__ = [
     "UNKNOWN_PRINCIPAL",
     "FallbackAllocator",
     "RuleAllocator",
+    "UsageMemo",
     "allocate_even",
     "allocate_owner",
     "allocate_unallocated",
@@ -94,18 +97,20 @@ def _nobody(ctx: AllocationContext, default: str) -> AllocationResult:
     return AllocationResult.unallocated(ctx.line, NO_IDENTITIES, ctx.reason or default)
 
 
-def allocate_usage(
-    ctx: AllocationContext, params: AllocationParams, *, unknown_to_unallocated: bool = False
-) -> AllocationResult:
-    """Split by usage (``params.usage_ratio`` of the line), the rest evenly.
+class _Basis(NamedTuple):
+    """What a usage split needs besides the amount: the same for every line of a
+    resource and day that weighs the same metrics."""
 
-    The usage part is split by the summed values of ``params.metric_keys`` per payer;
-    the shared part evenly over the active principals (the resolved identities plus
-    every payer seen in the usage). Without usage the whole line is split evenly
-    over the active principals (``even_split_no_usage``); with nobody at all it goes
-    to UNALLOCATED (``no_identities``).
-    """
-    amount = ctx.line.amount
+    payers: list[str]  # sorted
+    weights: list[int]  # per payer, then the unknown principals' weight if any
+    unknown_weight: int
+    active: tuple[str, ...]  # sorted: resolved identities plus every payer seen
+    total: int
+
+
+def _basis(
+    ctx: AllocationContext, params: AllocationParams, unknown_to_unallocated: bool
+) -> _Basis:
     pmap = ctx.principal_map
     known = ctx.identities
     weights: dict[str, int] = {}
@@ -120,32 +125,93 @@ def allocate_usage(
             seen.add(payer)
             if value > 0:
                 weights[payer] = weights.get(payer, 0) + value
-    active = set(known.ids) | seen
-    total = sum(weights.values()) + unknown_weight
-    if total == 0:
+    payers = sorted(weights)
+    ws = [weights[p] for p in payers]
+    if unknown_weight:
+        ws.append(unknown_weight)
+    active = tuple(sorted(set(known.ids) | seen))
+    return _Basis(payers, ws, unknown_weight, active, sum(ws))
+
+
+UsageMemo = dict[tuple[object, ...], tuple[tuple[object, ...], _Basis]]
+"""Bases of recent lines, by the identity of their inputs (see :func:`allocate_usage`)."""
+
+_MEMO_SIZE = 64
+
+
+def _cached_basis(
+    ctx: AllocationContext,
+    params: AllocationParams,
+    unknown_to_unallocated: bool,
+    memo: UsageMemo,
+) -> _Basis:
+    inputs = (
+        *(ctx.usage.get(key) for key in params.metric_keys),
+        ctx.principal_map,
+        ctx.identities,
+    )
+    key = (*map(id, inputs), params.metric_keys, unknown_to_unallocated, ctx.line.date)
+    hit = memo.get(key)
+    # The entry holds its inputs, so no other object can have their ids meanwhile.
+    if hit is not None and all(map(operator.is_, hit[0], inputs)):
+        return hit[1]
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    basis = _basis(ctx, params, unknown_to_unallocated)
+    memo[key] = (inputs, basis)
+    return basis
+
+
+def allocate_usage(
+    ctx: AllocationContext,
+    params: AllocationParams,
+    *,
+    unknown_to_unallocated: bool = False,
+    memo: UsageMemo | None = None,
+) -> AllocationResult:
+    """Split by usage (``params.usage_ratio`` of the line), the rest evenly.
+
+    The usage part is split by the summed values of ``params.metric_keys`` per payer;
+    the shared part evenly over the active principals (the resolved identities plus
+    every payer seen in the usage). Without usage the whole line is split evenly
+    over the active principals (``even_split_no_usage``); with nobody at all it goes
+    to UNALLOCATED (``no_identities``).
+
+    Args:
+        memo: a dict the caller keeps between lines. The lines of one cluster and
+            day (~5 of them) share their usage tables, principal map and identities
+            (the engine and the handlers hand out the same objects), so the weights
+            are summed and sorted once for them, not per line. Entries are found by
+            the identity of those inputs and the line's date; the inputs of a date
+            are never mutated once its allocation has started.
+    """
+    if memo is None:
+        basis = _basis(ctx, params, unknown_to_unallocated)
+    else:
+        basis = _cached_basis(ctx, params, unknown_to_unallocated, memo)
+    amount = ctx.line.amount
+    active = basis.active
+    if basis.total == 0:
         if not active:
             return _nobody(ctx, f"no usage and no active principals for {ctx.line.resource_id}")
         return AllocationResult(_nonzero(_even(amount, active, _SHARED, EVEN_NO_USAGE)))
     ratio = params.usage_ratio
-    if ratio >= 1 or not active:
+    numerator, denominator = ratio.numerator, ratio.denominator
+    if numerator >= denominator or not active:
         usage_part, shared_part = amount, 0
-    elif ratio <= 0:
+    elif numerator <= 0:
         usage_part, shared_part = 0, amount
     else:
-        usage_part, shared_part = split(
-            amount, [ratio.numerator, ratio.denominator - ratio.numerator]
-        )
-    payers = sorted(weights)
+        usage_part, shared_part = split(amount, [numerator, denominator - numerator])
     parts: list[Allocation] = []
     if usage_part:
-        ws = [weights[p] for p in payers]
-        if unknown_weight:
-            ws.append(unknown_weight)
-        amounts = split(usage_part, ws)
+        amounts = split(usage_part, basis.weights)
         parts.extend(
-            _allocations(zip(payers, amounts, repeat(_USAGE), repeat(params.rule), repeat(None)))
+            _allocations(
+                zip(basis.payers, amounts, repeat(_USAGE), repeat(params.rule), repeat(None))
+            )
         )
-        if unknown_weight:
+        if basis.unknown_weight:
             parts.append(
                 Allocation(
                     UNALLOCATED, amounts[-1], _UNALLOCATED_TYPE, UNKNOWN_PRINCIPAL,
@@ -155,7 +221,7 @@ def allocate_usage(
     if shared_part:
         parts.extend(_even(shared_part, active, _SHARED, params.rule))
     if not parts:
-        parts = _even(amount, active or {UNALLOCATED}, _SHARED, params.rule)
+        parts = _even(amount, active or (UNALLOCATED,), _SHARED, params.rule)
     return AllocationResult(_nonzero(parts))
 
 
@@ -195,12 +261,18 @@ class RuleAllocator:
     kind: Rule
     params: AllocationParams
     unknown_to_unallocated: bool = False
+    memo: UsageMemo = field(default_factory=dict, compare=False, repr=False)
+    """Shared by the rules of one handler: its lines of a cluster and day weigh the
+    same usage whatever their product type (see :func:`allocate_usage`)."""
 
     def __call__(self, ctx: AllocationContext, /) -> AllocationResult:
         """Split ``ctx.line`` by this rule."""
         if self.kind == "usage":
             return allocate_usage(
-                ctx, self.params, unknown_to_unallocated=self.unknown_to_unallocated
+                ctx,
+                self.params,
+                unknown_to_unallocated=self.unknown_to_unallocated,
+                memo=self.memo,
             )
         if self.kind == "even":
             return allocate_even(ctx, self.params)

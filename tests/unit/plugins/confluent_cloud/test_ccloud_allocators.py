@@ -25,6 +25,7 @@ from chargeback.plugins.confluent_cloud.allocators import (
     NO_IDENTITIES,
     FallbackAllocator,
     RuleAllocator,
+    allocate_usage,
 )
 
 DAY = dt.date(2026, 3, 1)
@@ -126,6 +127,48 @@ class TestUsage:
         result = rule(ctx(amount, ids, {"request_bytes": weights}, {"K": "sa-b"}))
         assert sum(a.amount for a in result.allocations) == amount
         assert result.allocations
+
+    @given(
+        tables=st.lists(
+            st.dictionaries(st.sampled_from(["sa-a", "sa-b", "K", "u-c"]),
+                            st.integers(0, 10**9), max_size=4),
+            min_size=1, max_size=3,
+        ),
+        lines=st.lists(
+            st.tuples(st.integers(-(10**12), 10**12), st.integers(0, 2), st.booleans()),
+            min_size=1, max_size=30,
+        ),
+        num=st.integers(0, 10),
+        unknown=st.booleans(),
+    )  # fmt: skip
+    def test_the_memo_never_changes_a_result(
+        self,
+        tables: list[dict[str, int]],
+        lines: list[tuple[int, int, bool]],
+        num: int,
+        unknown: bool,
+    ) -> None:
+        """Lines sharing their inputs (as one cluster's lines of a day do) get exactly
+        the parts a fresh computation gives, and equal but distinct inputs never
+        borrow another line's weights by accident."""
+        params = AllocationParams("kafka_network_usage", Fraction(num, 10), ("request_bytes",))
+        rule = RuleAllocator("usage", params, unknown_to_unallocated=unknown)
+        pmap = {"K": "sa-b"}
+        known = IdentitySet(Identity(i, "service_account") for i in ("sa-a", "u-d"))
+        for amount, pick, fresh in lines:
+            table = tables[pick % len(tables)]
+            usage = {"request_bytes": dict(table) if fresh else table}
+            line = BillingLineItem(
+                "l", DAY, "KAFKA_NETWORK_WRITE", "KAFKA", amount, resource_id="r"
+            )
+            context = AllocationContext("t", line, known, pmap, usage, params, None)
+            expected = allocate_usage(context, params, unknown_to_unallocated=unknown)
+            assert rule(context) == expected
+            changed = {**table, "sa-a": table.get("sa-a", 0) + 1}  # another day's table
+            usage = {"request_bytes": changed}
+            context = AllocationContext("t", line, known, pmap, usage, params, None)
+            expected = allocate_usage(context, params, unknown_to_unallocated=unknown)
+            assert rule(context) == expected
 
 
 class TestOtherRules:

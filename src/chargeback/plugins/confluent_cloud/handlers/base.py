@@ -29,7 +29,7 @@ from chargeback.core.models import (
     Resource,
 )
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.allocators import RuleAllocator
+from chargeback.plugins.confluent_cloud.allocators import RuleAllocator, UsageMemo
 from chargeback.plugins.confluent_cloud.config import CCloudSettings, Rule
 from chargeback.plugins.confluent_cloud.inventory import Inventory
 
@@ -225,8 +225,9 @@ class BaseHandler:
         self._settings = settings
         self._index = index
         self._specs = {pt: self._merge(pt, spec) for pt, spec in self.DEFAULTS.items()}
+        memo: UsageMemo = {}
         self._allocators = {
-            pt: RuleAllocator(spec.kind, self._params(spec), self.UNKNOWN_TO_UNALLOCATED)
+            pt: RuleAllocator(spec.kind, self._params(spec), self.UNKNOWN_TO_UNALLOCATED, memo)
             for pt, spec in self._specs.items()
         }
 
