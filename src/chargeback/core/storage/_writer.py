@@ -4,7 +4,7 @@ A large organisation's date is ~55k chargeback rows. Binding and inserting them 
 ~0.4 s of CPU, and in this process it cannot overlap anything: ``executemany`` takes
 the GIL back once per row, so a writer *thread* next to the next date's allocation
 slows both down (measured). In a child process it overlaps fully: the backend sends
-the date's parameter tuples (pickled, ~45 ms for 55k rows) and the engine allocates
+the date's parameter tuples (marshalled, ~15 ms for 55k rows) and the engine allocates
 the next date while the child writes this one.
 
 The child is ``python -m chargeback.core.storage._writer_child PATH BUSY_MS``: a plain
@@ -16,8 +16,9 @@ the backend's pragmas (a smaller page cache) and runs
 the in-thread path, so both paths write identical rows.
 
 Protocol on the child's stdin/stdout: frames of an 8-byte big-endian length and a
-pickle. The parent sends ``(tenant_id, day_text, batches, state_params)``; the child
-answers ``("ok", calc_seq)`` or ``("error", exception)``. Every commit is one
+body. The parent sends ``(tenant_id, day_text, batches, state_params)``, marshalled
+(or pickled when a plugin cell needs it, tagged by the first byte); the child
+answers (pickled) ``("ok", calc_seq)`` or ``("error", exception)``. Every commit is one
 ``BEGIN IMMEDIATE`` transaction: a child killed mid-commit (OOM, SIGKILL) loses that
 date's commit, never half of it; the parent reports :class:`WriterDiedError` and the
 next commit starts a new child.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import marshal
 import os
 import pickle
 import subprocess
@@ -42,7 +44,7 @@ import threading
 import structlog
 
 from chargeback.core.storage._commit import PreparedCommit, batches_of
-from chargeback.core.storage._writer_child import HEADER, read_frame
+from chargeback.core.storage._writer_child import HEADER, MARSHALLED, PICKLED, read_frame
 
 __all__ = ["CommitWriter", "WriterDiedError"]
 
@@ -77,9 +79,12 @@ class CommitWriter:
 
     @staticmethod
     def encode(prepared: PreparedCommit) -> bytes:
-        """Pickle a commit for :meth:`commit` (one C call, ~45 ms for 55k rows).
+        """Serialize a commit for :meth:`commit` (one C call, ~15 ms for 55k rows).
 
         Done by the caller, on its thread, before it waits for its turn to write.
+        :mod:`marshal` is a third faster than pickle for tuples of text and numbers;
+        a plugin cell of a type marshal does not know makes it fall back to pickle
+        (see :func:`._writer_child.decode`).
         """
         commit = (
             prepared.tenant_id,
@@ -87,7 +92,10 @@ class CommitWriter:
             batches_of(prepared),
             prepared.state_params,
         )
-        return pickle.dumps(commit, pickle.HIGHEST_PROTOCOL)
+        try:
+            return MARSHALLED + marshal.dumps(commit)  # type: ignore[arg-type]  # checked by marshal
+        except ValueError:
+            return PICKLED + pickle.dumps(commit, pickle.HIGHEST_PROTOCOL)
 
     async def commit(self, payload: bytes) -> int:
         """Run a commit from :meth:`encode` in the child; return the new ``calc_seq``.

@@ -1,7 +1,8 @@
 """The writer child's side (``python -m chargeback.core.storage._writer_child PATH BUSY_MS PPID``).
 
-Reads frames (8-byte big-endian length, then a pickle) from stdin, each a date
-commit ``(tenant_id, day_text, batches, state_params)``, runs it with
+Reads frames (8-byte big-endian length, then a marshalled or pickled body, see
+:func:`decode`) from stdin, each a date commit ``(tenant_id, day_text, batches,
+state_params)``, runs it with
 :func:`~chargeback.core.storage._transaction.write_transaction` and answers on stdout
 ``("ok", calc_seq)`` or ``("error", exception)``. Ends at end-of-file on stdin.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import marshal
 import os
 import pickle
 import signal
@@ -25,16 +27,27 @@ import struct
 import sys
 from typing import IO
 
-from chargeback.core.storage._transaction import write_transaction
+from chargeback.core.storage._transaction import Batch, write_transaction
 
-__all__ = ["HEADER", "die_with_parent", "read_frame", "serve"]
+__all__ = ["HEADER", "MARSHALLED", "PICKLED", "decode", "die_with_parent", "read_frame", "serve"]
 
 HEADER = struct.Struct(">Q")
+MARSHALLED = b"m"
+PICKLED = b"p"
+"""The first byte of a request frame: how the rest is serialized."""
 _IGNORED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
 _CACHE_KB = 8000
 """SQLite page cache of the child: a commit appends at the right edge of the table and
 its index and deletes one date's contiguous rows, so a small cache is enough; the
 backend's own connections keep 32 MB for reads."""
+
+
+def decode(frame: bytes) -> tuple[str, str, list[Batch], tuple[object, ...]]:
+    """A request frame's commit ``(tenant_id, day_text, batches, state_params)``."""
+    body = memoryview(frame)[1:]
+    if frame[:1] == MARSHALLED:
+        return marshal.loads(body)  # type: ignore[no-any-return]  # noqa: S302  (our parent's)
+    return pickle.loads(body)  # type: ignore[no-any-return]  # noqa: S301  (our parent's)
 
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
@@ -97,7 +110,7 @@ def serve(path: str, busy_timeout_ms: int, requests: IO[bytes], answers: IO[byte
     try:
         while (frame := read_frame(requests)) is not None:
             try:
-                tenant, day, batches, state = pickle.loads(frame)  # noqa: S301  (our parent's)
+                tenant, day, batches, state = decode(frame)
                 del frame
                 _answer(answers, "ok", write_transaction(conn, tenant, day, batches, state))
             except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import enum
 import os
 import signal
 import sqlite3
@@ -21,6 +22,9 @@ from tests.unit.core.storage.test_sqlite_commit import ExtraModule
 
 from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.plugin.protocols import PluginRows
+from chargeback.core.storage import _commit
+from chargeback.core.storage._writer import CommitWriter
+from chargeback.core.storage._writer_child import MARSHALLED, decode
 from chargeback.core.storage.backend import DateState
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import StorageError
@@ -302,3 +306,39 @@ def test_plugin_rows_cross_the_process_boundary(tmp_path: Path) -> None:
             conn.close()
 
     assert asyncio.run(run(0)) == asyncio.run(run(None)) == [("t1", "2024-05-01", "a", 3)]
+
+
+class _Code(enum.StrEnum):
+    """A plugin's enum: text SQLite binds, a type marshal refuses."""
+
+    A = "line-a"
+
+
+def test_cells_marshal_refuses_are_pickled_to_the_child(tmp_path: Path) -> None:
+    """Commits travel marshalled; a cell marshal cannot encode sends that commit pickled,
+    and it is stored exactly as in-process."""
+    frame = CommitWriter.encode(
+        _commit.prepare_commit(
+            "t1", DAY, lines=[], rows=[], plugin_rows=[], billing_fingerprint="b",
+            settings_fingerprint="s", inventory_fingerprint="i", calculated_at=NOW,
+        )
+    )  # fmt: skip
+    assert frame[:1] == MARSHALLED
+    assert decode(frame)[:2] == ("t1", "2024-05-01")
+
+    async def run(min_rows: int | None) -> list[tuple[Any, ...]]:
+        path = tmp_path / f"e{min_rows}.sqlite"
+        async with SQLiteBackend(path, writer_process_min_rows=min_rows) as store:
+            await store.register_modules([ExtraModule()])
+            block = PluginRows("extra_billing", ("line_id", "cost"), [(_Code.A, 3), ("b", 1.0)])
+            await store.commit_date(
+                "t1", DAY, lines=[], rows=[], plugin_rows=[block], billing_fingerprint="b",
+                settings_fingerprint="s", inventory_fingerprint="i", calculated_at=NOW,
+            )  # fmt: skip
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute("SELECT line_id, cost FROM extra_billing ORDER BY 1").fetchall()
+        finally:
+            conn.close()
+
+    assert asyncio.run(run(0)) == asyncio.run(run(None)) == [("b", 1), ("line-a", 3)]
