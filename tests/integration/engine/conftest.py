@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chargeback.core.emitters import registry as emitter_registry
-from chargeback.core.engine.orchestrator import TenantRuntime
+from chargeback.core.engine.orchestrator import CHUNK_DAYS, TenantRuntime
 from chargeback.core.engine.types import NamedEmitter, TenantConfig
 from chargeback.core.plugin.registry import PluginRegistry
 from chargeback.core.storage.sqlite import SQLiteBackend
@@ -82,6 +82,7 @@ async def make_runtime(
         cutoff_days: int = 2,
         recalc_days: int = 2,
         run_timeout_s: float = 60.0,
+        chunk_days: int = CHUNK_DAYS,
     ) -> TenantRuntime:
         config = TenantConfig(
             name=name,
@@ -92,7 +93,14 @@ async def make_runtime(
             recalc_days=recalc_days,
             run_timeout_s=run_timeout_s,
         )
-        rt = TenantRuntime(config, registry.create("example"), storage, emitters or [], clock=clock)
+        rt = TenantRuntime(
+            config,
+            registry.create("example"),
+            storage,
+            emitters or [],
+            clock=clock,
+            chunk_days=chunk_days,
+        )
         made.append(rt)
         return rt
 

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import NamedEmitter, RunStatus
 from chargeback.core.models import UNALLOCATED, ChargebackRow
 from chargeback.core.storage.sqlite import SQLiteBackend
-from chargeback.errors import ConfigError, StorageError
+from chargeback.errors import ConfigError, SourceError, StorageError
 
 NOW = dt.datetime(2026, 3, 10, 6, 0, tzinfo=dt.UTC)
 MakeRuntime = Callable[..., TenantRuntime]
@@ -200,6 +200,63 @@ class TestIdempotency:
             assert await snapshot(other) == await snapshot(storage)
         finally:
             await other.close()
+
+
+class TestChunks:
+    """A run goes chunk by chunk: the next chunk's billing downloads while one is written."""
+
+    async def test_chunked_run_equals_one_chunk(
+        self, make_runtime: MakeRuntime, storage: SQLiteBackend, tmp_path: Path, registry, clock
+    ) -> None:
+        """Chunks of 2 days store exactly the rows of one chunk for the whole window, with
+        the same usage queries (each resource asked once per run)."""
+        chunked = make_runtime(chunk_days=2)
+        summary = await chunked.run()
+        assert summary.status is RunStatus.SUCCESS
+        assert summary.dates_calculated == len(WINDOW)
+        assert state_of(chunked).calls["billing"] == 4  # 7 dates: 2 + 2 + 2 + 1
+        other = SQLiteBackend(tmp_path / "whole.db")
+        await other.open()
+        try:
+            whole = TenantRuntime(
+                make_runtime().config, registry.create("example"), other, clock=clock,
+                chunk_days=1000,
+            )  # fmt: skip
+            await whole.run()
+            await whole.aclose()
+            assert state_of(whole).calls["billing"] == 1
+            assert state_of(chunked).calls["metrics"] == state_of(whole).calls["metrics"]
+            assert await snapshot(other) == await snapshot(storage)
+        finally:
+            await other.close()
+
+    async def test_a_failing_later_chunk_keeps_the_dates_before_it(
+        self, make_runtime: MakeRuntime, storage: SQLiteBackend
+    ) -> None:
+        """If the billing of a later chunk fails, the dates of the chunks before it are
+        committed whole, the run fails with the error, and the next run completes."""
+        rt = make_runtime(chunk_days=3)
+        await rt.start()
+        source = rt._cost_input
+        assert source is not None
+        original = source.gather
+        fail_from = WINDOW[3]
+
+        async def gather(tenant: str, start: dt.date, end: dt.date) -> AsyncIterator[Any]:
+            if start >= fail_from:
+                raise SourceError("injected billing failure of a later chunk")
+            async for line in original(tenant, start, end):
+                yield line
+
+        source.gather = gather  # type: ignore[method-assign,assignment]
+        summary = await rt.run()
+        assert summary.status is RunStatus.FAILED
+        assert "later chunk" in (summary.error or "")
+        assert set(await seqs(storage)) == set(WINDOW[:3])
+        source.gather = original  # type: ignore[method-assign]
+        summary = await rt.run()
+        assert summary.status is RunStatus.SUCCESS
+        assert set(await seqs(storage)) == set(WINDOW)
 
 
 class TestChangedInputs:

@@ -8,9 +8,12 @@ One run::
 
     pending reruns -> candidate dates (no candidates: no API call at all)
     -> shared context -> inventory (once, with the deletion guard)
-    -> billing for the span of candidates -> dates whose inputs changed
-    -> usage (one fetch per metric query for the whole range)
-    -> per date, oldest first: allocate -> commit (one transaction) -> emit
+    -> per chunk of at most 30 days of candidates, oldest first:
+         billing of the chunk -> its dates whose inputs changed
+         -> usage of resources not asked for yet this run (one fetch per metric
+            query, up to the last candidate date)
+         -> per date, oldest first: allocate -> commit (one transaction) -> emit,
+            while the next chunk's billing downloads
     -> complete reruns, record the run
 """
 
@@ -60,6 +63,9 @@ log = structlog.get_logger(__name__)
 
 _COMMITS_IN_FLIGHT = 2
 """Dates committed or queued to commit while the next is allocated."""
+CHUNK_DAYS = 30
+"""Days of billing per chunk of a run: the next chunk downloads while this one is
+allocated and written (the Confluent billing API answers at most a month a query)."""
 _COLLECT_EVERY = 8
 """Dates allocated between two collections of the young generations (see gcpolicy)."""
 _ALLOCATION_SLICE = 50
@@ -90,6 +96,8 @@ class TenantRuntime:
         storage: the open storage backend.
         emitters: the emitters every committed date goes to.
         clock: returns the current UTC time (injectable for tests).
+        chunk_days: the most days of billing downloaded, decided and allocated as one
+            chunk (see :meth:`_calculate`).
     """
 
     def __init__(
@@ -100,12 +108,16 @@ class TenantRuntime:
         emitters: Sequence[NamedEmitter] = (),
         *,
         clock: Callable[[], dt.datetime] = _utcnow,
+        chunk_days: int = CHUNK_DAYS,
     ) -> None:
+        if chunk_days < 1:
+            raise ValueError(f"chunk_days must be at least 1, got {chunk_days}")
         self.config = config
         self.plugin = plugin
         self.storage = storage
         self.emitters = tuple(emitters)
         self._clock = clock
+        self._chunk_days = chunk_days
         self._started = False
         self._initialized = False
         self._closed = False
@@ -336,76 +348,94 @@ class TenantRuntime:
         resources = {r.resource_id: r for r in inventory.resources}
         identities = IdentitySet(inventory.identities)
 
-        with young_collections_only():  # pages of rows make no cycles (gcpolicy)
-            spool = await self._gather_billing(summary, fetch)
-        billing_fps = {day: spool.fingerprint(day) for day in fetch}
-        todo = datesel.dates_to_allocate(
-            fetch,
-            states,
-            billing_fps=billing_fps,
-            inventory_fp=inventory.fingerprint,
-            settings_fp=self._settings_fp,
-            reruns=reruns,
-            win=win,
-        )
-        log.info("dates selected", fetched=len(fetch), to_allocate=len(todo))
-        if not todo:
-            return 0
-        with young_collections_only():
-            usage = await self._fetch_usage(spool.needs(todo), todo[0], todo[-1])
+        # The run goes chunk by chunk (at most chunk_days of billing each). A chunk's
+        # usage is fetched for its billed resources over the whole rest of the run,
+        # once per query and resource (the API economy of DESIGN §10: later chunks
+        # only ask for resources not seen before). While a chunk's dates are
+        # allocated and written (the writer child is busy then), the next chunk's
+        # billing downloads on the same loop: the download no longer leaves the
+        # second core idle. A chunk's dates are complete and independent, so a
+        # failure in a later chunk keeps the dates already committed.
+        chunks = _chunks(fetch, self._chunk_days)
+        spool = LineSpool(self._dispatcher.metric_queries)
+        usage = UsageSpool()
+        asked: dict[MetricQuery, set[str]] = {}
         notes = RunNotes()
+        calculated = 0
         # Dates are committed and emitted by tasks while the next dates are
         # allocated. Two may be in flight: one writing, the next already encoded and
         # queued on the backend's write lock (first come, first served), so dates
         # still commit in order. With large dates the backend writes in a child
         # process, and allocation and SQLite use both cores.
         inflight: collections.deque[asyncio.Task[None]] = collections.deque()
+        download: asyncio.Task[None] | None = asyncio.create_task(
+            self._gather_billing(summary, spool, *chunks[0])
+        )
         # Automatic collection is off for the whole loop (gcpolicy).
         with young_collections_only():
             try:
-                for n, day in enumerate(todo, 1):
-                    if n % _COLLECT_EVERY == 0:
-                        collect_young()
-                    with structlog.contextvars.bound_contextvars(date=day.isoformat()):
-                        lines = spool.pop(day)  # a date's objects exist only while it is worked on
-                        result = await self._allocate_sliced(
-                            day,
-                            lines,
-                            identities=identities,
-                            resources=resources,
-                            usage=usage.pop(day),
-                            notes=notes,
+                for n, (start, end, days) in enumerate(chunks, 1):
+                    assert download is not None  # noqa: S101  (one per chunk)
+                    await download
+                    download = None
+                    billing_fps, todo = await self._decide(
+                        spool, usage, asked, (start, end, days), last=fetch[-1],
+                        states=states, reruns=reruns, win=win, inventory_fp=inventory.fingerprint,
+                    )  # fmt: skip
+                    if n < len(chunks):
+                        download = asyncio.create_task(
+                            self._gather_billing(summary, spool, *chunks[n])
                         )
-                        plugin_rows = (
-                            self._storage_module.billing_rows(tenant, day, lines)
-                            if self._storage_module is not None
-                            else ()
-                        )
-                        if len(inflight) == _COMMITS_IN_FLIGHT:
-                            await inflight.popleft()
-                        inflight.append(
-                            asyncio.create_task(
-                                self._commit_and_emit(
-                                    summary,
-                                    day,
-                                    lines=lines,
-                                    result=result,
-                                    plugin_rows=plugin_rows,
-                                    billing_fp=billing_fps[day],
-                                    inventory_fp=inventory.fingerprint,
-                                    emitted=emitted,
+                    for day in todo:
+                        calculated += 1
+                        if calculated % _COLLECT_EVERY == 0:
+                            collect_young()
+                        with structlog.contextvars.bound_contextvars(date=day.isoformat()):
+                            lines = spool.pop(day)  # a date's objects exist only while worked on
+                            result = await self._allocate_sliced(
+                                day,
+                                lines,
+                                identities=identities,
+                                resources=resources,
+                                usage=usage.pop(day),
+                                notes=notes,
+                            )
+                            plugin_rows = (
+                                self._storage_module.billing_rows(tenant, day, lines)
+                                if self._storage_module is not None
+                                else ()
+                            )
+                            if len(inflight) == _COMMITS_IN_FLIGHT:
+                                await inflight.popleft()
+                            inflight.append(
+                                asyncio.create_task(
+                                    self._commit_and_emit(
+                                        summary,
+                                        day,
+                                        lines=lines,
+                                        result=result,
+                                        plugin_rows=plugin_rows,
+                                        billing_fp=billing_fps[day],
+                                        inventory_fp=inventory.fingerprint,
+                                        emitted=emitted,
+                                    )
                                 )
                             )
-                        )
-                        # The commit's parameters are built now, still with automatic
-                        # collection off; /metrics and the probes get a turn too.
-                        await asyncio.sleep(0)
+                            # The commit's parameters are built now, still with automatic
+                            # collection off; /metrics and the probes get a turn too.
+                            await asyncio.sleep(0)
+                    for day in days:
+                        spool.discard(day)  # dates left unchanged: forget their lines
                 while inflight:
                     await inflight.popleft()
             finally:
+                if download is not None:
+                    download.cancel()
+                    # gather: a cancellation of this task itself still propagates.
+                    await asyncio.gather(download, return_exceptions=True)
                 if inflight:
                     await _settle(inflight)
-        return len(todo)
+        return calculated
 
     async def _commit_and_emit(
         self,
@@ -490,32 +520,110 @@ class TenantRuntime:
             await asyncio.sleep(0)
         return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
 
-    async def _gather_billing(self, summary: RunSummary, fetch: list[dt.date]) -> LineSpool:
+    async def _decide(
+        self,
+        spool: LineSpool,
+        usage: UsageSpool,
+        asked: dict[MetricQuery, set[str]],
+        chunk: tuple[dt.date, dt.date, list[dt.date]],
+        *,
+        last: dt.date,
+        states: Mapping[dt.date, DateState],
+        reruns: set[dt.date],
+        win: datesel.DateWindow,
+        inventory_fp: str,
+    ) -> tuple[dict[dt.date, str], list[dt.date]]:
+        """Once a chunk's billing is in: its dates' digests, the dates whose inputs
+        changed, and the usage they need that was not fetched yet (up to ``last``)."""
+        start, end, days = chunk
+        spool.finish()
+        billing_fps = {day: spool.fingerprint(day) for day in days}
+        todo = datesel.dates_to_allocate(
+            days,
+            states,
+            billing_fps=billing_fps,
+            inventory_fp=inventory_fp,
+            settings_fp=self._settings_fp,
+            reruns=reruns,
+            win=win,
+        )
+        log.info("dates selected", fetched=len(days), to_allocate=len(todo), chunk=f"{start}/{end}")
+        if todo:
+            await self._fetch_new_usage(usage, asked, spool.needs(todo), todo[0], last)
+        return billing_fps, todo
+
+    async def _gather_billing(
+        self,
+        summary: RunSummary,
+        spool: LineSpool,
+        start: dt.date,
+        end: dt.date,
+        days: Sequence[dt.date],
+    ) -> None:
+        """Download the billing of ``start <= day < end`` into ``spool`` (``days`` only)."""
         assert self._cost_input is not None  # noqa: S101  (start() ran)
-        assert self._dispatcher is not None  # noqa: S101
-        wanted = set(fetch)
-        spool = LineSpool(self._dispatcher.metric_queries)
-        for start, end in datesel.spans(fetch):
+        wanted = set(days)
+        with young_collections_only():  # pages of rows make no cycles (gcpolicy)
             async for line in self._cost_input.gather(self.tenant_id, start, end):
                 summary.lines_read += 1
                 if line.date in wanted:
                     spool.add(line)
-        spool.finish()
-        return spool
+
+    async def _fetch_new_usage(
+        self,
+        usage: UsageSpool,
+        asked: dict[MetricQuery, set[str]],
+        needed: Mapping[MetricQuery, set[str]],
+        first: dt.date,
+        last: dt.date,
+    ) -> None:
+        """Fetch the usage of the resources in ``needed`` not asked for yet this run."""
+        new = {q: ids - asked.get(q, set()) for q, ids in needed.items()}
+        new = {q: ids for q, ids in new.items() if ids}
+        for query, ids in new.items():
+            asked.setdefault(query, set()).update(ids)
+        with young_collections_only():
+            await self._fetch_usage(usage, new, first, last)
 
     async def _fetch_usage(
-        self, needed: Mapping[MetricQuery, set[str]], first: dt.date, last: dt.date
-    ) -> UsageSpool:
-        usage = UsageSpool()
+        self,
+        usage: UsageSpool,
+        needed: Mapping[MetricQuery, set[str]],
+        first: dt.date,
+        last: dt.date,
+    ) -> None:
         if not needed:
-            return usage
+            return
         if self._metrics is None:
             log.warning("usage needed but the plugin has no metrics source", queries=len(needed))
-            return usage
+            return
         end = last + dt.timedelta(days=1)
         for query in sorted(needed, key=lambda q: (q.key, q.metric)):
             usage.add(query, await self._metrics.fetch(query, sorted(needed[query]), first, end))
-        return usage
+
+
+def _chunks(fetch: Sequence[dt.date], days: int) -> list[tuple[dt.date, dt.date, list[dt.date]]]:
+    """Split the (sorted) fetch dates into ``(start, end, dates)`` chunks for billing.
+
+    Each billing span (:func:`~chargeback.core.engine.dates.spans`) is cut into
+    pieces of at most ``days`` days; a chunk holds the fetch dates of one piece.
+    """
+    wanted = set(fetch)
+    out: list[tuple[dt.date, dt.date, list[dt.date]]] = []
+    step = dt.timedelta(days=days)
+    for span_start, span_end in datesel.spans(fetch):
+        start = span_start
+        while start < span_end:
+            end = min(start + step, span_end)
+            dates = [
+                start + dt.timedelta(days=i)
+                for i in range((end - start).days)
+                if start + dt.timedelta(days=i) in wanted
+            ]
+            if dates:
+                out.append((start, end, dates))
+            start = end
+    return out
 
 
 async def _settle(commits: collections.deque[asyncio.Task[None]]) -> None:

@@ -183,6 +183,11 @@ class LineSpool:
                 merged.setdefault(query, set()).update(resources)
         return merged
 
+    def discard(self, day: dt.date) -> None:
+        """Forget the date's lines without unpacking them (a date left unchanged)."""
+        self._open.pop(day, None)
+        self._packed.pop(day, None)
+
     def pop(self, day: dt.date) -> list[BillingLineItem]:
         """Return the date's lines in arrival order and forget them."""
         self._seal(day)

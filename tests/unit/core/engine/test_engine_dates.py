@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from chargeback.core.engine import dates as ds
+from chargeback.core.engine.orchestrator import _chunks
 from chargeback.core.models import BillingLineItem
 from chargeback.core.storage.backend import DateState, RerunRequest
 
@@ -140,3 +141,27 @@ class TestSelection:
         """Consecutive-ish days share one fetch span; a far day gets its own."""
         days = [day(40), day(5), day(4), day(2)]
         assert ds.spans(days) == [(day(40), day(39)), (day(5), day(1))]
+
+
+class TestChunks:
+    def test_spans_are_cut_into_pieces_of_at_most_n_days(self) -> None:
+        """Consecutive dates go in chunks of at most n days; a far rerun date is its own
+        chunk; every fetch date is in exactly one chunk, in order."""
+        first = dt.date(2026, 3, 1)
+        fetch = [first + dt.timedelta(days=i) for i in range(10)] + [dt.date(2026, 3, 30)]
+        chunks = _chunks(fetch, 4)
+        assert [(c[0].day, c[1].day, [d.day for d in c[2]]) for c in chunks] == [
+            (1, 5, [1, 2, 3, 4]),
+            (5, 9, [5, 6, 7, 8]),
+            (9, 11, [9, 10]),
+            (30, 31, [30]),
+        ]
+
+    def test_gaps_inside_a_span_hold_no_dates(self) -> None:
+        """A span bridging a short gap fetches it, but its chunk lists only wanted dates."""
+        fetch = [dt.date(2026, 3, 1), dt.date(2026, 3, 4)]
+        assert _chunks(fetch, 30) == [(fetch[0], dt.date(2026, 3, 5), fetch)]
+        assert _chunks(fetch, 2) == [
+            (fetch[0], dt.date(2026, 3, 3), [fetch[0]]),
+            (dt.date(2026, 3, 3), dt.date(2026, 3, 5), [fetch[1]]),
+        ]

@@ -72,6 +72,20 @@ class TestLineSpool:
             assert list(map(repr, spool.pop(day))) == list(map(repr, expected))
             assert spool.pop(day) == []
 
+    def test_discarded_dates_are_gone_and_others_stay(self):
+        """An unchanged date's lines are dropped unread; the other dates are untouched."""
+        lines = [
+            BillingLineItem(f"l{i}", D1 + dt.timedelta(days=i % 2), "S", "S", i)
+            for i in range(3000)
+        ]
+        spool = LineSpool(needs, keep_lines=500)
+        for line in lines:
+            spool.add(line)
+        spool.finish()
+        spool.discard(D1)
+        assert spool.pop(D1) == []
+        assert spool.pop(D1 + dt.timedelta(days=1)) == lines[1::2]
+
     def test_dates_of_several_chunks_come_back_whole(self):
         """Interleaved dates of thousands of lines each (several packed chunks) stay whole."""
         lines = [
