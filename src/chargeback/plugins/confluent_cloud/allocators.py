@@ -79,9 +79,12 @@ _allocations = partial(map, partial(tuple.__new__, Allocation))
 """Build ``Allocation`` tuples from ``(id, amount, cost_type, rule, reason)`` in C."""
 
 
+_PART_AMOUNT = operator.itemgetter(1)
+
+
 def _nonzero(parts: list[Allocation]) -> list[Allocation]:
     """Drop zero parts, but keep one so every line leaves a row behind."""
-    if all(p.amount for p in parts):
+    if 0 not in map(_PART_AMOUNT, parts):  # one pass in C
         return parts
     kept = [p for p in parts if p.amount != 0]
     return kept or parts[:1]
