@@ -12,10 +12,12 @@ line always sum to its amount; the difference goes to ``UNALLOCATED`` with a rea
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
+from typing import cast
 
 import structlog
 
@@ -242,12 +244,10 @@ class Dispatcher:
                 route = self.route(line.product_type)
                 result, reason = self._allocate(line, route, context, usage, day)
                 if result is not None:
-                    parts, reason = _checked(line, result)
+                    parts, reason, idents, amounts = _checked(line, result)
                     if reason is not None:
                         errors += 1
                         _log_once(notes, "allocator_error", line.product_type, reason)
-                    idents = list(map(_IDENT, parts))
-                    amounts = list(map(_AMOUNT, parts))
                     if UNALLOCATED in idents:
                         unallocated += sum(
                             a for i, a in zip(idents, amounts, strict=True) if i == UNALLOCATED
@@ -391,11 +391,13 @@ def _log_once(notes: RunNotes, kind: str, product_type: str, reason: str) -> Non
 _Part = tuple[str, int, str, str, str | None]
 
 
-def _new_row(values: tuple[object, ...]) -> ChargebackRow:
-    return _new(ChargebackRow, values)
+_new_row = cast(Callable[[tuple[object, ...]], ChargebackRow], partial(_new, ChargebackRow))
+"""Build a :class:`ChargebackRow` from its twelve values in C (no Python frame per row)."""
 
 
-def _checked(line: BillingLineItem, result: object) -> tuple[Sequence[_Part], str | None]:
+def _checked(
+    line: BillingLineItem, result: object
+) -> tuple[Sequence[_Part], str | None, list[str], list[int]]:
     """Validate an allocator's result; return conserving parts and an error, if any.
 
     Parts to the same identity with the same cost type, rule and reason are merged
@@ -405,12 +407,13 @@ def _checked(line: BillingLineItem, result: object) -> tuple[Sequence[_Part], st
     rules and reasons, distinct keys, no zero and no UNALLOCATED part, summing to the
     line) is checked with C-level passes and returns the parts as they are; anything
     else (``CostType`` members included) takes :func:`_merged`, which converts them.
+    Also returns the parts' identity ids and amounts (the caller's row columns).
     """
     if type(result) is not AllocationResult:
-        return _merged(line, result)
+        return _with_columns(*_merged(line, result))
     parts = result.allocations
     if not parts or type(parts) not in _SEQUENCES or set(map(type, parts)) != {Allocation}:
-        return _merged(line, result)
+        return _with_columns(*_merged(line, result))
     idents = list(map(_IDENT, parts))
     amounts = list(map(_AMOUNT, parts))
     if (
@@ -425,8 +428,14 @@ def _checked(line: BillingLineItem, result: object) -> tuple[Sequence[_Part], st
         or not set(map(type, map(_REASON, parts))) <= _REASON_TYPES
         or len(set(map(_KEY, parts))) != len(parts)
     ):
-        return _merged(line, result)
-    return parts, None
+        return _with_columns(*_merged(line, result))
+    return parts, None, idents, amounts
+
+
+def _with_columns(
+    parts: list[_Part], error: str | None
+) -> tuple[list[_Part], str | None, list[str], list[int]]:
+    return parts, error, list(map(_IDENT, parts)), list(map(_AMOUNT, parts))
 
 
 def _merged(line: BillingLineItem, result: object) -> tuple[list[_Part], str | None]:

@@ -344,14 +344,16 @@ class TestCheckedFastPath:
     @settings(max_examples=300, deadline=None)
     @given(raw=st.lists(_part, max_size=8), exact=st.booleans(), as_tuple=st.booleans())
     def test_fast_path_agrees_with_the_general_check(self, raw, exact, as_tuple):
-        """Whatever the parts, the fast check gives the same parts and error as the merge."""
+        """Whatever the parts, the fast check gives the same parts and error as the merge,
+        and the identity and amount columns of the parts it returns."""
         parts = [Allocation(*p) for p in raw]
         total = sum(p.amount for p in parts)
         amount = total if exact else total + 7
         line = BillingLineItem("l1", dt.date(2026, 1, 1), "P", "C", amount)
         result = AllocationResult(tuple(parts) if as_tuple else parts)
-        fast_parts, fast_error = _checked(line, result)
+        fast_parts, fast_error, idents, amounts = _checked(line, result)
         slow_parts, slow_error = _merged(line, result)
         assert fast_error == slow_error
+        assert (idents, amounts) == ([p[0] for p in fast_parts], [p[1] for p in fast_parts])
         assert _normal(fast_parts) == _normal(slow_parts)
         assert sum(p[1] for p in fast_parts) == amount
