@@ -18,6 +18,13 @@ class _Node:
         self.other: _Node | None = None
 
 
+def _cycle() -> weakref.ref[_Node]:
+    """Make two nodes that only reference each other; return a weak reference to one."""
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
 class TestYoungCollectionsOnly:
     def test_pauses_inside_and_restores_after_nesting(self):
         """Automatic collection is off inside (also nested) and back on after the outermost."""
@@ -42,20 +49,14 @@ class TestYoungCollectionsOnly:
     def test_cycles_made_inside_are_freed_on_leaving(self):
         """A reference cycle created during a date is collected when the date is left."""
         with young_collections_only():
-            a, b = _Node(), _Node()
-            a.other, b.other = b, a
-            ref = weakref.ref(a)
-            del a, b
+            ref = _cycle()
             assert ref() is not None  # no automatic collection inside
         assert ref() is None
 
     def test_collect_young_frees_cycles_inside_the_block(self):
         """The date loop's periodic collection frees a cycle while collection stays off."""
         with young_collections_only():
-            a, b = _Node(), _Node()
-            a.other, b.other = b, a
-            ref = weakref.ref(a)
-            del a, b
+            ref = _cycle()
             assert ref() is not None
             collect_young()
             assert ref() is None

@@ -287,25 +287,34 @@ class TestFailures:
         assert wait_gone(pid), f"the writer child {pid} outlived its parent"
 
 
-def test_plugin_rows_cross_the_process_boundary(tmp_path: Path) -> None:
-    """Plugin rows with a date cell arrive in the child encoded like in-process."""
+def stored_plugin_rows(
+    path: Path, min_rows: int | None, block: PluginRows, select: str
+) -> list[tuple[Any, ...]]:
+    """Commit one date with ``block`` through a backend (child or not); run ``select``."""
 
-    async def run(min_rows: int | None) -> list[tuple[Any, ...]]:
-        path = tmp_path / f"p{min_rows}.sqlite"
+    async def commit() -> None:
         async with SQLiteBackend(path, writer_process_min_rows=min_rows) as store:
             await store.register_modules([ExtraModule()])
-            block = PluginRows("extra_billing", ("date", "line_id", "cost"), [(DAY, "a", 3)])
             await store.commit_date(
                 "t1", DAY, lines=[], rows=[], plugin_rows=[block], billing_fingerprint="b",
                 settings_fingerprint="s", inventory_fingerprint="i", calculated_at=NOW,
             )  # fmt: skip
-        conn = sqlite3.connect(path)
-        try:
-            return conn.execute("SELECT * FROM extra_billing").fetchall()
-        finally:
-            conn.close()
 
-    assert asyncio.run(run(0)) == asyncio.run(run(None)) == [("t1", "2024-05-01", "a", 3)]
+    asyncio.run(commit())
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(select).fetchall()
+    finally:
+        conn.close()
+
+
+def test_plugin_rows_cross_the_process_boundary(tmp_path: Path) -> None:
+    """Plugin rows with a date cell arrive in the child encoded like in-process."""
+    block = PluginRows("extra_billing", ("date", "line_id", "cost"), [(DAY, "a", 3)])
+    select = "SELECT * FROM extra_billing"
+    child = stored_plugin_rows(tmp_path / "child.sqlite", 0, block, select)
+    in_process = stored_plugin_rows(tmp_path / "in.sqlite", None, block, select)
+    assert child == in_process == [("t1", "2024-05-01", "a", 3)]
 
 
 class _Code(enum.StrEnum):
@@ -326,19 +335,8 @@ def test_cells_marshal_refuses_are_pickled_to_the_child(tmp_path: Path) -> None:
     assert frame[:1] == MARSHALLED
     assert decode(frame)[:2] == ("t1", "2024-05-01")
 
-    async def run(min_rows: int | None) -> list[tuple[Any, ...]]:
-        path = tmp_path / f"e{min_rows}.sqlite"
-        async with SQLiteBackend(path, writer_process_min_rows=min_rows) as store:
-            await store.register_modules([ExtraModule()])
-            block = PluginRows("extra_billing", ("line_id", "cost"), [(_Code.A, 3), ("b", 1.0)])
-            await store.commit_date(
-                "t1", DAY, lines=[], rows=[], plugin_rows=[block], billing_fingerprint="b",
-                settings_fingerprint="s", inventory_fingerprint="i", calculated_at=NOW,
-            )  # fmt: skip
-        conn = sqlite3.connect(path)
-        try:
-            return conn.execute("SELECT line_id, cost FROM extra_billing ORDER BY 1").fetchall()
-        finally:
-            conn.close()
-
-    assert asyncio.run(run(0)) == asyncio.run(run(None)) == [("b", 1), ("line-a", 3)]
+    block = PluginRows("extra_billing", ("line_id", "cost"), [(_Code.A, 3), ("b", 1.0)])
+    select = "SELECT line_id, cost FROM extra_billing ORDER BY 1"
+    child = stored_plugin_rows(tmp_path / "child.sqlite", 0, block, select)
+    in_process = stored_plugin_rows(tmp_path / "in.sqlite", None, block, select)
+    assert child == in_process == [("b", 1), ("line-a", 3)]
