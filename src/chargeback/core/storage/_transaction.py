@@ -33,8 +33,8 @@ Batch = tuple[str, Sequence[str], Sequence[object], Sequence[Sequence[object]]]
 
 The first ``len(fixed)`` columns hold the same value in every row (the tenant and
 the date): they are written into the statement once, and each row gives only the
-other columns. Binding fewer parameters per row is most of what a wide insert
-costs in Python (55k chargeback rows: ~45 ms less to build, ~10 ms less to bind).
+other columns: a chargeback row's parameters are a slice of the row (55k rows: 7 ms
+instead of 12 to build, automatic GC off) and bind two values fewer.
 """
 
 _UPSERT_STATE = """
