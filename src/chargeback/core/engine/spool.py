@@ -205,13 +205,13 @@ class UsageSpool:
 
     def __init__(self) -> None:
         self._packed: dict[dt.date, list[bytes]] = defaultdict(list)
-        self._queries: list[MetricQuery] = []
+        self._queries: dict[MetricQuery, None] = {}  # an ordered set: chunks add a query again
 
     def add(
         self, query: MetricQuery, table: Mapping[tuple[dt.date, str], Mapping[str, int]]
     ) -> None:
         """Take one query's table (every date of the range) and pack it by date."""
-        self._queries.append(query)
+        self._queries[query] = None
         by_day: dict[dt.date, dict[tuple[dt.date, str], Mapping[str, int]]] = defaultdict(dict)
         for key, values in table.items():
             by_day[key[0]][key] = values  # packed (copied) below, not kept

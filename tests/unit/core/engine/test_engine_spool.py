@@ -156,3 +156,11 @@ class TestUsageSpool:
         second = spool.pop(D1 + dt.timedelta(days=1))
         assert second[QUERY] == {(D1 + dt.timedelta(days=1), "lkc-1"): {"sa-1": 3}}
         assert spool.pop(D1 + dt.timedelta(days=5)) == {QUERY: {}, other: {}}
+
+    def test_a_query_added_again_merges_its_resources(self):
+        """A later chunk adds the same query for new resources: one table per date."""
+        spool = UsageSpool()
+        spool.add(QUERY, {(D1, "lkc-1"): {"sa-1": 1}})
+        spool.add(QUERY, {(D1, "lkc-2"): {"sa-2": 2}})
+        assert spool._queries == {QUERY: None}
+        assert spool.pop(D1) == {QUERY: {(D1, "lkc-1"): {"sa-1": 1}, (D1, "lkc-2"): {"sa-2": 2}}}
