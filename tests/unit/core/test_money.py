@@ -44,6 +44,21 @@ class TestSplit:
                     assert part == 0
 
     @given(amounts, weights)
+    def test_is_the_largest_remainder_method(self, amount: int, ws: list[int]) -> None:
+        """Floors first; each leftover unit to the largest remainder, ties to the earlier part."""
+        total = sum(ws)
+        if total == 0:
+            assert split(amount, ws) == split_even(amount, len(ws))
+            return
+        expected = [(amount * w) // total for w in ws]
+        remainders = [(amount * w) % total for w in ws]
+        for _ in range(amount - sum(expected)):
+            best = max(range(len(ws)), key=lambda i: (remainders[i], -i))
+            expected[best] += 1
+            remainders[best] = -1  # a part gets at most one leftover unit
+        assert split(amount, ws) == expected
+
+    @given(amounts, weights)
     def test_deterministic(self, amount: int, ws: list[int]) -> None:
         """The same input always gives the same parts."""
         assert split(amount, ws) == split(amount, list(ws))

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from chargeback.core.jsontext import compact
 from chargeback.core.models import BillingLineItem
 from chargeback.core.storage.backend import DateState, RerunRequest
 
@@ -137,7 +138,7 @@ class BillingDigest:
 
     def add(self, line: BillingLineItem) -> None:
         """Fold one line in."""
-        text = json.dumps(_line_tuple(line), separators=(",", ":"))
+        text = compact(_line_tuple(line))  # = json.dumps(..., separators=(",", ":"))
         self._sum = (self._sum + int.from_bytes(hashlib.sha256(text.encode()).digest())) & _MASK
         self._count += 1
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 import aiosqlite
 import structlog
 
+from chargeback.core.jsontext import compact_sorted
 from chargeback.errors import StorageError
 
 __all__ = [
@@ -78,7 +79,7 @@ def attrs_to_text(attributes: Mapping[str, str]) -> str:
     """Encode an attributes mapping as canonical JSON (sorted keys)."""
     if not attributes:
         return "{}"
-    return json.dumps(dict(attributes), sort_keys=True, separators=(",", ":"))
+    return compact_sorted(dict(attributes))  # = json.dumps(sort_keys=True, compact)
 
 
 def attrs_from_text(text: str | None) -> dict[str, str]:

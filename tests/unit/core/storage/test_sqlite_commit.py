@@ -184,6 +184,18 @@ class TestCommitValidation:
             await commit_date(backend, "t1", DAY, lines, [])
         assert await backend.get_date_states("t1", DAY, OTHER_DAY) == {}
 
+    async def test_rows_of_another_tenant_among_good_ones_are_rejected(
+        self, backend, line_factory, rows_factory, commit_date
+    ):
+        """One stray row of another tenant, even among the commit's own, is named and refused."""
+        lines, rows = version(line_factory, rows_factory, "t1", DAY, [10, 20])
+        _, stray = version(line_factory, rows_factory, "t2", DAY, [5])
+        with pytest.raises(
+            ValueError, match=r"\[\('t2', '2024-05-01'\)\].*commit each tenant-date"
+        ):
+            await commit_date(backend, "t1", DAY, lines, [*rows, *stray])
+        assert await backend.get_date_states("t1", DAY, OTHER_DAY) == {}
+
     async def test_duplicate_line_ids_fail_whole(self, backend, line_factory, commit_date):
         """Two lines with one id violate the key; the commit fails with a StorageError."""
         line = line_factory("same", 1)
