@@ -1,9 +1,10 @@
 """The records that flow through the engine (DESIGN §2, §3, §5).
 
-Internal records are frozen, slotted dataclasses; the per-row records that exist in
-the hundreds of thousands (:class:`Allocation`, :class:`ChargebackRow`) are
-``NamedTuple``\\ s so they cost no more than a tuple and go straight into
-``executemany``. Amounts are integers in minor units (:mod:`chargeback.core.money`).
+Internal records are frozen, slotted dataclasses; the records that exist in the
+hundreds of thousands (:class:`BillingLineItem`, :class:`Allocation`,
+:class:`ChargebackRow`) are ``NamedTuple``\\ s so they cost no more than a tuple,
+are built in C and go straight into ``executemany``. Amounts are integers in minor
+units (:mod:`chargeback.core.money`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 __all__ = [
+    "NO_ATTRIBUTES",
     "UNALLOCATED",
     "Allocation",
     "AllocationContext",
@@ -61,14 +63,45 @@ def active_on(day: dt.date, created_at: dt.datetime | None, deleted_at: dt.datet
     return deleted_at is None or deleted_at.date() >= day
 
 
-@dataclass(frozen=True, slots=True)
-class BillingLineItem:
+class _NoAttributes(Mapping[str, str]):
+    """An empty, read-only mapping that pickles as the one :data:`NO_ATTRIBUTES`."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> str:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "NO_ATTRIBUTES"
+
+    def __reduce__(self) -> str:
+        return "NO_ATTRIBUTES"  # pickled by name: unpickles as the same object
+
+
+NO_ATTRIBUTES: Mapping[str, str] = _NoAttributes()
+"""The default ``attributes`` of a :class:`BillingLineItem`: empty and read-only (a
+tuple's default is shared by every line, so it must not be a ``dict``). Equal to
+``{}``."""
+
+
+class BillingLineItem(NamedTuple):
     """One billed line: one product type, one resource (or none), one UTC day.
 
     ``line_id`` is stable for the same line across fetches, and unique within a
     tenant and date. ``error`` is set by a cost input for a malformed source row: the
     engine then allocates the line to :data:`UNALLOCATED` with that reason instead of
     asking a handler.
+
+    A ``NamedTuple`` (immutable; change a field with ``_replace``): a large
+    organization's backfill builds every line twice (parsed, then unpacked from the
+    spool), ~200k each for 90 days, and a tuple is built in C where a frozen
+    dataclass sets its fifteen fields one Python call at a time (~4 µs a line).
     """
 
     line_id: str
@@ -84,7 +117,7 @@ class BillingLineItem:
     original_amount: int | None = None
     discount_amount: int | None = None
     description: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = NO_ATTRIBUTES
     error: str | None = None
 
 

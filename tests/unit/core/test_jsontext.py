@@ -31,11 +31,13 @@ _values = st.recursive(
 
 @given(_values)
 def test_compact_is_json_dumps(value: object) -> None:
+    """Any nesting of JSON values encodes to json.dumps' compact text."""
     assert compact(value) == json.dumps(value, separators=(",", ":"))
 
 
 @given(_values)
 def test_compact_sorted_is_json_dumps_sorted(value: object) -> None:
+    """With sorted keys too."""
     assert compact_sorted(value) == json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
@@ -50,6 +52,7 @@ def test_billing_line_tuple_shape() -> None:
 
 
 def test_unknown_type_raises_like_json_dumps() -> None:
+    """An object JSON cannot encode is a TypeError, as with json.dumps."""
     with pytest.raises(TypeError, match="not JSON serializable"):
         compact({"when": object()})
     with pytest.raises(TypeError, match="not JSON serializable"):

@@ -30,9 +30,11 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from functools import partial
+from typing import cast
 
 from chargeback.core.engine.dates import BillingDigest
-from chargeback.core.models import BillingLineItem, MetricQuery, UsageTable
+from chargeback.core.models import NO_ATTRIBUTES, BillingLineItem, MetricQuery, UsageTable
 
 __all__ = ["LineSpool", "UsageSpool"]
 
@@ -58,6 +60,11 @@ def _unpack(blob: bytes) -> object:
     return pickle.loads(zlib.decompress(blob))  # noqa: S301
 
 
+_new_line = cast(
+    Callable[[tuple[object, ...]], BillingLineItem], partial(tuple.__new__, BillingLineItem)
+)
+"""Build a line from its fifteen values in C."""
+
 _MARSHALLED = b"m"
 _PICKLED = b"p"
 
@@ -79,7 +86,7 @@ def _pack_lines(day: dt.date, chunk: list[BillingLineItem]) -> bytes | None:
             or line.date != day
             or (quantity is not None and type(quantity) is not Decimal)
             or (price is not None and type(price) is not Decimal)
-            or type(attrs) is not dict
+            or (type(attrs) is not dict and attrs is not NO_ATTRIBUTES)
         ):
             return None
         append(
@@ -87,7 +94,8 @@ def _pack_lines(day: dt.date, chunk: list[BillingLineItem]) -> bytes | None:
                 line.line_id, line.product_type, line.product_category, line.amount,
                 line.resource_id, line.env_id, None if quantity is None else str(quantity),
                 line.unit, None if price is None else str(price), line.original_amount,
-                line.discount_amount, line.description, tuple(attrs.items()), line.error,
+                line.discount_amount, line.description,
+                None if attrs is NO_ATTRIBUTES else tuple(attrs.items()), line.error,
             )
         )  # fmt: skip
     try:
@@ -101,11 +109,11 @@ def _unpack_lines(day: dt.date, blob: bytes) -> list[BillingLineItem]:
         lines = _unpack(blob[1:])
         assert isinstance(lines, list)  # noqa: S101  (we packed a list)
         return lines
-    line, dec = BillingLineItem, Decimal
+    dec, none = Decimal, NO_ATTRIBUTES
     # Only bytes this process packed a moment ago: never external input.
     return [
-        line(i, day, pt, pc, a, r, e, None if q is None else dec(q), u, None if p is None
-             else dec(p), oa, da, d, dict(at), err)
+        _new_line((i, day, pt, pc, a, r, e, None if q is None else dec(q), u, None if p is None
+                   else dec(p), oa, da, d, none if at is None else dict(at), err))
         for i, pt, pc, a, r, e, q, u, p, oa, da, d, at, err
         in marshal.loads(zlib.decompress(blob[1:]))  # noqa: S302
     ]  # fmt: skip

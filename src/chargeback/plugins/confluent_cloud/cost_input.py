@@ -30,10 +30,10 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import structlog
 
@@ -136,21 +136,103 @@ def _digest(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_DAYS: dict[str, dt.date | None] = {}
+"""``start_date`` texts already read (a window repeats ~30 of them 70k times)."""
+_PRICES: dict[float, Decimal | None] = {}
+"""Unit prices already read (a price list has a few dozen)."""
+_CACHE_LIMIT = 4096
+
+
+def _cached_date(value: object) -> dt.date | None:
+    if type(value) is not str:
+        return _date(value)
+    try:
+        return _DAYS[value]
+    except KeyError:
+        day = _date(value)
+        if len(_DAYS) >= _CACHE_LIMIT:
+            _DAYS.clear()
+        _DAYS[value] = day
+        return day
+
+
+def _price(value: object) -> Decimal | None:
+    if type(value) is not float or not value:  # 0.0 == -0.0: their texts differ
+        return parse_decimal(value)
+    try:
+        return _PRICES[value]
+    except KeyError:
+        price = parse_decimal(value)
+        if len(_PRICES) >= _CACHE_LIMIT:
+            _PRICES.clear()
+        _PRICES[value] = price  # Decimals are immutable: sharing one is safe
+        return price
+
+
+_new_line = cast(
+    Callable[[tuple[object, ...]], BillingLineItem], partial(tuple.__new__, BillingLineItem)
+)
+"""Build a line from its fifteen values in C (no keyword parsing)."""
+
+
+def _amounts(row: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int | None, int]:
+    """``(original, discount, amount)`` in minor units; problems go to ``errors``."""
+    raw_original, raw_discount, raw_amount = (
+        row.get("original_amount"), row.get("discount_amount"), row.get("amount"),
+    )  # fmt: skip
+    original = _minor(raw_original)
+    discount = _minor(raw_discount)
+    amount = _minor(raw_amount)
+    if amount is None:
+        if original is not None:
+            amount = original - (discount or 0)
+            if raw_amount is not None:
+                errors.append(_amount_problem("amount", raw_amount))
+        else:
+            amount = 0
+            errors.append(_amount_problem("amount", raw_amount))
+    if original is None and raw_original is not None and parse_decimal(raw_original) is not None:
+        errors.append(_amount_problem("original_amount", raw_original))
+    if discount is None and raw_discount is not None and parse_decimal(raw_discount) is not None:
+        errors.append(_amount_problem("discount_amount", raw_discount))
+    return original, discount, amount
+
+
+def _attributes(row: Mapping[str, Any], display: str | None) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    get = row.get
+    network, granularity = get("network_access_type"), get("granularity")
+    if network is not None:
+        attrs["network_access_type"] = str(network)
+    if granularity is not None:
+        attrs["granularity"] = str(granularity)
+    tiers = get("tier_dimensions")
+    if isinstance(tiers, dict):
+        attrs["tier_dimensions"] = json.dumps(tiers, sort_keys=True)
+    if display is not None:
+        attrs["resource_name"] = display
+    end_date = get("end_date")
+    if end_date is not None:
+        attrs["end_date"] = str(end_date)
+    return attrs
+
+
 def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
     """Turn one ``data[]`` item into a line (``line_id`` not yet de-duplicated).
 
     Returns ``None`` for a row without any readable date (logged).
     """
+    get = row.get
     errors: list[str] = []
-    day = _date(row.get("start_date"))
+    day = _cached_date(get("start_date"))
     if day is None:
-        end = _date(row.get("end_date"))
+        end = _date(get("end_date"))
         if end is None:
-            _log.error("billing row without a date skipped", id=row.get("id"))
+            _log.error("billing row without a date skipped", id=get("id"))
             return None
         day = end - dt.timedelta(days=1)
-        errors.append(f"start_date {row.get('start_date')!r} is not a date")
-    resource = row.get("resource")
+        errors.append(f"start_date {get('start_date')!r} is not a date")
+    resource = get("resource")
     res_id: str | None = None
     env_id: str | None = None
     display: str | None = None
@@ -160,59 +242,23 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
         env = resource.get("environment")
         if isinstance(env, dict):
             env_id = _text(env.get("id")) or None
-    original = _minor(row.get("original_amount"))
-    discount = _minor(row.get("discount_amount"))
-    amount = _minor(row.get("amount"))
-    if amount is None:
-        if original is not None:
-            amount = original - (discount or 0)
-            if row.get("amount") is not None:
-                errors.append(_amount_problem("amount", row.get("amount")))
-        else:
-            amount = 0
-            errors.append(_amount_problem("amount", row.get("amount")))
-    for name, parsed in (("original_amount", original), ("discount_amount", discount)):
-        if (
-            parsed is None
-            and row.get(name) is not None
-            and parse_decimal(row.get(name)) is not None
-        ):
-            errors.append(_amount_problem(name, row.get(name)))
-    line_type = _text(row.get("line_type"))
+    original, discount, amount = _amounts(row, errors)
+    line_type = _text(get("line_type"))
     if not line_type:
         errors.append("line_type is missing")
-    raw_id = row.get("id")
+    raw_id = get("id")
     line_id = (
         str(raw_id) if raw_id not in (None, "") else "k:" + _natural_key(day, row, env_id, res_id)
     )
-    attrs: dict[str, str] = {}
-    for name in ("network_access_type", "granularity"):
-        if row.get(name) is not None:
-            attrs[name] = str(row[name])
-    price, quantity = parse_decimal(row.get("price")), parse_decimal(row.get("quantity"))
-    if isinstance(row.get("tier_dimensions"), dict):
-        attrs["tier_dimensions"] = json.dumps(row["tier_dimensions"], sort_keys=True)
-    if display is not None:
-        attrs["resource_name"] = display
-    if row.get("end_date") is not None:
-        attrs["end_date"] = str(row["end_date"])
-    return BillingLineItem(
-        line_id=line_id,
-        date=day,
-        product_type=line_type or "UNKNOWN",
-        product_category=_text(row.get("product")) or "",
-        amount=amount,
-        resource_id=res_id,
-        env_id=env_id,
-        quantity=quantity,
-        unit=_text(row.get("unit")),
-        unit_price=price,
-        original_amount=original,
-        discount_amount=discount,
-        description=_text(row.get("description")),
-        attributes=attrs,
-        error="; ".join(errors) or None,
-    )
+    attrs = _attributes(row, display)
+    return _new_line(
+        (
+            line_id, day, line_type or "UNKNOWN", _text(get("product")) or "", amount,
+            res_id, env_id, parse_decimal(get("quantity")), _text(get("unit")),
+            _price(get("price")), original, discount, _text(get("description")), attrs,
+            "; ".join(errors) or None,
+        )
+    )  # fmt: skip
 
 
 class CCloudCostInput:
@@ -311,4 +357,4 @@ def _line_hash(line: BillingLineItem) -> int:
 
 
 def _with_id(line: BillingLineItem, line_id: str) -> BillingLineItem:
-    return replace(line, line_id=line_id)
+    return line._replace(line_id=line_id)

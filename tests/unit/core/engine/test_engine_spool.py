@@ -7,7 +7,6 @@ import datetime as dt
 import enum
 import types
 from collections.abc import Iterable
-from dataclasses import astuple
 from decimal import Decimal
 from fractions import Fraction
 
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from chargeback.core.engine.dates import billing_fingerprint
 from chargeback.core.engine.spool import LineSpool, UsageSpool
-from chargeback.core.models import BillingLineItem, MetricQuery
+from chargeback.core.models import NO_ATTRIBUTES, BillingLineItem, MetricQuery
 
 D1 = dt.date(2026, 3, 1)
 
@@ -129,7 +128,22 @@ class TestLineSpool:
             assert all(isinstance(p, bytes) for p in spool._packed[D1])
             back = spool.pop(D1)
             assert list(map(repr, back)) == [repr(plain), repr(line)]
-            assert [type(v) for v in astuple(back[1])] == [type(v) for v in astuple(line)]
+            assert [type(v) for v in back[1]] == [type(v) for v in line]
+
+    def test_default_and_empty_attributes_come_back_as_they_were(self):
+        """The shared read-only default stays that object; an empty dict stays a dict."""
+        default = BillingLineItem("l0", D1, "SUPPORT", "S", 1)
+        empty = BillingLineItem("l1", D1, "SUPPORT", "S", 2, attributes={})
+        spool = LineSpool(needs, keep_lines=0)
+        spool.add(default)
+        spool.add(empty)
+        spool.finish()
+        assert all(isinstance(p, bytes) and p[:1] == b"m" for p in spool._packed[D1])
+        back = spool.pop(D1)
+        assert back == [default, empty]
+        assert back[0].attributes is NO_ATTRIBUTES
+        assert type(back[1].attributes) is dict
+        assert back[1].attributes == {} == NO_ATTRIBUTES
 
     def test_digest_ignores_order_but_not_content(self):
         """The date digest is the same in any order and changes with any line."""

@@ -143,6 +143,43 @@ class TestParse:
         assert line.error is not None
         assert parse_cost_row(row(start_date=None, end_date="nope")) is None
 
+    @settings(max_examples=200, deadline=None)
+    @given(
+        prices=st.lists(
+            st.sampled_from([0.0, -0.0, 0.1, 2.25, 1e-7, -3.5, float("nan")]) | st.floats(),
+            min_size=1, max_size=8,
+        ),
+        days=st.lists(
+            st.sampled_from(["2026-03-01", "2026-03-01T00:00:00Z", "2026-02-29", "x", ""]),
+            min_size=1, max_size=8,
+        ),
+    )  # fmt: skip
+    def test_remembered_prices_and_dates_read_as_when_new(
+        self, prices: list[float], days: list[str]
+    ) -> None:
+        """The prices and dates parse_cost_row remembers between rows give the same
+        values, with the same exponent and sign (-0.0 is not 0.0), as reading afresh."""
+        for price in prices:
+            line = parse_cost_row(row(price=price))
+            assert line is not None
+            fresh = Decimal(repr(price))
+            if fresh.is_finite():
+                assert line.unit_price is not None
+                assert (str(line.unit_price), line.unit_price.is_signed()) == (
+                    str(fresh), fresh.is_signed(),
+                )  # fmt: skip
+            else:
+                assert line.unit_price is None
+        for text in days:
+            line = parse_cost_row(row(start_date=text))
+            assert line is not None
+            if text.startswith("2026-03-01"):
+                assert (line.date, line.error) == (D1, None)
+            else:
+                assert line.date == D1  # placed by its end_date, and flagged
+                assert line.error is not None
+                assert "start_date" in line.error
+
     def test_missing_id_gets_a_stable_natural_key_digest(self) -> None:
         """Rows without an id get the same digest id on every fetch."""
         a = parse_cost_row(row(id=None))
