@@ -42,3 +42,49 @@ class TestIdentitySet:
         )
         assert list(members.active_on(dt.date(2026, 3, 2))) == ["sa-1", "sa-2"]
         assert list(members.active_on(dt.date(2026, 3, 3))) == ["sa-1"]
+
+    @given(
+        lives=st.lists(
+            st.tuples(
+                st.none() | st.datetimes(dt.datetime(2025, 12, 25), dt.datetime(2026, 1, 10)),
+                st.none() | st.datetimes(dt.datetime(2025, 12, 25), dt.datetime(2026, 1, 10)),
+            ),
+            max_size=25,
+        ),
+        days=st.lists(st.dates(dt.date(2025, 12, 24), dt.date(2026, 1, 11)), max_size=6),
+    )
+    def test_active_on_is_each_identitys_own_rule(
+        self, lives: list[tuple[dt.datetime | None, dt.datetime | None]], days: list[dt.date]
+    ) -> None:
+        """For any creation and deletion times and any days (asked in any order, the
+        spans worked out once), the set holds exactly the identities whose own
+        active_on says so, and behaves like a set built from them."""
+        idents = [
+            Identity(f"id-{n:02d}", "api_key", created_at=c and c.replace(tzinfo=dt.UTC),
+                     deleted_at=d and d.replace(tzinfo=dt.UTC))
+            for n, (c, d) in enumerate(lives)
+        ]  # fmt: skip
+        members = IdentitySet(idents)
+        for day in days:
+            active = members.active_on(day)
+            expected = IdentitySet(i for i in idents if i.active_on(day))
+            assert active.ids == expected.ids
+            assert list(active.items()) == list(expected.items())
+            assert all(active.get(i) is members[i] for i in active)
+            assert list(active.active_on(day)) == list(active)
+
+    def test_active_on_asks_identities_of_a_subclass(self) -> None:
+        """An Identity subclass that redefines active_on is asked, not second-guessed."""
+
+        class Always(Identity):
+            def active_on(self, day: dt.date) -> bool:
+                return True
+
+        gone = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
+        members = IdentitySet(
+            [
+                Identity("sa-1", "service_account", deleted_at=gone),
+                Always("sa-2", "x", deleted_at=gone),
+            ]
+        )
+        assert list(members.active_on(dt.date(2026, 3, 9))) == ["sa-2"]
