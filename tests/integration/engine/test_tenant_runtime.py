@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from chargeback.core.emitters import registry as emitter_registry
+from chargeback.core.engine import orchestrator
 from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import NamedEmitter, RunStatus
 from chargeback.core.models import UNALLOCATED, ChargebackRow
@@ -226,6 +227,54 @@ class TestChunks:
             await whole.aclose()
             assert state_of(whole).calls["billing"] == 1
             assert state_of(chunked).calls["metrics"] == state_of(whole).calls["metrics"]
+            assert await snapshot(other) == await snapshot(storage)
+        finally:
+            await other.close()
+
+    async def test_usage_in_batches_of_resources_equals_all_at_once(
+        self,
+        *,
+        make_runtime: MakeRuntime,
+        storage: SQLiteBackend,
+        tmp_path: Path,
+        registry,
+        clock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Usage fetched one resource at a time asks each query for each resource once,
+        over the same range, and stores exactly the rows of one fetch per query."""
+        asked: list[tuple[str, tuple[str, ...], dt.date, dt.date]] = []
+
+        async def run(runtime: TenantRuntime) -> None:
+            await runtime.start()
+            metrics = runtime._metrics
+            assert metrics is not None
+            original = metrics.fetch
+
+            async def fetch(query: Any, ids: Any, start: dt.date, end: dt.date) -> Any:
+                asked.append((query.key, tuple(ids), start, end))
+                return await original(query, ids, start, end)
+
+            metrics.fetch = fetch  # type: ignore[method-assign,assignment]
+            assert (await runtime.run()).status is RunStatus.SUCCESS
+            await runtime.aclose()
+
+        other = SQLiteBackend(tmp_path / "whole.db")
+        await other.open()
+        try:
+            whole = TenantRuntime(
+                make_runtime().config, registry.create("example"), other, clock=clock
+            )
+            await run(whole)
+            at_once, asked[:] = list(asked), []
+            monkeypatch.setattr(orchestrator, "_RESOURCES_PER_FETCH", 1)
+            await run(make_runtime())
+            assert len(at_once) == 1
+            assert len(at_once[0][1]) > 1  # several resources, fetched one by one below
+            assert sorted((key, ids) for key, ids, *_ in asked) == [
+                (at_once[0][0], (rid,)) for rid in at_once[0][1]
+            ]
+            assert {(start, end) for *_, start, end in asked} == {at_once[0][2:]}
             assert await snapshot(other) == await snapshot(storage)
         finally:
             await other.close()

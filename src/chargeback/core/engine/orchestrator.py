@@ -68,6 +68,8 @@ CHUNK_DAYS = 30
 allocated and written (the Confluent billing API answers at most a month a query)."""
 _COLLECT_EVERY = 8
 """Dates allocated between two collections of the young generations (see gcpolicy)."""
+_RESOURCES_PER_FETCH = 25
+"""Resources whose usage is fetched together (each query of them, then the next ones)."""
 _ALLOCATION_SLICE = 50
 """Lines allocated between two yields to the event loop (a few milliseconds of work)."""
 
@@ -598,8 +600,18 @@ class TenantRuntime:
             log.warning("usage needed but the plugin has no metrics source", queries=len(needed))
             return
         end = last + dt.timedelta(days=1)
-        for query in sorted(needed, key=lambda q: (q.key, q.metric)):
-            usage.add(query, await self._metrics.fetch(query, sorted(needed[query]), first, end))
+        queries = sorted(needed, key=lambda q: (q.key, q.metric))
+        # A batch of resources at a time, every query of the batch in turn: the same
+        # calls (one per query and resource), but a query's table in memory holds one
+        # batch's resources, not all of them, and a source that computes both byte
+        # metrics of a cluster-day at once (the sim, a caching proxy) still has them.
+        resources = sorted(set().union(*needed.values()))
+        for i in range(0, len(resources), _RESOURCES_PER_FETCH):
+            batch = set(resources[i : i + _RESOURCES_PER_FETCH])
+            for query in queries:
+                ids = sorted(needed[query] & batch)
+                if ids:
+                    usage.add(query, await self._metrics.fetch(query, ids, first, end))
 
 
 def _chunks(fetch: Sequence[dt.date], days: int) -> list[tuple[dt.date, dt.date, list[dt.date]]]:
