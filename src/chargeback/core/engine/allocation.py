@@ -53,7 +53,6 @@ _EMPTY: Mapping[str, int] = {}
 _UNALLOCATED = str(CostType.UNALLOCATED)
 _new = tuple.__new__
 _IDENT, _AMOUNT, _COST_TYPE, _RULE, _REASON = (itemgetter(i) for i in range(5))
-_KEY = itemgetter(0, 2, 3, 4)
 _SEQUENCES = (list, tuple)
 _REASON_TYPES = {str, type(None)}
 
@@ -414,8 +413,7 @@ def _checked(
     parts = result.allocations
     if not parts or type(parts) not in _SEQUENCES or set(map(type, parts)) != {Allocation}:
         return _with_columns(*_merged(line, result))
-    idents = list(map(_IDENT, parts))
-    amounts = list(map(_AMOUNT, parts))
+    idents, amounts, cost_types, rules, reasons = zip(*parts, strict=True)  # columns, in C
     if (
         set(map(type, idents)) != {str}
         or "" in idents
@@ -423,13 +421,18 @@ def _checked(
         or set(map(type, amounts)) != {int}
         or sum(amounts) != line.amount
         or 0 in amounts
-        or set(map(type, map(_COST_TYPE, parts))) != {str}
-        or set(map(type, map(_RULE, parts))) != {str}
-        or not set(map(type, map(_REASON, parts))) <= _REASON_TYPES
-        or len(set(map(_KEY, parts))) != len(parts)
+        or set(map(type, cost_types)) != {str}
+        or set(map(type, rules)) != {str}
+        or not set(map(type, reasons)) <= _REASON_TYPES
+        # Distinct identities make distinct keys; only a line charged to an identity
+        # twice (a usage and a shared part) needs the whole keys compared.
+        or (
+            len(set(idents)) != len(parts)
+            and len(set(zip(idents, cost_types, rules, reasons, strict=True))) != len(parts)
+        )
     ):
         return _with_columns(*_merged(line, result))
-    return parts, None, idents, amounts
+    return parts, None, list(idents), list(amounts)
 
 
 def _with_columns(
