@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from starlette.requests import Request
@@ -170,7 +171,8 @@ def _parse(body: Any) -> dict[str, Any]:
 
 
 def _series(org: Organization, q: dict[str, Any], ids: set[str], now: datetime) -> Any:
-    """Yield ``(labels, day_start, hours_or_None, daily_total)`` for every matching series-day."""
+    """Yield ``(label values, day epoch, first hour, hours or None, daily total)`` for
+    every matching series-day; label values are in the metric's label order."""
     available = now - _LAG
     for start, span_end in q["spans"]:
         end = min(span_end, available.replace(minute=0, second=0, microsecond=0))
@@ -193,27 +195,35 @@ def _day_series(
 ) -> Any:
     first, last = hours_range
     d = day.date()
+    epoch = int(day.timestamp())
     metric = q["metric"]
+    flt = q["filter"]
     whole = first == 0 and last == 24 and q["gran"] in ("P1D", "ALL")
     if metric in KAFKA_METRICS:
         idx = KAFKA_METRICS[metric]
         for cid in sorted(ids):
             for p, values in org.kafka_usage(cid, d).items():
-                labels = {"resource.kafka.id": cid, "metric.principal_id": p}
-                if q["filter"] is None or _matches(q["filter"], labels):
+                if flt is None or _matches(flt, dict(zip(_KAFKA_LABELS, (cid, p), strict=True))):
                     hours = None if whole else org.kafka_hourly(cid, d, p, idx)[first:last]
-                    yield labels, day, first, hours, values[idx]
+                    yield (cid, p), epoch, first, hours, values[idx]
     else:
         for pid in sorted(ids):
             for name, (principal, minutes) in org.flink_usage(pid, d).items():
-                labels = {
-                    "resource.compute_pool.id": pid,
-                    "resource.flink_statement.name": name,
-                    "metric.principal_id": principal,
-                }
-                if q["filter"] is None or _matches(q["filter"], labels):
+                labels = (pid, name, principal)
+                if flt is None or _matches(flt, dict(zip(_FLINK_LABELS, labels, strict=True))):
                     hours = None if whole else org.flink_hourly(pid, d, name)[first:last]
-                    yield labels, day, first, hours, minutes
+                    yield labels, epoch, first, hours, minutes
+
+
+def _group_key(labels: tuple[str, ...], group_by: list[str]) -> Any:
+    """A function from a series' label values to its group key (a tuple)."""
+    positions = [labels.index(g) for g in group_by]
+    if not positions:
+        return lambda values: ()
+    if len(positions) == 1:
+        (only,) = positions
+        return lambda values: (values[only],)
+    return itemgetter(*positions)
 
 
 @lru_cache(maxsize=65536)
@@ -259,14 +269,14 @@ async def query(request: Request) -> Response:
     gsize, group_by = _GRANULARITY[q["gran"]], q["group_by"]
     groups: dict[tuple[str, ...], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     all_start = int(min(a for a, _ in q["spans"]).timestamp())
-    for labels, day, first, hours, total in _series(state.org, q, ids, state.clock.now()):
-        points = groups[tuple(labels[g] for g in group_by)]
+    key_of = _group_key(_KAFKA_LABELS if q["metric"] in KAFKA_METRICS else _FLINK_LABELS, group_by)
+    for values, epoch, first, hours, total in _series(state.org, q, ids, state.clock.now()):
+        points = groups[key_of(values)]
         if gsize == 0:
             points[all_start] += total
         elif hours is None:
-            points[int(day.timestamp())] += total
+            points[epoch] += total
         else:
-            epoch = int(day.timestamp())
             for i, v in enumerate(hours):
                 if v:
                     ts = epoch + (first + i) * 3600
@@ -288,12 +298,14 @@ def _page_text(
     parts: list[str] = []
     for key in keys[offset : offset + limit]:
         labels_text = "".join(f'"{g}":{_quote(v)},' for g, v in zip(group_by, key, strict=True))
-        pts = sorted(((t, v) for t, v in groups[key].items() if v), reverse=True)
+        pts = sorted(groups[key].items(), reverse=True)  # timestamps are unique keys
         if q["format"] == "GROUPED":
-            pts_text = ",".join(f'{{"timestamp":"{_fmt(t)}","value":{v}.0}}' for t, v in pts)
+            pts_text = ",".join([f'{{"timestamp":"{_fmt(t)}","value":{v}.0}}' for t, v in pts if v])
             parts.append(f'{{{labels_text}"points":[{pts_text}]}}')
         else:
-            parts.extend(f'{{"timestamp":"{_fmt(t)}",{labels_text}"value":{v}.0}}' for t, v in pts)
+            parts += [
+                f'{{"timestamp":"{_fmt(t)}",{labels_text}"value":{v}.0}}' for t, v in pts if v
+            ]
     pagination: dict[str, Any] = {"page_size": limit, "total_size": len(keys)}
     if offset + limit < len(keys) and group_by and q["gran"] != "ALL":
         pagination["next_page_token"] = encode_token({"o": offset + limit, "h": body_hash})
