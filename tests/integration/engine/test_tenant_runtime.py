@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,8 +18,9 @@ from structlog.testing import capture_logs
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.engine import orchestrator
 from chargeback.core.engine.orchestrator import TenantRuntime
+from chargeback.core.engine.spool import UsageSpool
 from chargeback.core.engine.types import NamedEmitter, RunStatus
-from chargeback.core.models import UNALLOCATED, ChargebackRow
+from chargeback.core.models import UNALLOCATED, ChargebackRow, MetricQuery, UsageTable
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import ConfigError, SourceError, StorageError
 
@@ -278,6 +279,45 @@ class TestChunks:
             assert await snapshot(other) == await snapshot(storage)
         finally:
             await other.close()
+
+    async def test_a_batchs_queries_run_together_and_all_finish_before_an_error(
+        self, make_runtime: MakeRuntime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The queries of one batch of resources are in flight together; when one fails,
+        the others still finish (nothing is left running) and the first error is raised."""
+        rt = make_runtime()
+        await rt.start()
+        events: list[str] = []
+
+        class Source:
+            async def fetch(
+                self, query: MetricQuery, ids: Sequence[str], start: dt.date, end: dt.date
+            ) -> UsageTable:
+                events.append(f"start {query.key} {','.join(ids)}")
+                for _ in range(2 if query.key == "bad" else 6):  # the good one ends last
+                    await asyncio.sleep(0)
+                events.append(f"end {query.key} {','.join(ids)}")
+                if query.key == "bad" and ids == ["r3"]:
+                    raise SourceError("injected metrics failure of one query")
+                return {(start, rid): {"p": 1} for rid in ids}
+
+        def query(key: str) -> MetricQuery:
+            return MetricQuery(key, f"m/{key}", "resource.id", "metric.principal_id")
+
+        rt._metrics = Source()
+        monkeypatch.setattr(orchestrator, "_RESOURCES_PER_FETCH", 2)
+        needed = {query("bad"): {"r1", "r2", "r3"}, query("good"): {"r1", "r3"}}
+        usage = UsageSpool()
+        with pytest.raises(SourceError, match="one query"):
+            await rt._fetch_usage(usage, needed, WINDOW[0], WINDOW[0])
+        assert events == [
+            "start bad r1,r2", "start good r1", "end bad r1,r2", "end good r1",
+            "start bad r3", "start good r3", "end bad r3", "end good r3",
+        ]  # fmt: skip
+        assert usage.pop(WINDOW[0]) == {
+            query("bad"): {(WINDOW[0], "r1"): {"p": 1}, (WINDOW[0], "r2"): {"p": 1}},
+            query("good"): {(WINDOW[0], "r1"): {"p": 1}},
+        }
 
     async def test_a_failing_later_chunk_keeps_the_dates_before_it(
         self, make_runtime: MakeRuntime, storage: SQLiteBackend
