@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -136,37 +137,20 @@ def _digest(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-_DAYS: dict[str, dt.date | None] = {}
+_date_of_text = functools.lru_cache(maxsize=4096)(_date)
 """``start_date`` texts already read (a window repeats ~30 of them 70k times)."""
-_PRICES: dict[float, Decimal | None] = {}
+_decimal_of_float = functools.lru_cache(maxsize=4096)(parse_decimal)
 """Unit prices already read (a price list has a few dozen)."""
-_CACHE_LIMIT = 4096
 
 
 def _cached_date(value: object) -> dt.date | None:
-    if type(value) is not str:
-        return _date(value)
-    try:
-        return _DAYS[value]
-    except KeyError:
-        day = _date(value)
-        if len(_DAYS) >= _CACHE_LIMIT:
-            _DAYS.clear()
-        _DAYS[value] = day
-        return day
+    return _date_of_text(value) if type(value) is str else _date(value)
 
 
 def _price(value: object) -> Decimal | None:
     if type(value) is not float or not value:  # 0.0 == -0.0: their texts differ
         return parse_decimal(value)
-    try:
-        return _PRICES[value]
-    except KeyError:
-        price = parse_decimal(value)
-        if len(_PRICES) >= _CACHE_LIMIT:
-            _PRICES.clear()
-        _PRICES[value] = price  # Decimals are immutable: sharing one is safe
-        return price
+    return _decimal_of_float(value)  # Decimals are immutable: sharing one is safe
 
 
 _new_line = cast(
