@@ -30,8 +30,6 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from functools import partial
-from typing import cast
 
 from chargeback.core.engine.dates import BillingDigest
 from chargeback.core.models import NO_ATTRIBUTES, BillingLineItem, MetricQuery, UsageTable
@@ -59,11 +57,6 @@ def _unpack(blob: bytes) -> object:
     # Only bytes this process packed a moment ago: never external input.
     return pickle.loads(zlib.decompress(blob))  # noqa: S301
 
-
-_new_line = cast(
-    Callable[[tuple[object, ...]], BillingLineItem], partial(tuple.__new__, BillingLineItem)
-)
-"""Build a line from its fifteen values in C."""
 
 _MARSHALLED = b"m"
 _PICKLED = b"p"
@@ -109,11 +102,11 @@ def _unpack_lines(day: dt.date, blob: bytes) -> list[BillingLineItem]:
         lines = _unpack(blob[1:])
         assert isinstance(lines, list)  # noqa: S101  (we packed a list)
         return lines
-    dec, none = Decimal, NO_ATTRIBUTES
+    dec, none, make = Decimal, NO_ATTRIBUTES, BillingLineItem._make
     # Only bytes this process packed a moment ago: never external input.
     return [
-        _new_line((i, day, pt, pc, a, r, e, None if q is None else dec(q), u, None if p is None
-                   else dec(p), oa, da, d, none if at is None else dict(at), err))
+        make((i, day, pt, pc, a, r, e, None if q is None else dec(q), u, None if p is None
+              else dec(p), oa, da, d, none if at is None else dict(at), err))
         for i, pt, pc, a, r, e, q, u, p, oa, da, d, at, err
         in marshal.loads(zlib.decompress(blob[1:]))  # noqa: S302
     ]  # fmt: skip

@@ -31,10 +31,9 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal, InvalidOperation
-from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
@@ -153,12 +152,6 @@ def _price(value: object) -> Decimal | None:
     return _decimal_of_float(value)  # Decimals are immutable: sharing one is safe
 
 
-_new_line = cast(
-    Callable[[tuple[object, ...]], BillingLineItem], partial(tuple.__new__, BillingLineItem)
-)
-"""Build a line from its fifteen values in C (no keyword parsing)."""
-
-
 def _amounts(row: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int | None, int]:
     """``(original, discount, amount)`` in minor units; problems go to ``errors``."""
     raw_original, raw_discount, raw_amount = (
@@ -235,7 +228,7 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
         str(raw_id) if raw_id not in (None, "") else "k:" + _natural_key(day, row, env_id, res_id)
     )
     attrs = _attributes(row, display)
-    return _new_line(
+    return BillingLineItem._make(  # positional: no keyword parsing
         (
             line_id, day, line_type or "UNKNOWN", _text(get("product")) or "", amount,
             res_id, env_id, parse_decimal(get("quantity")), _text(get("unit")),
