@@ -3,7 +3,7 @@
 Reads the chargeback rows of the first ``--dates`` dates of a backfilled database
 (``bench.backfill --keep-db``), then in a fresh database commits them date by date
 through ``SQLiteBackend.commit_date`` (no billing lines, no plugin rows: the
-``chargeback_rows`` insert, its index and the per-date transaction), and also inserts
+``chargeback_rows`` insert, its row_id range and the per-date transaction), and also inserts
 the same rows, as plain 12-column tuples, with one ``executemany`` per date into a table
 without an index. Prints rows/s of each and of the seven-column floor.
 
@@ -37,19 +37,18 @@ def load(db: Path, dates: int) -> dict[dt.date, list[ChargebackRow]]:
     """The chargeback rows of the first ``dates`` dates of ``db``."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        days = [
-            r[0]
-            for r in con.execute(
-                "SELECT date FROM date_state WHERE tenant_id = ? ORDER BY date LIMIT ?",
-                (TENANT, dates),
-            )
-        ]
+        days = con.execute(
+            "SELECT date, first_row_id, row_count FROM date_state WHERE tenant_id = ? "
+            "ORDER BY date LIMIT ?",
+            (TENANT, dates),
+        ).fetchall()
         out: dict[dt.date, list[ChargebackRow]] = {}
-        for text in days:
+        for text, first, count in days:
             day = dt.date.fromisoformat(text)
             rows = con.execute(
-                f"SELECT {_COLUMNS} FROM chargeback_rows WHERE tenant_id = ? AND date = ?",
-                (TENANT, text),
+                f"SELECT {_COLUMNS} FROM chargeback_rows WHERE row_id >= ? AND row_id < ? "
+                "ORDER BY row_id",
+                (first, (first or 0) + count),
             ).fetchall()
             out[day] = [ChargebackRow(r[0], day, *r[2:]) for r in rows]
     finally:

@@ -32,15 +32,25 @@ __all__ = [
     "reconcile",
 ]
 
-_RECONCILE = """
+_DATE_ROWS = """date_state AS s CROSS JOIN chargeback_rows AS r
+    ON r.row_id >= s.first_row_id AND r.row_id < s.first_row_id + s.row_count
+    AND +r.tenant_id = s.tenant_id AND +r.date = s.date"""
+"""Each calculated date's chargeback rows: its ``row_id`` range (migration 2), looked up
+in the table's own B-tree. ``CROSS JOIN`` keeps ``date_state`` the outer loop; the
+tenant and date are compared too, so a row in a range but of another date never
+counts (the unary ``+`` keeps SQLite from building an automatic index on them when
+no tenant is given)."""
+
+_RECONCILE = f"""
 WITH billed AS (
     SELECT date, product_type, SUM(amount) AS amount, COUNT(*) AS lines
     FROM billing_lines WHERE tenant_id = :tenant AND date >= :start AND date < :end
     GROUP BY date, product_type
 ), allocated AS (
-    SELECT date, product_type, SUM(amount) AS amount
-    FROM chargeback_rows WHERE tenant_id = :tenant AND date >= :start AND date < :end
-    GROUP BY date, product_type
+    SELECT s.date AS date, r.product_type AS product_type, SUM(r.amount) AS amount
+    FROM {_DATE_ROWS}
+    WHERE s.tenant_id = :tenant AND s.date >= :start AND s.date < :end
+    GROUP BY s.date, r.product_type
 )
 SELECT b.date, b.product_type, b.amount, COALESCE(a.amount, 0), b.lines
 FROM billed AS b LEFT JOIN allocated AS a USING (date, product_type)
@@ -54,11 +64,20 @@ ORDER BY 1, 2
 """
 
 _COST_TOTALS = """
-SELECT tenant_id, identity_id, product_type, cost_type, COALESCE(env_id, ''), SUM(amount)
-FROM chargeback_rows
-WHERE {tenant_filter} AND date >= ? AND date < ?
-GROUP BY tenant_id, identity_id, product_type, cost_type, COALESCE(env_id, '')
+SELECT s.tenant_id, r.identity_id, r.product_type, r.cost_type, COALESCE(r.env_id, ''),
+    SUM(r.amount)
+FROM {date_rows}
+WHERE {tenant_filter} s.date >= ? AND s.date < ?
+GROUP BY s.tenant_id, r.identity_id, r.product_type, r.cost_type, COALESCE(r.env_id, '')
 ORDER BY 1, 2, 3, 4, 5
+"""
+
+_READ_ROWS = f"""
+SELECT r.line_id, r.identity_id, r.product_type, r.product_category, r.resource_id, r.env_id,
+    r.cost_type, r.rule, r.amount, r.reason
+FROM {_DATE_ROWS}
+WHERE s.tenant_id = ? AND s.date = ?
+ORDER BY r.row_id
 """
 
 RECORD_EMISSION = """
@@ -170,12 +189,7 @@ async def read_rows(
     conn: aiosqlite.Connection, tenant_id: str, day: dt.date
 ) -> list[ChargebackRow]:
     """Return the rows of one tenant-date in commit order."""
-    rows = await conn.execute_fetchall(
-        "SELECT line_id, identity_id, product_type, product_category, resource_id, env_id, "
-        "cost_type, rule, amount, reason FROM chargeback_rows "
-        "WHERE tenant_id = ? AND date = ? ORDER BY rowid",
-        (tenant_id, day.isoformat()),
-    )
+    rows = await conn.execute_fetchall(_READ_ROWS, (tenant_id, day.isoformat()))
     return [ChargebackRow(tenant_id, day, *r) for r in rows]
 
 
@@ -204,13 +218,13 @@ async def cost_totals(
     """Sum amounts per tenant, identity, product type, cost type and env (one query)."""
     params: tuple[object, ...]
     if tenant_id is None:
-        # Lets SQLite walk the (tenant_id, date) index once per tenant.
-        tenant_filter = "tenant_id IN (SELECT tenant_id FROM date_state)"
+        tenant_filter = ""
         params = (start.isoformat(), end.isoformat())
     else:
-        tenant_filter = "tenant_id = ?"
+        tenant_filter = "s.tenant_id = ? AND"
         params = (tenant_id, start.isoformat(), end.isoformat())
-    rows = await conn.execute_fetchall(_COST_TOTALS.format(tenant_filter=tenant_filter), params)
+    sql = _COST_TOTALS.format(date_rows=_DATE_ROWS, tenant_filter=tenant_filter)
+    rows = await conn.execute_fetchall(sql, params)
     return [
         CostTotal(
             tenant_id=r[0],

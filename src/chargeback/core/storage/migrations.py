@@ -187,7 +187,59 @@ CREATE TABLE plugin_tables (
 ) WITHOUT ROWID;
 """
 
-CORE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1_SCHEMA),)
+_V2_ROW_RANGES = """
+-- chargeback_rows gets an explicit row_id (an INTEGER PRIMARY KEY: VACUUM keeps it),
+-- each tenant-date's rows are one contiguous range of it, and date_state records where
+-- the range starts. The (tenant_id, date) index goes: its entries all share one key
+-- per date, so every inserted row paid a search comparing that key down the tree,
+-- ~23 % of the insert (the table's own insert at the right edge is an append). Reads
+-- and deletes of a date now go by its row_id range (see _queries and _transaction).
+CREATE TABLE chargeback_rows_v2 (
+    row_id           INTEGER PRIMARY KEY,
+    tenant_id        TEXT NOT NULL,
+    date             TEXT NOT NULL,
+    line_id          TEXT NOT NULL,
+    identity_id      TEXT NOT NULL,
+    product_type     TEXT NOT NULL,
+    product_category TEXT NOT NULL,
+    resource_id      TEXT,
+    env_id           TEXT,
+    cost_type        TEXT NOT NULL,
+    rule             TEXT NOT NULL,
+    amount           INTEGER NOT NULL,
+    reason           TEXT
+);
+
+-- Rows in (tenant_id, date, old rowid) order, numbered from 1: each date's rows are
+-- contiguous whatever the old rowids were. The old index serves the order.
+INSERT INTO chargeback_rows_v2 (row_id, tenant_id, date, line_id, identity_id, product_type,
+    product_category, resource_id, env_id, cost_type, rule, amount, reason)
+SELECT row_number() OVER (ORDER BY tenant_id, date, rowid), tenant_id, date, line_id,
+    identity_id, product_type, product_category, resource_id, env_id, cost_type, rule,
+    amount, reason
+FROM chargeback_rows INDEXED BY chargeback_rows_by_date
+ORDER BY tenant_id, date, rowid;
+
+-- NULL: the date has no rows. The same numbering, per date: its first row comes after
+-- the rows of every earlier (tenant_id, date).
+ALTER TABLE date_state ADD COLUMN first_row_id INTEGER;
+UPDATE date_state SET first_row_id = g.first, row_count = g.n
+FROM (
+    SELECT tenant_id, date, n,
+        SUM(n) OVER (ORDER BY tenant_id, date ROWS UNBOUNDED PRECEDING) - n + 1 AS first
+    FROM (SELECT tenant_id, date, COUNT(*) AS n FROM chargeback_rows GROUP BY tenant_id, date)
+) AS g
+WHERE g.tenant_id = date_state.tenant_id AND g.date = date_state.date;
+UPDATE date_state SET row_count = 0 WHERE first_row_id IS NULL;
+
+DROP TABLE chargeback_rows;
+ALTER TABLE chargeback_rows_v2 RENAME TO chargeback_rows;
+"""
+
+CORE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1_SCHEMA),
+    Migration(2, "chargeback rows by row_id range", _V2_ROW_RANGES),
+)
 """The core schema's steps, oldest first. Append new steps; never edit applied ones."""
 
 _SCHEMA_MIGRATIONS = """
