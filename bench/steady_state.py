@@ -3,7 +3,9 @@
 For each lookback (default 30 and 90 days) a child process
 
 1. gets a backfilled database for that lookback (built once, then cached under
-   ``--cache``, default ``/tmp/chargeback-bench-cache``; every run works on a copy);
+   ``--cache``, default ``/tmp/chargeback-bench-cache``, one file per core schema
+   version, so a cached file never gets migrated inside a measured run; every run
+   works on a copy);
 2. advances the sim clock by one day and runs the tenant: one new settled date plus
    the recalculation window (and any date whose billing changed: late data);
 3. runs again at the same instant: the unchanged rerun.
@@ -44,6 +46,7 @@ from bench._harness import (
 )
 from bench.backfill import lookback_for
 from chargeback.core.engine.types import RunSummary
+from chargeback.core.storage.migrations import CORE_MIGRATIONS
 
 GOAL_WALL_S = 5.0
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "chargeback-bench-cache"
@@ -147,7 +150,8 @@ def _child(scale: str, seed: int, days: int, cache: Path, work: Path) -> dict[st
     lookback = lookback_for(days)
     sim = Sim(scale=scale, seed=seed)
     cache.mkdir(parents=True, exist_ok=True)
-    cached = cache / f"backfill-{scale}-s{seed}-d{days}.sqlite"
+    schema = CORE_MIGRATIONS[-1].version
+    cached = cache / f"backfill-{scale}-s{seed}-d{days}-core{schema}.sqlite"
     backfill_s = None
     if not cached.exists():
         building = cached.with_suffix(".building")
