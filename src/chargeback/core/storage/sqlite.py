@@ -214,6 +214,12 @@ class SQLiteBackend:
                 f"the database records schema version {current} of 'core', but this "
                 f"chargeback knows only up to version {known}; upgrade chargeback"
             )
+        if current < known:
+            raise StorageError(
+                f"the database {self._path} is at schema version {current} of 'core' and "
+                f"this chargeback reads version {known}; start the daemon ('chargeback run') "
+                "once to upgrade it"
+            )
 
     async def close(self) -> None:
         """Close both connections and stop the writer process. Idempotent."""

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from chargeback.core.models import ChargebackRow
 from chargeback.core.storage.migrations import CORE_MIGRATIONS, split_statements
 from chargeback.core.storage.sqlite import SQLiteBackend
+from chargeback.errors import StorageError
 
 NOW = dt.datetime(2024, 5, 4, 6, 0, tzinfo=dt.UTC)
 D0 = dt.date(2024, 5, 1)
@@ -257,6 +258,23 @@ class TestMigrationFromV1:
         by_date = check_ranges_except_orphans(path)
         assert [r[1] for r in by_date[("t1", "2024-05-01")]] == [f"id-{i}-new" for i in range(4)]
         assert [r[1] for r in by_date[("t1", "2024-05-02")]] == [f"a{i}" for i in range(6)]
+
+
+class TestReadOnlyBeforeTheUpgrade:
+    async def test_a_read_only_open_of_a_version_1_file_says_to_upgrade_it(self, tmp_path):
+        """``chargeback reconcile`` (read-only) on a file the new daemon has not migrated
+        yet fails with what to do, not with an SQL error about a missing column; the
+        file is left as it was."""
+        path = tmp_path / "v1.db"
+        v1_database(path)
+        before = v1_rows(path)
+        with pytest.raises(StorageError, match=r"schema version 1 .*start the daemon"):
+            await SQLiteBackend(path, read_only=True).open()
+        assert v1_rows(path) == before
+        async with SQLiteBackend(path, read_only=False):
+            pass
+        async with SQLiteBackend(path, read_only=True) as store:
+            assert len(await store.read_rows("t1", dt.date(2024, 5, 2))) == 6
 
 
 def check_ranges_except_orphans(path: Path) -> dict[tuple[str, str], list[tuple[object, ...]]]:
