@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.unit.core.storage.test_sqlite_row_ranges import version_1
 
-from chargeback.core.storage.migrations import CORE_MIGRATIONS, split_statements
+from chargeback.core.storage.migrations import CORE_MIGRATIONS
 
 ROWS_PER_DATE = 20_000
 DATES = 8
@@ -38,20 +39,7 @@ _OPEN = (
 def build_v1(path: Path) -> None:
     """A version-1 database: DATES dates of ROWS_PER_DATE rows, written interleaved by
     two tenants, each date's state recorded."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(
-        "CREATE TABLE schema_migrations (namespace TEXT NOT NULL, version INTEGER NOT NULL, "
-        "name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (namespace, version)) "
-        "WITHOUT ROWID"
-    )
-    conn.execute("BEGIN")
-    for statement in split_statements(CORE_MIGRATIONS[0].sql):
-        conn.execute(statement)
-    conn.execute(
-        "INSERT INTO schema_migrations VALUES ('core', 1, ?, '2024-01-01T00:00:00.000000+00:00')",
-        (CORE_MIGRATIONS[0].name,),
-    )
+    conn = version_1(path)
     for d in range(DATES):
         day = f"2024-05-{d + 1:02d}"
         for tenant in ("t1", "t2"):

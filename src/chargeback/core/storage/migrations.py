@@ -211,13 +211,14 @@ CREATE TABLE chargeback_rows_v2 (
 );
 
 -- Rows in (tenant_id, date, old rowid) order, numbered from 1: each date's rows are
--- contiguous whatever the old rowids were. The old index serves the order.
+-- contiguous whatever the old rowids were. SQLite reads them in the old index's order
+-- (no INDEXED BY: a file whose index was dropped by hand still upgrades, sorting).
 INSERT INTO chargeback_rows_v2 (row_id, tenant_id, date, line_id, identity_id, product_type,
     product_category, resource_id, env_id, cost_type, rule, amount, reason)
 SELECT row_number() OVER (ORDER BY tenant_id, date, rowid), tenant_id, date, line_id,
     identity_id, product_type, product_category, resource_id, env_id, cost_type, rule,
     amount, reason
-FROM chargeback_rows INDEXED BY chargeback_rows_by_date
+FROM chargeback_rows
 ORDER BY tenant_id, date, rowid;
 
 -- NULL: the date has no rows. The same numbering, per date: its first row comes after

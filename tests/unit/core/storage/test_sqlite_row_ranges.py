@@ -140,9 +140,9 @@ class TestContiguityCheck:
 _V1 = CORE_MIGRATIONS[0]
 
 
-def v1_database(path: Path) -> None:
-    """A database at core version 1 with rows interleaved across dates and tenants,
-    one date recalculated (its rows after others'), one orphan row and an empty date."""
+def version_1(path: Path) -> sqlite3.Connection:
+    """A new database file at core version 1, as the first release left it; returns a
+    connection (autocommit mode) inside an open transaction, to add rows and commit."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(
@@ -157,6 +157,13 @@ def v1_database(path: Path) -> None:
         "INSERT INTO schema_migrations VALUES ('core', 1, ?, '2024-01-01T00:00:00.000000+00:00')",
         (_V1.name,),
     )
+    return conn
+
+
+def v1_database(path: Path) -> None:
+    """A database at core version 1 with rows interleaved across dates and tenants,
+    one date recalculated (its rows after others'), one orphan row and an empty date."""
+    conn = version_1(path)
     insert = (
         "INSERT INTO chargeback_rows (tenant_id, date, line_id, identity_id, product_type, "
         "product_category, resource_id, env_id, cost_type, rule, amount, reason) "
@@ -248,6 +255,21 @@ class TestMigrationFromV1:
             ("2024-05-01", sum(range(20, 26))),
             ("2024-05-02", sum(range(6))),
         ]
+
+    async def test_a_file_whose_index_was_dropped_still_upgrades(self, tmp_path):
+        """Migration 2 does not depend on the old index being there."""
+        path = tmp_path / "v1.db"
+        v1_database(path)
+        before = v1_rows(path)
+        conn = sqlite3.connect(path)
+        conn.execute("DROP INDEX chargeback_rows_by_date")
+        conn.commit()
+        conn.close()
+        async with SQLiteBackend(path, writer_process_min_rows=None):
+            pass
+        by_date = check_ranges_except_orphans(path)
+        assert by_date.pop(("t2", "2024-05-03")) == []  # the date without rows
+        assert by_date == {k: v for k, v in before.items() if k[1] != "2024-04-01"}
 
     async def test_a_migrated_date_recalculates_in_place_of_its_old_rows(self, tmp_path):
         """After the upgrade a commit deletes the date's migrated range and appends."""
