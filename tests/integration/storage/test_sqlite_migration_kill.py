@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.core.storage.test_sqlite_row_ranges import version_1
+from tests.unit.core.storage.test_sqlite_row_ranges import check_ranges, version_1
 
 from chargeback.core.storage.migrations import CORE_MIGRATIONS
 
@@ -84,13 +84,7 @@ def state(path: Path) -> tuple[int, str, list[tuple[object, ...]], list[str]]:
             )
         ]
         if version >= 2:
-            bad = conn.execute(
-                "SELECT s.tenant_id, s.date FROM date_state s WHERE s.row_count != "
-                "(SELECT COUNT(*) FROM chargeback_rows r WHERE r.row_id >= s.first_row_id "
-                "AND r.row_id < s.first_row_id + s.row_count AND r.tenant_id = s.tenant_id "
-                "AND r.date = s.date)"
-            ).fetchall()
-            assert bad == [], bad
+            check_ranges(path)
         return version, integrity, rows, indexes
     finally:
         conn.close()

@@ -63,11 +63,11 @@ WHERE NOT EXISTS (
 ORDER BY 1, 2
 """
 
-_COST_TOTALS = """
+_COST_TOTALS = f"""
 SELECT s.tenant_id, r.identity_id, r.product_type, r.cost_type, COALESCE(r.env_id, ''),
     SUM(r.amount)
-FROM {date_rows}
-WHERE {tenant_filter} s.date >= ? AND s.date < ?
+FROM {_DATE_ROWS}
+WHERE {{tenant_filter}} s.date >= ? AND s.date < ?
 GROUP BY s.tenant_id, r.identity_id, r.product_type, r.cost_type, COALESCE(r.env_id, '')
 ORDER BY 1, 2, 3, 4, 5
 """
@@ -223,7 +223,7 @@ async def cost_totals(
     else:
         tenant_filter = "s.tenant_id = ? AND"
         params = (tenant_id, start.isoformat(), end.isoformat())
-    sql = _COST_TOTALS.format(date_rows=_DATE_ROWS, tenant_filter=tenant_filter)
+    sql = _COST_TOTALS.format(tenant_filter=tenant_filter)
     rows = await conn.execute_fetchall(sql, params)
     return [
         CostTotal(

@@ -93,7 +93,6 @@ class TestRowRanges:
     async def test_cost_totals_look_rows_up_by_range(self, backend, tenant):
         """One tenant or all: each date's rows by range, never an automatic index."""
         sql = _queries._COST_TOTALS.format(
-            date_rows=_queries._DATE_ROWS,
             tenant_filter="" if tenant is None else "s.tenant_id = ? AND",
         )
         params = ("a", "b") if tenant is None else (tenant, "a", "b")
