@@ -88,7 +88,9 @@ class Sim:
 
     def __post_init__(self) -> None:
         self.clock = SimClock(self.now)
-        self.app = create_app(seed=self.seed, scale=self.scale, clock=self.clock)
+        self.app = create_app(
+            seed=self.seed, scale=self.scale, clock=self.clock, metrics_retention_days=None
+        )
         self.transport = MetricsRecorder(self.app)
 
     transport: MetricsRecorder = field(init=False)

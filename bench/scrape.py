@@ -233,7 +233,7 @@ async def _start_sim(args: argparse.Namespace) -> tuple[asyncio.subprocess.Proce
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ccloud_sim", "serve", "--port", str(port),
-        "--seed", str(args.seed), "--scale", args.scale,
+        "--seed", str(args.seed), "--scale", args.scale, "--metrics-retention-days", "unlimited",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -4,15 +4,22 @@ Objects live over the ~400 days before ``anchor``: most exist the whole time, a
 few percent are created or deleted on the way. Children never outlive their
 parents (deleting an owner deletes its API keys; deleting a cluster deletes its
 keys, connectors and ksqlDB clusters).
+
+This module draws the structure (ids, lifetimes, who owns what, usage sources);
+:mod:`ccloud_sim.names` then gives everything its human names and teams, and
+:mod:`ccloud_sim.topics` the clusters' topics, each from its own random stream.
+The placeholder names drawn here are kept only so the structural stream (hence
+every id and usage figure) stays what it was before names had their own module.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
+from ccloud_sim import names
 from ccloud_sim._det import day_start, digest_hex, rng, short_id
 from ccloud_sim.inventory import (
     ApiKey,
@@ -31,6 +38,7 @@ from ccloud_sim.inventory import (
     User,
 )
 from ccloud_sim.scales import Scale
+from ccloud_sim.topics import Topic, generate_topics
 
 __all__ = ["HISTORY_DAYS", "Inventory", "generate", "org_uuid"]
 
@@ -82,6 +90,8 @@ class Inventory:
     flink_pools: list[FlinkPool] = field(default_factory=list)
     statements: list[FlinkStatement] = field(default_factory=list)
     usage_sources: dict[str, tuple[UsageSource, ...]] = field(default_factory=dict)
+    catalogue: names.Catalogue = field(default_factory=lambda: names.Catalogue(()))
+    topics: dict[str, tuple[Topic, ...]] = field(default_factory=dict)
 
 
 def org_uuid(seed: int) -> str:
@@ -158,7 +168,36 @@ def generate(seed: int, scale: Scale, anchor: date) -> Inventory:
     _api_keys(inv, scale, r, ids, lives)
     _connectors(inv, scale, r, ids, lives)
     _usage(inv, scale, r, ids)
+    inv.catalogue = names.assign(inv, seed, scale.name, scale.service_accounts)
+    _topics(inv)
     return inv
+
+
+def _topics(inv: Inventory) -> None:
+    """Every cluster's topics, and a topic of its cluster in each connector's config."""
+    ksql: dict[str, list[tuple[str, Lifetime]]] = {}
+    for k in inv.ksql:
+        ksql.setdefault(k.kafka_cluster_id, []).append((k.id, k.life))
+    cat = inv.catalogue
+    apps = {t.name: t.apps for t in cat.teams}
+    teams = [t.name for t in cat.teams]
+    for i, c in enumerate(inv.clusters):
+        inv.topics[c.id] = generate_topics(
+            inv.org_id,
+            c,
+            inv.anchor,
+            teams=teams,
+            apps=apps,
+            cluster_team=cat.team_of(c.id),
+            ksql=ksql.get(c.id, ()),
+            schemas=i % 3 == 0,
+        )
+    for i, cn in enumerate(inv.connectors):
+        user = [t for t in inv.topics[cn.cluster_id] if not t.internal]
+        mine = [t for t in user if t.team == cat.team_of(cn.id)] or user
+        inv.connectors[i] = replace(
+            cn, topics=mine[int(digest_hex("connector-topic", cn.id), 16) % len(mine)].name
+        )
 
 
 def _environments(inv: Inventory, s: Scale, r: random.Random, ids: _Ids, lv: _Lives) -> None:

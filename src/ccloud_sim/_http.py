@@ -51,6 +51,10 @@ class SimState:
     """Encoded billing rows of the last few days served (a page spans a few days)."""
     billing_count: dict[tuple[str, int], int] = field(default_factory=dict)
     """Row counts per day (and late hour): paging skips whole days by count alone."""
+    metrics_retention_days: int | None = 7
+    """Metrics older than this many days (before the clock's now) are gone; None: kept."""
+    metrics_pages: LRU[tuple[str, int, int], list[str]] = field(default_factory=lambda: LRU(4))
+    """Rendered pages of multi-page Metrics answers being paged through (see api_metrics)."""
     request_no: int = 0
 
 

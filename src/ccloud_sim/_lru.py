@@ -32,6 +32,10 @@ class LRU(Generic[K, V]):
         self._data.move_to_end(key)
         return value
 
+    def discard(self, key: K) -> None:
+        """Drop *key* if cached."""
+        self._data.pop(key, None)
+
     def clear(self) -> None:
         """Drop every entry."""
         self._data.clear()

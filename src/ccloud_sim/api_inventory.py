@@ -224,7 +224,7 @@ class _Render:
             "connector.class": c.connector_class,
             "tasks.max": str(c.tasks),
             "kafka.auth.mode": c.auth_mode,
-            "topics": c.name.split("-")[0],
+            "topics": c.topics or c.name.split("-")[0],
         }
         if c.custom:
             config["confluent.custom.plugin.id"] = f"ccp-{c.id[4:]}"

@@ -1,14 +1,19 @@
-"""``POST /v2/metrics/cloud/query``: per-principal Kafka bytes and Flink CFU-minutes.
+"""``POST /v2/metrics/cloud/query``: Kafka bytes per principal and per topic, Flink CFU.
 
-Supported: exactly one aggregation (``agg`` omitted or ``SUM``); ``filter`` made of
-FieldFilter (EQ/GT/GTE), CompoundFilter (AND/OR) and UnaryFilter (NOT) that names at
-least one resource (``resource.kafka.id`` for Kafka metrics,
-``resource.compute_pool.id`` for Flink) or the answer is 403; ``group_by`` over the
-metric's labels; granularity ``PT1H``, ``PT4H``, ``PT6H``, ``PT12H``, ``P1D`` or
-``ALL``; ``intervals`` as ``start/end``, ``start/duration`` or ``duration/end``;
-``limit`` (groups per page, ≤ 1000); ``format`` FLAT or GROUPED; ``?page_token=``
-pagination that requires the identical body. Only hours that ended at least three
-minutes before the sim clock's "now" have data.
+Supported: exactly one aggregation (``agg`` omitted or ``SUM``) of a metric in
+:data:`ccloud_sim.metrics_series.METRICS`; ``filter`` made of FieldFilter
+(EQ/GT/GTE), CompoundFilter (AND/OR) and UnaryFilter (NOT) that names at least one
+resource (``resource.kafka.id`` for Kafka metrics, ``resource.compute_pool.id`` for
+Flink), every one of them the organization's, or the answer is 403; ``group_by``
+over the metric's labels; granularity ``PT1H``, ``PT4H``, ``PT6H``, ``PT12H``,
+``P1D`` or ``ALL``; ``intervals`` as ``start/end``, ``start/duration`` or
+``duration/end``; ``limit`` (groups per page, ≤ 1000); ``format`` FLAT or GROUPED;
+``?page_token=`` pagination that requires the identical body.
+
+Only hours that ended at least three minutes before the sim clock's "now" have
+data, and only hours that end after ``now - metrics_retention_days`` (default 7
+days; ``None`` keeps everything): older points are simply absent from a 200 answer,
+like expired data in a time-series store.
 """
 
 from __future__ import annotations
@@ -16,31 +21,44 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ccloud_sim._http import TokenError, decode_token, encode_token, error, json_response, sim
-from ccloud_sim.org import Organization
+from ccloud_sim._http import (
+    SimState,
+    TokenError,
+    decode_token,
+    encode_token,
+    error,
+    json_response,
+    sim,
+)
+from ccloud_sim.metrics_series import (
+    FLINK_CFU_METRIC,
+    KAFKA_METRICS,
+    METRICS,
+    DayQuery,
+    Groups,
+    Metric,
+    collect,
+    day_series,
+    group_key,
+    series_labels,
+)
 
 __all__ = ["FLINK_CFU_METRIC", "KAFKA_METRICS", "routes"]
 
-KAFKA_METRICS = {
-    "io.confluent.kafka.server/request_bytes": 0,
-    "io.confluent.kafka.server/response_bytes": 1,
-}
-FLINK_CFU_METRIC = "io.confluent.flink/statement_utilization/cfu_minutes_consumed"
-_KAFKA_LABELS = ("resource.kafka.id", "metric.principal_id")
-_FLINK_LABELS = ("resource.compute_pool.id", "resource.flink_statement.name", "metric.principal_id")
 _GRANULARITY = {"PT1H": 3600, "PT4H": 14400, "PT6H": 21600, "PT12H": 43200, "P1D": 86400, "ALL": 0}
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 _LAG = timedelta(minutes=3)
+_HOUR = timedelta(hours=1)
+_FORBIDDEN = "Query must filter by at least one of your authorized resources"
 
 
 class _BadQueryError(ValueError):
@@ -110,29 +128,28 @@ def _only_resources(f: dict[str, Any], field: str) -> bool:
     return f["op"] == "EQ" and f.get("field") == field
 
 
-def _matches(f: dict[str, Any], labels: dict[str, str]) -> bool:
-    op = f["op"]
-    if op == "AND":
-        return all(_matches(s, labels) for s in f["filters"])
-    if op == "OR":
-        return any(_matches(s, labels) for s in f["filters"])
-    if op == "NOT":
-        return not _matches(f["filter"], labels)
-    have, want = labels.get(f["field"]), str(f["value"])
-    if have is None:
-        return True  # a filter on a label the metric lacks does not restrict (lenient)
-    return have == want if op == "EQ" else (have > want if op == "GT" else have >= want)
+@dataclass(slots=True)
+class _Query:
+    """A validated query body."""
+
+    metric: Metric
+    gran: str
+    spans: list[tuple[datetime, datetime]]
+    group_by: list[str]
+    limit: int
+    format: str
+    filter: dict[str, Any] | None
 
 
-def _parse(body: Any) -> dict[str, Any]:
+def _parse(body: Any) -> _Query:
     if not isinstance(body, dict):
         raise _BadQueryError("the request body must be a JSON object")
     aggs = body.get("aggregations")
     if not isinstance(aggs, list) or len(aggs) != 1 or not isinstance(aggs[0], dict):
         raise _BadQueryError("'aggregations' must hold exactly one aggregation")
-    metric = aggs[0].get("metric")
-    if metric not in KAFKA_METRICS and metric != FLINK_CFU_METRIC:
-        raise _BadQueryError(f"unknown metric {metric!r}")
+    metric = METRICS.get(aggs[0].get("metric"))  # type: ignore[arg-type]
+    if metric is None:
+        raise _BadQueryError(f"unknown metric {aggs[0].get('metric')!r}; known: {sorted(METRICS)}")
     if aggs[0].get("agg", "SUM") != "SUM":
         raise _BadQueryError("the simulator supports only agg SUM (or omitting agg)")
     gran = body.get("granularity")
@@ -147,9 +164,8 @@ def _parse(body: Any) -> dict[str, Any]:
     if any(b <= a for a, b in spans):
         raise _BadQueryError("every interval must end after it starts")
     group_by = body.get("group_by", [])
-    labels = _FLINK_LABELS if metric == FLINK_CFU_METRIC else _KAFKA_LABELS
-    if not isinstance(group_by, list) or any(g not in labels for g in group_by):
-        raise _BadQueryError(f"group_by must be a list of labels from {list(labels)}")
+    if not isinstance(group_by, list) or any(g not in metric.labels for g in group_by):
+        raise _BadQueryError(f"group_by must be a list of labels from {list(metric.labels)}")
     limit = body.get("limit", 1000 if gran == "ALL" else 100)
     if not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise _BadQueryError("limit must be an integer between 1 and 1000")
@@ -159,71 +175,35 @@ def _parse(body: Any) -> dict[str, Any]:
     flt = body.get("filter")
     if flt is not None:
         _check_filter(flt)
-    return {
-        "metric": metric,
-        "gran": gran,
-        "spans": spans,
-        "group_by": group_by,
-        "limit": limit,
-        "format": fmt,
-        "filter": flt,
-    }
+    return _Query(metric, gran, spans, group_by, limit, fmt, flt)
 
 
-def _series(org: Organization, q: dict[str, Any], ids: set[str], now: datetime) -> Any:
-    """Yield ``(label values, day epoch, first hour, hours or None, daily total)`` for
-    every matching series-day; label values are in the metric's label order."""
-    available = now - _LAG
-    for start, span_end in q["spans"]:
-        end = min(span_end, available.replace(minute=0, second=0, microsecond=0))
+def _window(state: SimState) -> tuple[datetime, datetime | None]:
+    """(end of the last available hour, start of the first retained hour or None)."""
+    now = state.clock.now()
+    available = (now - _LAG).replace(minute=0, second=0, microsecond=0)
+    days = state.metrics_retention_days
+    if days is None:
+        return available, None
+    return available, (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+
+
+def _series(state: SimState, q: _Query, ids: list[str], labels: tuple[str, ...]) -> Any:
+    """Every matching series-day of the query's intervals inside the data window."""
+    available, retained_from = _window(state)
+    gran = q.gran
+    for span_start, span_end in q.spans:
+        start = span_start if retained_from is None else max(span_start, retained_from)
+        end = min(span_end, available)
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         while day < end:
             first = max(0, -(-int((start - day).total_seconds()) // 3600))
             last = min(24, int((end - day).total_seconds()) // 3600)
             if first < last:
-                yield from _day_series(org, q, ids, day, hours_range=(first, last))
+                whole = first == 0 and last == 24 and gran in ("P1D", "ALL")
+                dq = DayQuery(q.metric.name, labels, ids, q.filter, first, last, whole)
+                yield from day_series(state.org, dq, day.date(), int(day.timestamp()))
             day += timedelta(days=1)
-
-
-def _day_series(
-    org: Organization,
-    q: dict[str, Any],
-    ids: set[str],
-    day: datetime,
-    *,
-    hours_range: tuple[int, int],
-) -> Any:
-    first, last = hours_range
-    d = day.date()
-    epoch = int(day.timestamp())
-    metric = q["metric"]
-    flt = q["filter"]
-    whole = first == 0 and last == 24 and q["gran"] in ("P1D", "ALL")
-    if metric in KAFKA_METRICS:
-        idx = KAFKA_METRICS[metric]
-        for cid in sorted(ids):
-            for p, values in org.kafka_usage(cid, d).items():
-                if flt is None or _matches(flt, dict(zip(_KAFKA_LABELS, (cid, p), strict=True))):
-                    hours = None if whole else org.kafka_hourly(cid, d, p, idx)[first:last]
-                    yield (cid, p), epoch, first, hours, values[idx]
-    else:
-        for pid in sorted(ids):
-            for name, (principal, minutes) in org.flink_usage(pid, d).items():
-                labels = (pid, name, principal)
-                if flt is None or _matches(flt, dict(zip(_FLINK_LABELS, labels, strict=True))):
-                    hours = None if whole else org.flink_hourly(pid, d, name)[first:last]
-                    yield labels, epoch, first, hours, minutes
-
-
-def _group_key(labels: tuple[str, ...], group_by: list[str]) -> Any:
-    """A function from a series' label values to its group key (a tuple)."""
-    positions = [labels.index(g) for g in group_by]
-    if not positions:
-        return lambda values: ()
-    if len(positions) == 1:
-        (only,) = positions
-        return lambda values: (values[only],)
-    return itemgetter(*positions)
 
 
 @lru_cache(maxsize=65536)
@@ -236,6 +216,20 @@ def _quote(value: str) -> str:
     return json.dumps(value)
 
 
+def _authorized_ids(state: SimState, q: _Query) -> list[str] | None:
+    """The filtered resources, sorted; None unless there is one and all are the org's."""
+    field = q.metric.resource_field
+    if q.filter is None:
+        return None
+    wanted = _resources(q.filter, field)
+    known = state.org.flink_pools if field == "resource.compute_pool.id" else state.org.clusters
+    if not wanted or any(i not in known for i in wanted):
+        return None
+    if _only_resources(q.filter, field):
+        q.filter = None  # the id set says everything the filter says
+    return sorted(wanted)
+
+
 async def query(request: Request) -> Response:
     """Answer one Metrics API query (see module docstring)."""
     state = sim(request)
@@ -244,15 +238,9 @@ async def query(request: Request) -> Response:
         q = _parse(json.loads(raw or b"null"))
     except (_BadQueryError, ValueError) as exc:
         return error(400, str(exc), style="metrics")
-    field = "resource.compute_pool.id" if q["metric"] == FLINK_CFU_METRIC else "resource.kafka.id"
-    wanted = _resources(q["filter"], field) if q["filter"] is not None else set()
-    known = state.org.flink_pools if field == "resource.compute_pool.id" else state.org.clusters
-    ids = {i for i in wanted if i in known}
-    if q["filter"] is not None and _only_resources(q["filter"], field):
-        q["filter"] = None
-    if not ids:
-        detail = "Query must filter by at least one of your authorized resources"
-        return error(403, detail, style="metrics")
+    ids = _authorized_ids(state, q)
+    if ids is None:
+        return error(403, _FORBIDDEN, style="metrics")
     body_hash = hashlib.blake2b(raw, digest_size=8).hexdigest()
     offset = 0
     token = request.query_params.get("page_token")
@@ -266,40 +254,61 @@ async def query(request: Request) -> Response:
                 )
         except (TokenError, KeyError, TypeError, ValueError):
             return error(400, "Invalid page token", style="metrics")
-    gsize, group_by = _GRANULARITY[q["gran"]], q["group_by"]
-    groups: dict[tuple[str, ...], dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    all_start = int(min(a for a, _ in q["spans"]).timestamp())
-    key_of = _group_key(_KAFKA_LABELS if q["metric"] in KAFKA_METRICS else _FLINK_LABELS, group_by)
-    for values, epoch, first, hours, total in _series(state.org, q, ids, state.clock.now()):
-        points = groups[key_of(values)]
-        if gsize == 0:
-            points[all_start] += total
-        elif hours is None:
-            points[epoch] += total
-        else:
-            for i, v in enumerate(hours):
-                if v:
-                    ts = epoch + (first + i) * 3600
-                    points[ts - ts % gsize] += v
+    return json_response(_page(state, q, ids, offset, body_hash))
+
+
+def _page(state: SimState, q: _Query, ids: list[str], offset: int, body_hash: str) -> str:
+    """The text of the page at *offset*; a multi-page answer is rendered once, then served
+    page by page from ``state.metrics_pages`` until its last page has gone out."""
+    available, retained_from = _window(state)
+    cache_key = (
+        body_hash,
+        int(available.timestamp()),
+        0 if retained_from is None else int(retained_from.timestamp()),
+    )
+    page_no = offset // q.limit
+    pages: list[str] = state.metrics_pages.get_or_make(cache_key, list)
+    if not pages:
+        pages.extend(_render(state, q, ids, body_hash))
+    if page_no + 1 >= len(pages):
+        state.metrics_pages.discard(cache_key)
+    return pages[min(page_no, len(pages) - 1)]
+
+
+def _render(state: SimState, q: _Query, ids: list[str], body_hash: str) -> list[str]:
+    """Every page of the answer."""
+    metric, group_by = q.metric, q.group_by
+    labels = series_labels(metric, group_by, q.filter)
+    groups = collect(
+        _series(state, q, ids, labels),
+        group_key(labels, group_by),
+        bucket_seconds=_GRANULARITY[q.gran],
+        all_start=int(min(a for a, _ in q.spans).timestamp()),
+        gauge=metric.gauge,
+    )
     keys = sorted(k for k, pts in groups.items() if any(pts.values()))
-    return json_response(_page_text(groups, keys, q, offset, body_hash))
+    limit = q.limit
+    pageable = bool(group_by) and q.gran != "ALL"
+    offsets = range(0, len(keys), limit) if pageable and keys else [0]
+    token = body_hash if pageable else None
+    return [_page_text(groups, keys, q, o, token) for o in offsets]
 
 
 def _page_text(
-    groups: dict[tuple[str, ...], dict[int, int]],
-    keys: list[tuple[str, ...]],
-    q: dict[str, Any],
-    offset: int,
-    body_hash: str,
+    groups: Groups, keys: list[tuple[str, ...]], q: _Query, offset: int, token: str | None
 ) -> str:
-    """The JSON text of one page of groups (FLAT or GROUPED)."""
-    group_by = q["group_by"]
-    limit = q["limit"]
+    """The JSON text of one page of groups (FLAT or GROUPED); *token* (the body hash)
+    is None when the answer cannot be paged."""
+    group_by = q.group_by
+    limit = q.limit
+    grouped = q.format == "GROUPED"
     parts: list[str] = []
     for key in keys[offset : offset + limit]:
         labels_text = "".join(f'"{g}":{_quote(v)},' for g, v in zip(group_by, key, strict=True))
         pts = sorted(groups[key].items(), reverse=True)  # timestamps are unique keys
-        if q["format"] == "GROUPED":
+        if q.metric.gauge:  # a mean: any float
+            parts += _gauge_rows(pts, labels_text, grouped=grouped)
+        elif grouped:  # counters are ints, written "<int>.0"
             pts_text = ",".join([f'{{"timestamp":"{_fmt(t)}","value":{v}.0}}' for t, v in pts if v])
             parts.append(f'{{{labels_text}"points":[{pts_text}]}}')
         else:
@@ -307,10 +316,21 @@ def _page_text(
                 f'{{"timestamp":"{_fmt(t)}",{labels_text}"value":{v}.0}}' for t, v in pts if v
             ]
     pagination: dict[str, Any] = {"page_size": limit, "total_size": len(keys)}
-    if offset + limit < len(keys) and group_by and q["gran"] != "ALL":
-        pagination["next_page_token"] = encode_token({"o": offset + limit, "h": body_hash})
+    if offset + limit < len(keys) and token is not None:
+        pagination["next_page_token"] = encode_token({"o": offset + limit, "h": token})
     meta = json.dumps({"pagination": pagination}, separators=(",", ":"))
     return '{"data":[' + ",".join(parts) + '],"meta":' + meta + "}"
+
+
+def _gauge_rows(
+    pts: list[tuple[int, int | float]], labels_text: str, *, grouped: bool
+) -> list[str]:
+    """The rows (FLAT) or the one group (GROUPED) of a gauge's points."""
+    texts = [(t, f"{v}.0" if isinstance(v, int) else repr(v)) for t, v in pts if v]
+    if grouped:
+        pts_text = ",".join([f'{{"timestamp":"{_fmt(t)}","value":{v}}}' for t, v in texts])
+        return [f'{{{labels_text}"points":[{pts_text}]}}']
+    return [f'{{"timestamp":"{_fmt(t)}",{labels_text}"value":{v}}}' for t, v in texts]
 
 
 routes = [Route("/v2/metrics/cloud/query", query, methods=["POST"])]

@@ -130,7 +130,8 @@ class _SimMiddleware:
                 error(401, detail, style=style, headers={"WWW-Authenticate": www}),
             )
             return
-        allowed, limit, remaining, reset = state.rate_limits.hit(group)
+        client = scope.get("client")
+        allowed, limit, remaining, reset = state.rate_limits.hit(group, client and client[0])
         rl_headers: dict[str, str] = {}
         if limit:
             prefix = "X-RateLimit-" if group == "management" else "rateLimit-"
@@ -287,6 +288,7 @@ def create_app(
     faults: Faults | None = None,
     rate_limits: RateLimits | None = None,
     max_billing_days: int = 31,
+    metrics_retention_days: int | None = 7,
 ) -> Starlette:
     """Build the simulator app.
 
@@ -300,7 +302,18 @@ def create_app(
         faults: fault switches (default: all off).
         rate_limits: per host-group limits (default: off).
         max_billing_days: longest ``[start_date, end_date)`` window accepted.
+        metrics_retention_days: how long the Metrics API keeps data (the real one
+            keeps about 7 days); ``None`` keeps everything. Points older than
+            ``now - metrics_retention_days`` are absent from answers.
+
+    Raises:
+        ValueError: if *metrics_retention_days* is not ``None`` or a positive integer.
     """
+    if metrics_retention_days is not None and metrics_retention_days < 1:
+        raise ValueError(
+            f"metrics_retention_days must be None (unlimited) or at least 1, "
+            f"got {metrics_retention_days}"
+        )
     clock = clock or SimClock()
     org = org or Organization(seed, scale, anchor or clock.today())
     state = SimState(
@@ -311,6 +324,7 @@ def create_app(
         rate_limits=rate_limits or RateLimits(),
         stats=Stats(),
         max_billing_days=max_billing_days,
+        metrics_retention_days=metrics_retention_days,
     )
     routes: list[BaseRoute] = [
         *api_billing.routes,

@@ -3,7 +3,10 @@
 Usage::
 
     ccloud-sim serve --port 8080 --seed 1 --scale small [--now 2026-03-01T12:00:00Z]
+                     [--metrics-retention-days 7|0|unlimited]
     ccloud-sim truth --seed 1 --scale small --date 2026-02-20 [--line-id cost-…] [--anchor D]
+    ccloud-sim truth --seed 1 --scale small --date 2026-02-20 --topics lkc-…
+    ccloud-sim truth --seed 1 --scale small --teams
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from ccloud_sim.app import DEFAULT_API_KEY, DEFAULT_API_SECRET, create_app
 from ccloud_sim.clock import SimClock
@@ -21,6 +25,16 @@ from ccloud_sim.org import Organization
 from ccloud_sim.scales import SCALES
 
 __all__ = ["main"]
+
+
+def _retention(text: str) -> int | None:
+    """``--metrics-retention-days``: a number of days, or ``0`` / ``unlimited``."""
+    if text.strip().lower() in ("0", "unlimited", "none"):
+        return None
+    days = int(text)
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"expected days >= 1, 0 or 'unlimited', got {text!r}")
+    return days
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,9 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit-management", type=int, help="requests per minute")
     serve.add_argument("--rate-limit-telemetry", type=int, help="requests per minute")
     serve.add_argument("--max-billing-days", type=int, default=31)
+    serve.add_argument(
+        "--metrics-retention-days",
+        type=_retention,
+        default=7,
+        metavar="DAYS",
+        help="how long the Metrics API keeps data (default 7, like Confluent Cloud; "
+        "0 or 'unlimited' keeps everything)",
+    )
     truth = sub.choices["truth"]
-    truth.add_argument("--date", type=date.fromisoformat, required=True)
+    truth.add_argument("--date", type=date.fromisoformat, help="required unless --teams")
     truth.add_argument("--line-id")
+    truth.add_argument("--topics", metavar="CLUSTER", help="the topics of a cluster on --date")
+    truth.add_argument("--teams", action="store_true", help="the team catalogue")
     return p
 
 
@@ -97,19 +121,34 @@ def _serve(a: argparse.Namespace) -> int:
         faults=_faults(a),
         rate_limits=RateLimits(a.rate_limit_management, a.rate_limit_telemetry),
         max_billing_days=a.max_billing_days,
+        metrics_retention_days=a.metrics_retention_days,
     )
     base = f"http://{a.host}:{a.port}"
-    print(f"ccloud-sim: {org!r} org_id={org.org_id}", flush=True)
+    retention = a.metrics_retention_days
+    print(
+        f"ccloud-sim: {org!r} org_id={org.org_id} metrics retention "
+        f"{'unlimited' if retention is None else f'{retention} days'}",
+        flush=True,
+    )
     print(f"ccloud-sim: base URL {base}  credentials {a.api_key}:{a.api_secret}", flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
     return 0
 
 
 def _truth(a: argparse.Namespace) -> int:
+    if a.date is None and not a.teams:
+        print("ccloud-sim: truth needs --date (or --teams)", file=sys.stderr)
+        return 2
     clock = _clock(a.now)
     org = Organization(a.seed, a.scale, a.anchor or clock.today())
+    out: Any
     try:
-        out = org.truth(a.date, a.line_id)
+        if a.teams:
+            out = org.catalogue.to_json()
+        elif a.topics:
+            out = org.truth_topics(a.topics, a.date)
+        else:
+            out = org.truth(a.date, a.line_id)
     except KeyError as exc:
         print(f"ccloud-sim: {exc.args[0]}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from ccloud_sim._det import unit_float
 
-__all__ = ["Faults", "RateLimits", "Stats"]
+__all__ = ["METRICS_API_REQUESTS_PER_MINUTE", "Faults", "RateLimits", "Stats"]
 
 
 @dataclass(slots=True)
@@ -112,12 +112,19 @@ class Faults:
         return None
 
 
+METRICS_API_REQUESTS_PER_MINUTE = 300
+"""The Metrics API's documented limit: 300 requests per minute per IP (reference §4.3)."""
+
+
 @dataclass(slots=True)
 class RateLimits:
     """Fixed-window request limits per API host group (``None`` = unlimited).
 
     ``management`` covers every ``api.confluent.cloud`` path (and the Flink SQL
-    host); ``telemetry`` covers ``/v2/metrics``.
+    host), counted for all clients together (Confluent publishes no figure);
+    ``telemetry`` covers ``/v2/metrics`` and is counted per client IP, like the
+    Metrics API's documented limit (:data:`METRICS_API_REQUESTS_PER_MINUTE`, e.g.
+    ``RateLimits(telemetry=METRICS_API_REQUESTS_PER_MINUTE)``).
     """
 
     management: int | None = None
@@ -129,20 +136,22 @@ class RateLimits:
         """The configured limit of *group*."""
         return self.management if group == "management" else self.telemetry
 
-    def hit(self, group: str) -> tuple[bool, int, int, int]:
-        """Count a request; returns ``(allowed, limit, remaining, reset_seconds)``."""
+    def hit(self, group: str, client: str | None = None) -> tuple[bool, int, int, int]:
+        """Count a request of *client* (an IP); returns
+        ``(allowed, limit, remaining, reset_seconds)``."""
         limit = self.limit(group)
         if limit is None:
             return True, 0, 0, 0
+        window = f"{group} {client}" if group == "telemetry" else group
         now = time.monotonic()
-        start, count = self._windows.get(group, (now, 0))
+        start, count = self._windows.get(window, (now, 0))
         if now - start >= self.window_seconds:
             start, count = now, 0
         reset = max(1, round(self.window_seconds - (now - start)))
         if count >= limit:
-            self._windows[group] = (start, count)
+            self._windows[window] = (start, count)
             return False, limit, 0, reset
-        self._windows[group] = (start, count + 1)
+        self._windows[window] = (start, count + 1)
         return True, limit, limit - count - 1, reset
 
 

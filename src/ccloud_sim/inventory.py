@@ -146,7 +146,8 @@ class Connector:
     """A managed or custom connector (``lcc-``) on a Kafka cluster.
 
     ``auth_mode`` is SERVICE_ACCOUNT or KAFKA_API_KEY; ``principal_id`` is the
-    service account or the API key id; ``masked`` hides the key in the config.
+    service account or the API key id; ``masked`` hides the key in the config;
+    ``topics`` is the topic of its cluster it reads or writes (its config's ``topics``).
     """
 
     id: str
@@ -163,6 +164,7 @@ class Connector:
     tasks: int
     features: frozenset[str]
     life: Lifetime
+    topics: str = ""
 
 
 @dataclass(frozen=True, slots=True)

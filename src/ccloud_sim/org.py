@@ -24,7 +24,9 @@ from ccloud_sim.inventory import (
     KsqlCluster,
     SchemaRegistry,
 )
+from ccloud_sim.names import Catalogue
 from ccloud_sim.scales import Scale, get_scale
+from ccloud_sim.topics import Topic, gauge_hours, retained_levels, split_exact, topic_day
 from ccloud_sim.usage import MB, flink_day, hourly_split, kafka_day
 
 __all__ = ["Organization"]
@@ -57,6 +59,11 @@ class Organization:
         for st in inv.statements:
             self.statements_by_pool.setdefault(st.pool_id, []).append(st)
         self._kafka = LRU[tuple[str, date], dict[str, tuple[int, int]]](8192)
+        self._topic_bytes = LRU[tuple[str, date], dict[str, tuple[int, int]]](8192)
+        self._retained = LRU[tuple[str, date], dict[str, tuple[int, ...]]](4096)
+        self._topic_index: dict[tuple[str, str], Topic] = {
+            (cid, t.name): t for cid, topics in inv.topics.items() for t in topics
+        }
         self._flink = LRU[tuple[str, date], dict[str, tuple[str, int]]](2048)
         self._lines = LRU[date, list[Line]](16)
         self._identities: frozenset[str] | None = None
@@ -100,6 +107,66 @@ class Organization:
         total = self.flink_usage(pool_id, d).get(statement, ("", 0))[1]
         return hourly_split(total, self.org_id, pool_id, statement)
 
+    # -- topics ------------------------------------------------------------------------
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """Teams and the real owner of every identity and resource (ground truth)."""
+        return self.inventory.catalogue
+
+    def topics(self, cluster_id: str) -> tuple[Topic, ...]:
+        """Every topic ever created on a cluster, sorted by name."""
+        return self.inventory.topics.get(cluster_id, ())
+
+    def topic_bytes(self, cluster_id: str, d: date) -> dict[str, tuple[int, int]]:
+        """``{topic: (received_bytes, sent_bytes)}`` on a cluster for a whole UTC day.
+
+        Summed over topics these are exactly the principals' request and response bytes
+        of :meth:`kafka_usage`; topics with no traffic either way are left out.
+        """
+
+        def make() -> dict[str, tuple[int, int]]:
+            usage = self.kafka_usage(cluster_id, d)
+            totals = (sum(v[0] for v in usage.values()), sum(v[1] for v in usage.values()))
+            return topic_day(self.org_id, cluster_id, self.topics(cluster_id), d, totals)
+
+        return self._topic_bytes.get_or_make((cluster_id, d), make)
+
+    def partition_bytes(self, cluster_id: str, d: date, topic: str, metric: int) -> list[int]:
+        """A topic's day of ``metric`` (0 received, 1 sent) split over its partitions."""
+        total = self.topic_bytes(cluster_id, d).get(topic, (0, 0))[metric]
+        return split_exact(total, self._topic_index[cluster_id, topic].partition_weights)
+
+    def topic_hourly(
+        self, cluster_id: str, d: date, topic: str, metric: int, partition: int | None = None
+    ) -> list[int]:
+        """24 hourly byte values of a topic (or one partition) summing to its day.
+
+        A topic's hours are the sums of its partitions' hours.
+        """
+        parts = self.partition_bytes(cluster_id, d, topic, metric)
+        key = (self.org_id, cluster_id, topic, str(metric))
+        if partition is not None:
+            return hourly_split(parts[partition], *key)
+        hours = [0] * 24
+        for value in parts:
+            if value:
+                hours = [a + b for a, b in zip(hours, hourly_split(value, *key), strict=True)]
+        return hours
+
+    def retained(self, cluster_id: str, d: date) -> dict[str, tuple[int, ...]]:
+        """The day's mean ``retained_bytes`` per partition of each topic alive on *d*."""
+        return self._retained.get_or_make(
+            (cluster_id, d), lambda: retained_levels(self.org_id, self.topics(cluster_id), d)
+        )
+
+    def retained_hourly(
+        self, cluster_id: str, d: date, topic: str, partition: int | None = None
+    ) -> list[int]:
+        """24 hourly ``retained_bytes`` values of a topic (or one partition); mean = level."""
+        levels = self.retained(cluster_id, d).get(topic, ())
+        return gauge_hours(levels if partition is None else levels[partition : partition + 1])
+
     # -- billing -----------------------------------------------------------------------
 
     def billing_lines(self, d: date, now: datetime | None = None) -> list[Line]:
@@ -138,3 +205,13 @@ class Organization:
         if line_id is not None:
             return truth.explain(self, self.line(d, line_id))
         return [truth.explain(self, line) for line in self.billing_lines(d)]
+
+    def truth_topics(self, cluster_id: str, d: date) -> dict[str, Any]:
+        """Every topic of a cluster alive on *d* with the day's figures.
+
+        See :func:`ccloud_sim.truth.topics_of`.
+
+        Raises:
+            KeyError: if the organization has no such cluster.
+        """
+        return truth.topics_of(self, cluster_id, d)

@@ -281,7 +281,9 @@ async def run_demo(options: DemoOptions, *, out: TextIO = sys.stdout) -> DemoRes
 
     base = load_settings(options.config)
     sim = HttpServer(
-        create_app(seed=options.seed, scale=options.scale), "127.0.0.1", options.sim_port
+        create_app(seed=options.seed, scale=options.scale, metrics_retention_days=None),
+        "127.0.0.1",
+        options.sim_port,
     )
     await sim.start()
     try:

@@ -52,8 +52,9 @@ def clock() -> SimClock:
 
 @pytest.fixture
 def app(org: Organization, clock: SimClock) -> Starlette:
-    """The simulator app over the tiny org."""
-    return create_app(org, clock=clock)
+    """The simulator app over the tiny org, keeping metrics for ever (the API tests look
+    weeks back; the retention tests build their own apps)."""
+    return create_app(org, clock=clock, metrics_retention_days=None)
 
 
 def _client_for(app: Starlette, auth: Any = AUTH) -> httpx.AsyncClient:

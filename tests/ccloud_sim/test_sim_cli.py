@@ -79,6 +79,7 @@ def server() -> Iterator[str]:
         banner, _ = proc.communicate(timeout=10)
         assert "SIMKEY:SIMSECRET" in banner
         assert base in banner
+        assert "metrics retention 7 days" in banner
 
 
 @pytest.mark.e2e

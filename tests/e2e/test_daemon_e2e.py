@@ -116,6 +116,8 @@ def sim(tmp_path: Path, procs: Callable[..., Proc]) -> str:
             SIM_KEY,
             "--api-secret",
             SIM_SECRET,
+            "--metrics-retention-days",
+            "unlimited",
         ],
         tmp_path / "sim.log",
     )

@@ -50,7 +50,7 @@ async def main(
 ) -> int:
     """Open storage, start the tenant, signal readiness, run once."""
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
-    app = create_app(seed=5, scale=scale, clock=SimClock(NOW))
+    app = create_app(seed=5, scale=scale, clock=SimClock(NOW), metrics_retention_days=None)
     storage = ChattySQLiteBackend(db_path, writer_process_min_rows=writer_min_rows)
     await storage.open()
     plugin = ConfluentCloudPlugin(transport=httpx.ASGITransport(app=app), sleep=_no_sleep)

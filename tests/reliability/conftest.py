@@ -242,6 +242,7 @@ def make_sim(seed: int = 5, scale: str = "tiny", faults: Faults | None = None) -
         clock=SimClock(NOW),
         faults=faults,
         credentials={API_KEY: API_SECRET},
+        metrics_retention_days=None,  # backfills expect usage on every day (no ledger yet)
     )
 
 

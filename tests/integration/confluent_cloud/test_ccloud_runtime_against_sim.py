@@ -99,7 +99,9 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         **kw: Any,
     ) -> Harness:  # fmt: skip
         clock = SimClock(NOW)
-        app = create_app(seed=seed, scale=scale, clock=clock, faults=faults)
+        app = create_app(
+            seed=seed, scale=scale, clock=clock, faults=faults, metrics_retention_days=None
+        )
         harness = Harness(app, tmp_path / f"{name}.sqlite", clock, RecordingTransport(app), **kw)
         made.append(harness)
         return harness
@@ -316,7 +318,7 @@ def month(tmp_path_factory: pytest.TempPathFactory) -> Month:
 
     async def compute() -> Month:
         clock = SimClock(NOW)
-        app = create_app(seed=7, scale="small", clock=clock)
+        app = create_app(seed=7, scale="small", clock=clock, metrics_retention_days=None)
         path: Path = tmp_path_factory.mktemp("month") / "db.sqlite"
         h = Harness(app, path, clock, RecordingTransport(app), lookback_days=33)
         runtime, storage = await h.runtime()

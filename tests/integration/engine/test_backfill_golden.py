@@ -78,7 +78,7 @@ def sim_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "sim.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccloud_sim", "serve", "--port", str(port), "--seed", str(seed),
-         "--scale", scale, "--now", NOW.isoformat()],
+         "--scale", scale, "--now", NOW.isoformat(), "--metrics-retention-days", "unlimited"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
