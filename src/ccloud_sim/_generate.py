@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from ccloud_sim import names
@@ -38,7 +38,7 @@ from ccloud_sim.inventory import (
     User,
 )
 from ccloud_sim.scales import Scale
-from ccloud_sim.topics import Topic, generate_topics
+from ccloud_sim.topics import Topic, add_topics
 
 __all__ = ["HISTORY_DAYS", "Inventory", "generate", "org_uuid"]
 
@@ -169,35 +169,8 @@ def generate(seed: int, scale: Scale, anchor: date) -> Inventory:
     _connectors(inv, scale, r, ids, lives)
     _usage(inv, scale, r, ids)
     inv.catalogue = names.assign(inv, seed, scale.name, scale.service_accounts)
-    _topics(inv)
+    add_topics(inv)
     return inv
-
-
-def _topics(inv: Inventory) -> None:
-    """Every cluster's topics, and a topic of its cluster in each connector's config."""
-    ksql: dict[str, list[tuple[str, Lifetime]]] = {}
-    for k in inv.ksql:
-        ksql.setdefault(k.kafka_cluster_id, []).append((k.id, k.life))
-    cat = inv.catalogue
-    apps = {t.name: t.apps for t in cat.teams}
-    teams = [t.name for t in cat.teams]
-    for i, c in enumerate(inv.clusters):
-        inv.topics[c.id] = generate_topics(
-            inv.org_id,
-            c,
-            inv.anchor,
-            teams=teams,
-            apps=apps,
-            cluster_team=cat.team_of(c.id),
-            ksql=ksql.get(c.id, ()),
-            schemas=i % 3 == 0,
-        )
-    for i, cn in enumerate(inv.connectors):
-        user = [t for t in inv.topics[cn.cluster_id] if not t.internal]
-        mine = [t for t in user if t.team == cat.team_of(cn.id)] or user
-        inv.connectors[i] = replace(
-            cn, topics=mine[int(digest_hex("connector-topic", cn.id), 16) % len(mine)].name
-        )
 
 
 def _environments(inv: Inventory, s: Scale, r: random.Random, ids: _Ids, lv: _Lives) -> None:

@@ -240,20 +240,32 @@ def collect(
 def _collect_gauge(
     series: Iterator[Series], key_of: Callable[[tuple[str, ...]], Any], size: int, all_start: int
 ) -> Groups:
-    sums: dict[tuple[tuple[str, ...], int], list[int]] = defaultdict(lambda: [0, 0])
+    """Gauges: buckets of at most a day never cross midnight, so a series' mean over a
+    bucket comes from one day's slice; only ``ALL`` gathers means across days."""
+    groups: Groups = defaultdict(lambda: defaultdict(int))
+    spans: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])  # ALL: sum, hours
     for values, epoch, first, hours, level in series:
-        if hours is None:
-            acc = sums[values, all_start if size == 0 else epoch]
-            acc[0] += level * 24
-            acc[1] += 24
+        if size == 0:
+            acc = spans[values]
+            acc[0] += level * 24 if hours is None else sum(hours)
+            acc[1] += 24 if hours is None else len(hours)
             continue
+        points = groups[key_of(values)]
+        if hours is None:
+            points[epoch] += level  # a whole day's mean is its level
+            continue
+        buckets: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         for i, v in enumerate(hours):
             ts = epoch + (first + i) * 3600
-            acc = sums[values, all_start if size == 0 else ts - ts % size]
+            acc = buckets[ts - ts % size]
             acc[0] += v
             acc[1] += 1
-    groups: Groups = defaultdict(lambda: defaultdict(int))
-    for (values, bucket), (total, count) in sums.items():
-        mean: int | float = total // count if total % count == 0 else total / count
-        groups[key_of(values)][bucket] += mean
+        for bucket, (total, count) in buckets.items():
+            points[bucket] += _mean(total, count)
+    for values, (total, count) in spans.items():
+        groups[key_of(values)][all_start] += _mean(total, count)
     return groups
+
+
+def _mean(total: int, count: int) -> int | float:
+    return total // count if total % count == 0 else total / count

@@ -59,7 +59,8 @@ class Organization:
         for st in inv.statements:
             self.statements_by_pool.setdefault(st.pool_id, []).append(st)
         self._kafka = LRU[tuple[str, date], dict[str, tuple[int, int]]](8192)
-        self._topic_bytes = LRU[tuple[str, date], dict[str, tuple[int, int]]](8192)
+        # large enough for every cluster-day of a 90-day compound query of the large org
+        self._topic_bytes = LRU[tuple[str, date], dict[str, tuple[int, int]]](32768)
         self._retained = LRU[tuple[str, date], dict[str, tuple[int, ...]]](4096)
         self._topic_index: dict[tuple[str, str], Topic] = {
             (cid, t.name): t for cid, topics in inv.topics.items() for t in topics

@@ -8,8 +8,8 @@ it). Per-topic figures are derived from the per-principal ground truth:
 * ``received_bytes`` of a cluster-day, summed over its topics, is exactly the
   principals' ``request_bytes`` of that day; ``sent_bytes`` likewise is exactly
   ``response_bytes``. The split over topics is by each topic's weight times a daily
-  jitter (largest remainder, so it is exact), and a topic's bytes are split over its
-  partitions the same way.
+  jitter (rounded down, the few bytes left given to the first topics, so it is
+  exact), and a topic's bytes are split over its partitions the same way.
 * ``retained_bytes`` is a gauge per topic and partition: a daily level (a slow
   28-day wave around the topic's size, ramping up over a new topic's first week)
   plus an hourly saw-tooth that sums to zero over the day, so the day's mean is the
@@ -23,19 +23,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from ccloud_sim._det import day_start, rng
+from ccloud_sim._det import day_start, digest_hex, rng
 from ccloud_sim.inventory import KafkaCluster, Lifetime
 from ccloud_sim.usage import MB
+
+if TYPE_CHECKING:
+    from ccloud_sim._generate import Inventory
 
 __all__ = [
     "INTERNAL_PREFIXES",
     "Topic",
+    "add_topics",
     "gauge_hours",
-    "generate_topics",
     "retained_levels",
     "split_exact",
     "topic_day",
@@ -77,14 +81,13 @@ class Topic:
 
 
 def split_exact(total: int, weights: Sequence[int]) -> list[int]:
-    """Split *total* over *weights* by largest remainder: the parts sum to *total*."""
+    """Split *total* over *weights* in proportion, rounding down, then one more unit to
+    each of the first parts until the parts sum to *total* exactly (bytes: the bias is
+    under one byte a part)."""
     whole = sum(weights)
     parts = [total * w // whole for w in weights]
-    rest = total - sum(parts)
-    if rest:
-        order = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
-        for i in order[:rest]:
-            parts[i] += 1
+    for i in range(total - sum(parts)):  # fewer than len(weights)
+        parts[i] += 1
     return parts
 
 
@@ -117,37 +120,41 @@ def _user_life(r: random.Random, i: int, n: int, cluster: Lifetime, anchor: date
     return Lifetime(created, deleted)
 
 
-def generate_topics(
-    org_id: str,
+def add_topics(inv: Inventory) -> None:
+    """Give every cluster of *inv* its topics, and each connector a topic of its cluster
+    (its config's ``topics``; one of its team's when there is one)."""
+    ksql: dict[str, list[tuple[str, Lifetime]]] = {}
+    for k in inv.ksql:
+        ksql.setdefault(k.kafka_cluster_id, []).append((k.id, k.life))
+    cat = inv.catalogue
+    apps = {t.name: t.apps for t in cat.teams}
+    for i, c in enumerate(inv.clusters):
+        r = rng("topics", inv.org_id, c.id)
+        user = _user_topics(r, c, inv.anchor, apps, cat.team_of(c.id))
+        internal = _internal_topics(r, c, ksql.get(c.id, ()), user, schemas=i % 3 == 0)
+        inv.topics[c.id] = tuple(sorted(user + internal, key=lambda t: t.name))
+    for i, cn in enumerate(inv.connectors):
+        topics = [t for t in inv.topics[cn.cluster_id] if not t.internal]
+        mine = [t for t in topics if t.team == cat.team_of(cn.id)] or topics
+        pick = mine[int(digest_hex("connector-topic", cn.id), 16) % len(mine)]
+        inv.connectors[i] = replace(cn, topics=pick.name)
+
+
+def _user_topics(
+    r: random.Random,
     cluster: KafkaCluster,
     anchor: date,
-    *,
-    teams: Sequence[str],
     apps: dict[str, tuple[str, ...]],
     cluster_team: str | None,
-    ksql: Sequence[tuple[str, Lifetime]],
-    schemas: bool,
-) -> tuple[Topic, ...]:
-    """Every topic ever created on *cluster*, sorted by name.
-
-    Args:
-        org_id: the organization id (seeds the draws).
-        cluster: the cluster.
-        anchor: the end of the generated history.
-        teams: team names user topics may belong to.
-        apps: each team's application names.
-        cluster_team: the cluster's owning team (``None`` for a shared cluster).
-        ksql: ``(id, lifetime)`` of the ksqlDB clusters running on it.
-        schemas: whether it holds a ``_schemas`` topic.
-    """
-    r = rng("topics", org_id, cluster.id)
+) -> list[Topic]:
+    """3-24 user topics: mostly of the cluster's team (any team on a shared cluster)."""
+    teams = sorted(apps)
     n = min(24, 3 + r.randrange(max(1, cluster.partitions // 40)))
     out: dict[str, Topic] = {}
     for i in range(n):
         team = cluster_team if cluster_team is not None and r.random() < 0.7 else r.choice(teams)
         app, event = r.choice(apps[team]), r.choice(_EVENTS)
-        legacy = r.random() < 0.25
-        name = f"{app}-{event}" if legacy else f"{team}.{app}.{event}"
+        name = f"{app}-{event}" if r.random() < 0.25 else f"{team}.{app}.{event}"
         version = 2
         while name in out:
             name, version = f"{name.rsplit('-v', 1)[0]}-v{version}", version + 1
@@ -162,32 +169,43 @@ def generate_topics(
             partition_weights=_partition_weights(r, r.choice(_PARTITIONS)),
             life=_user_life(r, i, n, cluster.life, anchor),
         )
-    user_weight = sum(t.write_weight for t in out.values())
-    internal = [("__consumer_offsets", 50, max(1, user_weight // 80), r.randint(50, 500))]
+    return list(out.values())
+
+
+def _internal_topics(
+    r: random.Random,
+    cluster: KafkaCluster,
+    ksql: Sequence[tuple[str, Lifetime]],
+    user: Sequence[Topic],
+    *,
+    schemas: bool,
+) -> list[Topic]:
+    """``__consumer_offsets`` (offset commits: ~1 % of the produced bytes) and the
+    small ``_confluent-command``, ``_schemas`` and ksqlDB command topics."""
+    life = cluster.life
+    weight = max(1, sum(t.write_weight for t in user) // 80)
+    specs = [("__consumer_offsets", 50, weight, r.randint(50, 500), life)]
     if cluster.kind == "Dedicated":
-        internal.append(("_confluent-command", 1, 1, 1))
+        specs.append(("_confluent-command", 1, 1, 1, life))
     if schemas:
-        internal.append(("_schemas", 1, 1, 1))
-    for ksql_id, _ in ksql:
-        internal.append((f"_confluent-ksql-{ksql_id}_command_topic", 1, 1, 1))
-    lives = dict(ksql)
-    for name, partitions, weight, mb in internal:
-        life = cluster.life
-        ksql_life = lives.get(name.removeprefix("_confluent-ksql-").removesuffix("_command_topic"))
-        if ksql_life is not None:
-            life = Lifetime(max(life.created_at, ksql_life.created_at), ksql_life.deleted_at)
-        out[name] = Topic(
+        specs.append(("_schemas", 1, 1, 1, life))
+    for ksql_id, ksql_life in ksql:
+        topic_life = Lifetime(max(life.created_at, ksql_life.created_at), ksql_life.deleted_at)
+        specs.append((f"_confluent-ksql-{ksql_id}_command_topic", 1, 1, 1, topic_life))
+    return [
+        Topic(
             name=name,
             cluster_id=cluster.id,
             team=None,
             internal=True,
-            write_weight=weight,
-            read_weight=max(1, weight // 10),
+            write_weight=w,
+            read_weight=max(1, w // 10),
             retained_mb=mb,
             partition_weights=_partition_weights(r, partitions),
-            life=life,
+            life=topic_life,
         )
-    return tuple(sorted(out.values(), key=lambda t: t.name))
+        for name, partitions, w, mb, topic_life in specs
+    ]
 
 
 def topic_day(
