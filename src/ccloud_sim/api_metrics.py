@@ -305,7 +305,8 @@ def _page_text(
     parts: list[str] = []
     for key in keys[offset : offset + limit]:
         labels_text = "".join(f'"{g}":{_quote(v)},' for g, v in zip(group_by, key, strict=True))
-        pts = sorted(groups[key].items(), reverse=True)  # timestamps are unique keys
+        # timestamps are unique keys; a rendered group is dropped (peak memory)
+        pts = sorted(groups.pop(key).items(), reverse=True)
         if q.metric.gauge:  # a mean: any float
             parts += _gauge_rows(pts, labels_text, grouped=grouped)
         elif grouped:  # counters are ints, written "<int>.0"
