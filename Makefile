@@ -25,9 +25,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.synced
 
-# promtool and prometheus for the end-to-end tests that scrape /metrics (Debian package).
+# Debian packages of the real services the tests start (Prometheus, PostgreSQL, Chromium);
+# installs only what is missing, instant when all is there.
 system-deps:
-	@command -v promtool >/dev/null 2>&1 || scripts/install-system-deps
+	@scripts/install-system-deps
 
 lint: install
 	$(RUN) ruff check src tests bench docs
