@@ -8,6 +8,10 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+# Real services for the tests (PostgreSQL, Prometheus with history, Chromium, the FOCUS
+# validator): fixtures in tests/support/plugin.py, documented in tests/support/README.md.
+pytest_plugins = ["tests.support.plugin"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
