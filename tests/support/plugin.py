@@ -7,11 +7,16 @@ service's log as an extra section of its report.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.postgres import PostgresCluster, PostgresDatabase, running_cluster
+from tests.support.prometheus import DEFAULT_MAX_BLOCK, MetricHistory, PrometheusServer
+from tests.support.prometheus import prometheus_with_history as _prometheus_with_history
 
 SERVICE_LOGS = pytest.StashKey[dict[str, Callable[[], str]]]()
 
@@ -55,3 +60,34 @@ def postgres_database(
 def postgres_dsn(postgres_database: PostgresDatabase) -> str:
     """The DSN (``postgresql://user:password@127.0.0.1:port/db``) of a fresh database."""
     return postgres_database.dsn
+
+
+# Prometheus ---------------------------------------------------------------------------
+
+PrometheusFactory = Callable[..., PrometheusServer]
+
+
+@pytest.fixture
+def prometheus_history(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[PrometheusFactory]:
+    """Factory: ``prometheus_history(history)`` backfills it and returns a running server.
+
+    ``history`` is OpenMetrics text (timestamps, ``# EOF``) or MetricHistory families;
+    ``max_block_duration=`` is passed to promtool. Every server stops after the test.
+    """
+    counter = itertools.count()
+    with contextlib.ExitStack() as stack:
+
+        def start(
+            history: str | list[MetricHistory], *, max_block_duration: str = DEFAULT_MAX_BLOCK
+        ) -> PrometheusServer:
+            workdir = tmp_path / f"prometheus-{next(counter)}"
+            workdir.mkdir()
+            server = stack.enter_context(
+                _prometheus_with_history(history, workdir, max_block_duration=max_block_duration)
+            )
+            _attach_log(request, f"Prometheus {workdir.name}", server.log_text)
+            return server
+
+        yield start
