@@ -8,12 +8,17 @@ service's log as an extra section of its report.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page as AsyncPage
+from playwright.async_api import async_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
+from tests.support import browser as browser_support
 from tests.support.postgres import PostgresCluster, PostgresDatabase, running_cluster
 from tests.support.prometheus import DEFAULT_MAX_BLOCK, MetricHistory, PrometheusServer
 from tests.support.prometheus import prometheus_with_history as _prometheus_with_history
@@ -91,3 +96,85 @@ def prometheus_history(
             return server
 
         yield start
+
+
+# Chromium -----------------------------------------------------------------------------
+
+SCREENSHOTS = pytest.StashKey[list[Path]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where the screenshots of this run are."""
+    shots = config.stash.get(SCREENSHOTS, [])
+    if shots:
+        terminalreporter.write_line(
+            f"screenshots: {len(shots)} written to {shots[0].parent} (e.g. {shots[-1].name})"
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a module that mixes the sync browser with async tests (they cannot coexist)."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(str(item.path), []).append(item)
+    for path, module_items in modules.items():
+        uses_sync = any("chromium_browser" in getattr(i, "fixturenames", ()) for i in module_items)
+        has_async = any(
+            inspect.iscoroutinefunction(getattr(i, "function", None)) for i in module_items
+        )
+        if uses_sync and has_async:
+            raise pytest.UsageError(
+                f"{path}: browser_page/chromium_browser (Playwright's sync API, alive for the "
+                "whole module) cannot share a module with async tests; put those in another "
+                "module or use async_browser_page there"
+            )
+
+
+@pytest.fixture(scope="module")
+def chromium_browser() -> Iterator[Browser]:
+    """Headless Debian Chromium under Playwright's sync API, shared by a test module.
+
+    While it lives, Playwright's event loop counts as running in this thread: the
+    module's tests must be sync and must not call ``asyncio.run`` (a collection check
+    refuses async tests beside it). Async tests use ``async_browser_page``.
+    """
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(**browser_support.launch_options())
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium_browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context (no cookies or storage from other tests)."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+async def async_browser_page() -> AsyncIterator[AsyncPage]:
+    """A page of a headless Chromium under Playwright's async API (for asyncio tests)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(**browser_support.launch_options())
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        yield await context.new_page()
+        await context.close()
+        await browser.close()
+
+
+@pytest.fixture
+def screenshot_file(request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """``screenshot_file(name)``: where this test's screenshot called ``name`` goes.
+
+    Use as ``page.screenshot(path=screenshot_file("overview"), full_page=True)`` with the
+    sync or the async API; the run's summary lists the directory.
+    """
+
+    def path_for(name: str) -> Path:
+        path = browser_support.screenshot_path(request.node.nodeid, name)
+        request.config.stash.setdefault(SCREENSHOTS, []).append(path)
+        return path
+
+    return path_for
