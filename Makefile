@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: all install lint format types pytest test demo bench system-deps clean
+.PHONY: all install lint format types pytest test demo bench system-deps focus-validator clean
 
 all: test
 
@@ -30,6 +30,10 @@ install: $(VENV)/.synced
 system-deps:
 	@scripts/install-system-deps
 
+# The official FOCUS validator in its own Python 3.12 venv (tests/support/focus.py).
+focus-validator: | $(UV)
+	@scripts/install-focus-validator $(UV) $(TOOLS)/focus-venv
+
 lint: install
 	$(RUN) ruff check src tests bench docs
 	$(RUN) ruff format --check src tests bench docs
@@ -41,7 +45,7 @@ format: install
 types: install
 	$(RUN) mypy
 
-pytest: install system-deps
+pytest: install system-deps focus-validator
 	$(RUN) pytest
 
 test: lint types pytest

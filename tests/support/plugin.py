@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from playwright.async_api import Page as AsyncPage
 from playwright.async_api import async_playwright
 from playwright.sync_api import Browser, Page, sync_playwright
 from tests.support import browser as browser_support
+from tests.support.focus import FocusReport, run_focus_validator
 from tests.support.postgres import PostgresCluster, PostgresDatabase, running_cluster
 from tests.support.prometheus import DEFAULT_MAX_BLOCK, MetricHistory, PrometheusServer
 from tests.support.prometheus import prometheus_with_history as _prometheus_with_history
@@ -178,3 +180,37 @@ def screenshot_file(request: pytest.FixtureRequest) -> Callable[[str], Path]:
         return path
 
     return path_for
+
+
+# FOCUS validator ----------------------------------------------------------------------
+
+FocusValidator = Callable[..., FocusReport]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--focus-rule-set-path``: a directory of FOCUS rule sets (model-<version>.json)."""
+    parser.addoption(
+        "--focus-rule-set-path",
+        default=os.environ.get("FOCUS_RULE_SET_PATH"),
+        help="directory with the validator's model-<version>.json rule sets (for FOCUS 1.3)",
+    )
+
+
+@pytest.fixture(scope="session")
+def focus_rule_set_path(pytestconfig: pytest.Config) -> Path | None:
+    """The directory given by ``--focus-rule-set-path`` (or $FOCUS_RULE_SET_PATH), if any."""
+    value = pytestconfig.getoption("--focus-rule-set-path")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def focus_validator(focus_rule_set_path: Path | None) -> FocusValidator:
+    """``focus_validator(path, version="1.2")`` -> FocusReport.
+
+    Versions the validator does not ship (1.3) are looked up in ``--focus-rule-set-path``.
+    """
+
+    def validate(data_file: Path, version: str = "1.2") -> FocusReport:
+        return run_focus_validator(data_file, version, rule_set_path=focus_rule_set_path)
+
+    return validate
