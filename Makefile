@@ -19,8 +19,10 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode at install: where PYTHONDONTWRITEBYTECODE is set (this machine, CI), every
+# Python process of the suite (the daemon, the sim, the CLI) would recompile its imports.
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --compile-bytecode
 	@touch $@
 
 install: $(VENV)/.synced
