@@ -153,7 +153,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from chargeback.core.storage.sqlite import SQLiteBackend  # noqa: PLC0415
+    from chargeback.core.storage.factory import open_backend  # noqa: PLC0415
 
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
@@ -170,15 +170,10 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def record() -> int:
-        settings.storage.path.parent.mkdir(parents=True, exist_ok=True)
-        storage = SQLiteBackend(settings.storage.path)
-        await storage.open()
-        try:
+        async with open_backend(settings.storage) as storage:
             return await storage.request_rerun(
                 args.tenant, args.start, args.end, dt.datetime.now(dt.UTC)
             )
-        finally:
-            await storage.close()
 
     request_id = asyncio.run(record())
     print(f"rerun request {request_id} recorded: {args.tenant} {args.start}..{args.end}")
@@ -213,7 +208,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from chargeback.core.reconcile import build_report, render_report  # noqa: PLC0415
-    from chargeback.core.storage.sqlite import SQLiteBackend  # noqa: PLC0415
+    from chargeback.core.storage.factory import open_backend  # noqa: PLC0415
 
     configure_logging("warning", stream=sys.stderr)
     settings = _load(args, validate=False)
@@ -230,12 +225,8 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def report() -> tuple[bool, str]:
-        storage = SQLiteBackend(settings.storage.path, read_only=True)
-        await storage.open()
-        try:
+        async with open_backend(settings.storage, read_only=True) as storage:
             rep = await build_report(storage, args.tenant, start, end)
-        finally:
-            await storage.close()
         return rep.ok, render_report(rep)
 
     ok, text = asyncio.run(report())

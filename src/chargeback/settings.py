@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chargeback.core.engine.types import TenantConfig
+from chargeback.core.storage.factory import parse_url as parse_storage_url
 from chargeback.errors import ConfigError, PluginLoadError
 from chargeback.logging import SECRET_KEY_PATTERN
 from chargeback.service.scheduling import cron_trigger
@@ -71,10 +72,30 @@ class StorageSettings(_Section):
 
     path: Path = Path("./var/chargeback.db")
     """The SQLite file (created with its directory on first start)."""
+    url: str | None = None
+    """The database as a URL, instead of ``path``: ``sqlite:///PATH`` for now (see
+    :mod:`chargeback.core.storage.factory`); a ``postgresql://`` URL is refused with a
+    message saying PostgreSQL is not available yet."""
     writer_process_min_rows: int | None = Field(default=20_000, ge=0)
     """Date commits of at least this many lines plus rows are written by a child
     process, so allocation and SQLite use two cores; ``null`` writes every commit in
     the daemon's own process; ``0`` sends every commit to the child."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_storage_url(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("storage.url: ")) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _url_or_path(self) -> StorageSettings:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("set storage.url or storage.path, not both")
+        return self
 
 
 class HttpSettings(_Section):
