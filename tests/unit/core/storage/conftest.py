@@ -1,4 +1,4 @@
-"""Fixtures for the SQLite backend tests: a real database file per test, and row factories."""
+"""Row factories for every storage test, and the SQLite file the SQLite-specific tests use."""
 
 from __future__ import annotations
 

@@ -51,18 +51,6 @@ class TestLocked:
 
 
 class TestReadOnly:
-    async def test_read_only_backend_refuses_writes(self, tmp_path):
-        """A backend opened read-only reads the data and refuses every write."""
-        path = tmp_path / "db.sqlite"
-        async with SQLiteBackend(path) as store:
-            await commit_empty(store)
-        async with SQLiteBackend(path, read_only=True) as store:
-            assert await store.latest_calculated_date("t1") == DAY
-            with pytest.raises(StorageError, match="read-only"):
-                await commit_empty(store)
-            with pytest.raises(StorageError, match="read-only"):
-                await store.start_run("t1", "r", "cli", NOW)
-
     async def test_read_only_open_of_an_empty_file_explains(self, tmp_path):
         """Opening a database without chargeback's schema read-only says how to create it."""
         path = tmp_path / "empty.sqlite"
@@ -97,17 +85,6 @@ class TestBrokenFiles:
         """A path in a directory that does not exist says to check the directory."""
         with pytest.raises(StorageError, match="check that its directory exists"):
             await SQLiteBackend(tmp_path / "nope" / "db.sqlite").open()
-
-    async def test_use_before_open_and_after_close(self, tmp_path):
-        """Calls on a closed backend fail with a StorageError, not an AttributeError."""
-        store = SQLiteBackend(tmp_path / "db.sqlite")
-        with pytest.raises(StorageError, match="not open"):
-            await store.tenants()
-        await store.open()
-        await store.close()
-        await store.close()
-        with pytest.raises(StorageError, match="not open"):
-            await commit_empty(store)
 
 
 class TestMemory:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.core.storage.test_sqlite_commit import ExtraModule
+from tests.unit.core.storage.contract.test_commit import ExtraModule
 
 from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.plugin.protocols import PluginRows

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.money import split
 from chargeback.core.reconcile import build_report, render_report
-from chargeback.core.storage.sqlite import SQLiteBackend
+from chargeback.core.storage.factory import open_backend
 
 D1, D2, D3, D4 = (dt.date(2024, 5, d) for d in (1, 2, 3, 4))
 NOW = dt.datetime(2024, 5, 6, tzinfo=dt.UTC)
@@ -79,13 +79,15 @@ _tenants = itertools.count()
 class TestReconcileProperty:
     @settings(max_examples=40, deadline=None)
     @given(days=st.lists(day_lines, min_size=1, max_size=3))
-    def test_split_rows_always_reconcile(self, tmp_path_factory, days):
+    def test_split_rows_always_reconcile(self, tmp_path_factory, storage_target, days):
         """For any lines split with money.split, reconcile shows zero difference everywhere."""
-        path = tmp_path_factory.getbasetemp() / "reconcile_property.db"
+        directory = tmp_path_factory.getbasetemp() / f"reconcile_property_{storage_target.name}"
+        directory.mkdir(exist_ok=True)
+        settings_ = storage_target.make(directory)
         tenant = f"t{next(_tenants)}"
 
         async def run():
-            async with SQLiteBackend(path) as store:
+            async with open_backend(settings_) as store:
                 for offset, specs in enumerate(days):
                     day = D1 + dt.timedelta(days=offset)
                     lines, rows = [], []

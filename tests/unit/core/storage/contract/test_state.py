@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 
 import pytest
 
-from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import StorageError
 
 T0 = dt.datetime(2024, 5, 4, 6, 0, tzinfo=dt.UTC)
@@ -53,12 +51,11 @@ class TestRuns:
         with pytest.raises(StorageError, match="constraint"):
             await backend.start_run("t1", "run-1", "schedule", T0)
 
-    async def test_runs_survive_reopen(self, tmp_path):
-        """Run rows are in the file, not in memory."""
-        path = tmp_path / "db.sqlite"
-        async with SQLiteBackend(path) as store:
+    async def test_runs_survive_reopen(self, reopen):
+        """Run rows are in the database, not in memory."""
+        async with reopen() as store:
             await store.start_run("t1", "run-1", "cli", T0)
-        async with SQLiteBackend(path) as store:
+        async with reopen() as store:
             assert [r.run_id for r in await store.list_runs("t1")] == ["run-1"]
             assert await store.tenants() == ["t1"]
 
@@ -117,24 +114,24 @@ class TestEmissions:
         await self._calculate(backend, D1)
         assert await backend.pending_emissions("t1", "csv") == [(D1, 2)]
 
-    async def test_failed_emission_stays_pending_and_keeps_the_error(self, backend):
+    async def test_failed_emission_stays_pending_and_keeps_the_error(self, backend, peek):
         """A failed attempt keeps the date pending; attempts and the last error are stored."""
         await self._calculate(backend, D1)
         await backend.record_emission("t1", "csv", D1, 1, emitted_at=T0, error="disk full")
         await backend.record_emission("t1", "csv", D1, 1, emitted_at=T0, error="still full")
         assert await backend.pending_emissions("t1", "csv") == [(D1, 1)]
-        assert emission_row(backend.path) == (1, "still full", 2, None)
+        assert emission_row(peek) == (1, "still full", 2, None)
         await backend.record_emission("t1", "csv", D1, 1, emitted_at=T0)
         assert await backend.pending_emissions("t1", "csv") == []
-        assert emission_row(backend.path) == (1, None, 3, 1)
+        assert emission_row(peek) == (1, None, 3, 1)
 
-    async def test_failure_after_success_keeps_the_success(self, backend):
+    async def test_failure_after_success_keeps_the_success(self, backend, peek):
         """A failed retry of a newer calc_seq does not forget the older success."""
         await self._calculate(backend, D1)
         await backend.record_emission("t1", "csv", D1, 1, emitted_at=T0)
         await self._calculate(backend, D1)
         await backend.record_emission("t1", "csv", D1, 2, emitted_at=T0, error="boom")
-        assert emission_row(backend.path) == (2, "boom", 1, 1)
+        assert emission_row(peek) == (2, "boom", 1, 1)
         assert await backend.pending_emissions("t1", "csv") == [(D1, 2)]
 
     async def test_emission_of_an_uncalculated_date_fails(self, backend):
@@ -143,12 +140,7 @@ class TestEmissions:
             await backend.record_emission("t1", "csv", D3, 1, emitted_at=T0)
 
 
-def emission_row(path):
+def emission_row(peek):
     """Return (calc_seq, error, attempts, emitted_seq) of the only emission row."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(
-            "SELECT calc_seq, error, attempts, emitted_seq FROM emissions"
-        ).fetchone()
-    finally:
-        conn.close()
+    [row] = peek("SELECT calc_seq, error, attempts, emitted_seq FROM emissions")
+    return row

@@ -1,4 +1,4 @@
-"""A date's rows reach SQLite and come back exactly: any text, any 64-bit amount."""
+"""A date's rows reach the database and come back exactly: any text, any 64-bit amount."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chargeback.core.models import ChargebackRow
-from chargeback.core.storage.sqlite import SQLiteBackend
+from chargeback.core.storage.factory import open_backend
+from chargeback.settings import StorageSettings
 
 DAY = dt.date(2024, 5, 1)
 NOW = dt.datetime(2024, 5, 4, 6, 0, tzinfo=dt.UTC)
@@ -35,8 +36,10 @@ row_fields = st.tuples(
 )
 
 
-async def _commit_and_read(path, tenant: str, rows: list[ChargebackRow]) -> list[ChargebackRow]:
-    async with SQLiteBackend(path) as store:
+async def _commit_and_read(
+    settings_: StorageSettings, tenant: str, rows: list[ChargebackRow]
+) -> list[ChargebackRow]:
+    async with open_backend(settings_) as store:
         await store.commit_date(
             tenant, DAY, lines=[], rows=rows, plugin_rows=[],
             billing_fingerprint="b", settings_fingerprint="s",
@@ -48,29 +51,31 @@ async def _commit_and_read(path, tenant: str, rows: list[ChargebackRow]) -> list
 class TestRowEncoding:
     @settings(max_examples=60, deadline=None)
     @given(fields=st.lists(row_fields, min_size=1, max_size=40))
-    def test_any_rows_round_trip_exactly_and_in_order(self, tmp_path_factory, fields):
+    def test_any_rows_round_trip_exactly_and_in_order(
+        self, tmp_path_factory, storage_target, fields
+    ):
         """Any text (quotes, escapes, NUL, emoji) and any amount reads back as written, in order."""
-        path = tmp_path_factory.getbasetemp() / "row_encoding.db"
+        directory = tmp_path_factory.getbasetemp() / f"row_encoding_{storage_target.name}"
+        directory.mkdir(exist_ok=True)
         tenant = f"t{next(_tenants)}"
         rows = [ChargebackRow(tenant, DAY, *f) for f in fields]
-        assert asyncio.run(_commit_and_read(path, tenant, rows)) == rows
+        assert asyncio.run(_commit_and_read(storage_target.make(directory), tenant, rows)) == rows
 
-    async def test_amount_beyond_64_bits_is_refused_not_rounded(self, tmp_path):
+    async def test_amount_beyond_64_bits_is_refused_not_rounded(self, backend):
         """A row amount past 2**63 - 1 fails the commit instead of being stored as a float."""
         row = ChargebackRow("t", DAY, "l", "sa-1", "P", "C", None, None, "usage", "r", 2**63, None)
-        async with SQLiteBackend(tmp_path / "db.sqlite") as store:
-            with pytest.raises(ValueError, match="64-bit"):
-                await store.commit_date(
-                    "t", DAY, lines=[], rows=[row], plugin_rows=[],
-                    billing_fingerprint="b", settings_fingerprint="s",
-                    inventory_fingerprint="i", calculated_at=NOW,
-                )  # fmt: skip
-            assert await store.read_rows("t", DAY) == []
+        with pytest.raises(ValueError, match="64-bit"):
+            await backend.commit_date(
+                "t", DAY, lines=[], rows=[row], plugin_rows=[],
+                billing_fingerprint="b", settings_fingerprint="s",
+                inventory_fingerprint="i", calculated_at=NOW,
+            )  # fmt: skip
+        assert await backend.read_rows("t", DAY) == []
 
-    async def test_nul_in_text_survives(self, tmp_path):
+    async def test_nul_in_text_survives(self, storage_settings):
         """Text with NUL characters (which C strings would cut) is stored whole."""
         rows = [
             ChargebackRow("t", DAY, "l\x00a", "sa\x00", "P", "C", None, "e", "u", "r\x00", 5, None),
             ChargebackRow("t", DAY, "l2", "sa-2", "P", "C", "lkc", None, "u", "r", -5, "x\x00y"),
         ]
-        assert await _commit_and_read(tmp_path / "db.sqlite", "t", rows) == rows
+        assert await _commit_and_read(storage_settings, "t", rows) == rows
