@@ -27,9 +27,9 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import os
 import signal
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from enum import StrEnum
@@ -37,26 +37,28 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.emitters.prometheus import PrometheusEmitter
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary
 from chargeback.core.plugin.registry import PluginRegistry
-from chargeback.core.storage.sqlite import SQLiteBackend
+from chargeback.core.storage.backend import StorageBackend
+from chargeback.core.storage.factory import make_backend
 from chargeback.core.telemetry import set_telemetry
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
-from chargeback.service.heartbeat import Heartbeat, write_heartbeat
-from chargeback.service.http import HttpServer, gzip_stream, make_app
+from chargeback.service import api
+from chargeback.service.exposition import DaemonExposition
+from chargeback.service.heartbeat import HeartbeatWriter
+from chargeback.service.http import HttpServer, make_app
 from chargeback.service.metrics import ServiceMetrics
-from chargeback.service.scheduling import missed_run
+from chargeback.service.pidfile import remove_pid, write_pid
+from chargeback.service.scheduling import TenantScheduler, missed_run
 from chargeback.service.tenants import CountingEmitter, TenantPool
 from chargeback.settings import (
     AppSettings,
     changed_tenants,
-    cron_trigger,
     load_settings,
     restart_only_changes,
     secret_values,
@@ -111,18 +113,19 @@ class Daemon:
         self.metrics = ServiceMetrics(self.registry)
         self.pool: TenantPool | None = None
         self.http: HttpServer | None = None
-        self.storage: SQLiteBackend | None = None
+        self.storage: StorageBackend | None = None
         self._plugins = plugins
         self._clock = clock
         self._aux: set[asyncio.Task[None]] = set()
-        self._prometheus: list[PrometheusEmitter] = []
-        self._scheduler: AsyncIOScheduler | None = None
+        self._exposition = DaemonExposition(self.registry)
+        self._scheduler: TenantScheduler | None = None
         self._stop: asyncio.Event | None = None
         self._stack: AsyncExitStack | None = None
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
-        self._heartbeat_at: float | None = None
-        self._last_summary = ""
+        self._heartbeat = HeartbeatWriter(
+            lambda: self.settings.daemon, self.summary_line, lambda: str(self.state), clock
+        )
         self._serving = False
 
     # -- entry points ---------------------------------------------------------------------
@@ -162,25 +165,22 @@ class Daemon:
                 await asyncio.wait(tasks.values())
         finally:
             await self.aclose()
-        summaries: list[RunSummary] = []
-        for name in names:
-            task = tasks.get(name)
-            ok = task is not None and not task.cancelled() and task.exception() is None
-            result = task.result() if ok and task is not None else None
-            if isinstance(result, RunSummary):
-                summaries.append(result)
-            else:
-                summaries.append(
-                    RunSummary(
-                        run_id="-",
-                        tenant_id=name,
-                        trigger="once",
-                        started_at=self._clock(),
-                        status=RunStatus.FAILED,
-                        error="run did not finish (see log)",
-                    )
-                )
-        return summaries
+        return [self._summary_of(name, tasks.get(name)) for name in names]
+
+    def _summary_of(self, name: str, task: asyncio.Task[Any] | None) -> RunSummary:
+        """The summary a ``once`` run's task returned, or a failed one saying it did not."""
+        ok = task is not None and not task.cancelled() and task.exception() is None
+        result = task.result() if ok and task is not None else None
+        if isinstance(result, RunSummary):
+            return result
+        return RunSummary(
+            run_id="-",
+            tenant_id=name,
+            trigger="once",
+            started_at=self._clock(),
+            status=RunStatus.FAILED,
+            error="run did not finish (see log)",
+        )
 
     # -- start-up -------------------------------------------------------------------------
     async def _open_core(self, tenants: Sequence[str]) -> TenantPool:
@@ -193,24 +193,11 @@ class Daemon:
         set_telemetry(self.metrics)
         context = contextvars.copy_context()
 
-        s.storage.path.parent.mkdir(parents=True, exist_ok=True)
-        storage = SQLiteBackend(
-            s.storage.path, writer_process_min_rows=s.storage.writer_process_min_rows
-        )
+        storage = make_backend(s.storage)
         await storage.open()
         self.storage = storage
         stack.push_async_callback(storage.close)
-
-        emitters: list[NamedEmitter] = []
-        for em in s.emitters:
-            emitter = emitter_registry.create(em.type, em.params, storage_backend=storage)
-            if isinstance(emitter, PrometheusEmitter):
-                emitter.set_tenants(s.enabled_tenants())
-                # Served from its cached text by exposition(), not through the registry.
-                self._prometheus.append(emitter)
-                stack.callback(self._prometheus.remove, emitter)
-                await emitter.refresh()
-            emitters.append(NamedEmitter(em.name, CountingEmitter(em.name, emitter, self.metrics)))
+        emitters = await self._open_emitters(storage, stack)
 
         if self._plugins is None:
             self._plugins = PluginRegistry.discover(s.plugins_path)
@@ -221,37 +208,37 @@ class Daemon:
             self.metrics,
             max_concurrent=s.scheduling.max_concurrent_tenants,
             context=context,
-            after_run=self._flush_prometheus,
+            after_run=self._exposition.flush,
         )
         stack.push_async_callback(pool.aclose)
         for name in tenants:
             await pool.add(name, s)
         return pool
 
-    def exposition(self) -> bytes:
-        """Return ``/metrics``: the service metrics, then the chargeback series.
+    async def _open_emitters(
+        self, storage: StorageBackend, stack: AsyncExitStack
+    ) -> list[NamedEmitter]:
+        """Create the configured emitters; ``prometheus`` ones also feed ``/metrics``."""
+        s = self.settings
+        emitters: list[NamedEmitter] = []
+        for em in s.emitters:
+            emitter = emitter_registry.create(em.type, em.params, storage_backend=storage)
+            if isinstance(emitter, PrometheusEmitter):
+                emitter.set_tenants(s.enabled_tenants())
+                # Served from its cached text by exposition(), not through the registry.
+                self._exposition.emitters.append(emitter)
+                stack.callback(self._exposition.emitters.remove, emitter)
+                await emitter.refresh()
+            emitters.append(NamedEmitter(em.name, CountingEmitter(em.name, emitter, self.metrics)))
+        return emitters
 
-        The service registry is small and rendered per scrape; the chargeback series
-        (tens of thousands on a big organization) come pre-rendered from each
-        ``prometheus`` emitter's last refresh.
-        """
-        return generate_latest(self.registry) + b"".join(
-            emitter.exposition() for emitter in self._prometheus
-        )
+    def exposition(self) -> bytes:
+        """Return ``/metrics``: the service metrics, then the chargeback series."""
+        return self._exposition.exposition()
 
     def exposition_gzip(self) -> bytes:
-        """Return :meth:`exposition`'s families as one gzip member, compressing little.
-
-        The chargeback part was compressed at its last refresh; only the small service
-        registry is compressed per scrape. The chargeback families come first here
-        (the order of families does not matter to Prometheus).
-        """
-        parts = [(p.text, p.deflate, p.crc) for p in (e.published() for e in self._prometheus)]
-        return gzip_stream(parts, generate_latest(self.registry))
-
-    async def _flush_prometheus(self) -> None:
-        for emitter in self._prometheus:
-            await emitter.flush()
+        """Return ``/metrics`` as one gzip member (see :class:`DaemonExposition`)."""
+        return self._exposition.exposition_gzip()
 
     async def start(self) -> None:
         """Acquire everything, start serving and scheduling.
@@ -262,45 +249,34 @@ class Daemon:
             OSError: the HTTP port could not be bound.
         """
         s = self.settings
-        self._write_pid(s.daemon.pid_file)
+        write_pid(s.daemon.pid_file)
         try:
             pool = await self._open_core(s.enabled_tenants())
         finally:
             if self._stack is not None:
-                self._stack.callback(self._remove_pid, s.daemon.pid_file)
+                self._stack.callback(remove_pid, s.daemon.pid_file)
         stack = self._need(self._stack)
         # The daemon is the single writer (pid file): a run still "running" was killed.
         interrupted = await self._need(self.storage).interrupt_stale_runs(self._clock())
         if interrupted:
             log.warning("runs interrupted by an earlier stop", runs=interrupted)
-
         if s.http.enabled:
-            self.http = HttpServer(make_app(self, self), s.http.host, s.http.port)
-            await self.http.start()
-            stack.push_async_callback(self.http.aclose)
-
-        self._scheduler = AsyncIOScheduler(
-            event_loop=asyncio.get_running_loop(),
-            timezone=dt.UTC,
-            job_defaults={
-                "coalesce": True,
-                "max_instances": 1,
-                "misfire_grace_time": s.scheduling.misfire_grace_s,
-            },
+            await self._start_http(stack)
+        self._scheduler = TenantScheduler(
+            self._scheduled_run, misfire_grace_s=s.scheduling.misfire_grace_s
         )
         self._scheduler.start()
-        stack.callback(self._shutdown_scheduler)
+        stack.callback(self._scheduler.shutdown)
         for name in pool.names():
             self._schedule(name, pool.schedule_of(name))
-
         if self.handle_signals:
             self._install_signals()
             stack.callback(self._remove_signals)
 
         self.state = DaemonState.RUNNING
         self._serving = True
-        self._beat()
-        beat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        self._heartbeat.beat()
+        beat = asyncio.create_task(self._heartbeat.loop(), name="heartbeat")
         stack.push_async_callback(self._cancel, beat)
         log.info(
             "daemon started",
@@ -310,6 +286,19 @@ class Daemon:
         )
         if s.scheduling.run_missed_on_startup:
             await self._run_missed(pool)
+
+    async def _start_http(self, stack: AsyncExitStack) -> None:
+        """Serve ``/metrics``, the probes and ``/api/v1/`` (its own read-only storage)."""
+        s = self.settings
+        app = make_app(
+            self._exposition,
+            self,
+            storage=functools.partial(make_backend, s.storage, read_only=True),
+            routes=api.routes(),
+        )
+        self.http = HttpServer(app, s.http.host, s.http.port)
+        await self.http.start()
+        stack.push_async_callback(self.http.aclose)
 
     async def _run_missed(self, pool: TenantPool) -> None:
         """Run each tenant whose last success is older than its latest scheduled time."""
@@ -326,30 +315,13 @@ class Daemon:
 
     # -- scheduling -------------------------------------------------------------------------
     def _schedule(self, name: str, schedule: str) -> None:
-        scheduler = self._need(self._scheduler)
-        trigger = cron_trigger(schedule, jitter_s=self.settings.scheduling.jitter_s)
-        scheduler.add_job(
-            self._scheduled_run,
-            trigger,
-            args=[name],
-            id=f"tenant:{name}",
-            name=f"run {name}",
-            replace_existing=True,
-        )
-
-    def _unschedule(self, name: str) -> None:
-        if self._scheduler is not None:
-            with contextlib.suppress(LookupError):
-                self._scheduler.remove_job(f"tenant:{name}")
+        jitter_s = self.settings.scheduling.jitter_s
+        self._need(self._scheduler).schedule(name, schedule, jitter_s=jitter_s)
 
     async def _scheduled_run(self, name: str) -> None:
         """APScheduler job: start the tenant's run and return (the run is the pool's task)."""
         if self.pool is not None:
             self.pool.request_run(name, "schedule")
-
-    def _shutdown_scheduler(self) -> None:
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
 
     def request_run_all(self, trigger: str = "signal") -> list[str]:
         """Start a run of every tenant that is not running (what SIGUSR1 does)."""
@@ -429,10 +401,10 @@ class Daemon:
             configure_logging(new.logging.level, new.logging.format)
         register_secrets(secret_values(new))
         self.settings = new
-        for prom in self._prometheus:
-            prom.set_tenants(new.enabled_tenants())
+        self._exposition.set_tenants(new.enabled_tenants())
         for name in [*removed, *changed]:
-            self._unschedule(name)
+            if self._scheduler is not None:
+                self._scheduler.unschedule(name)
             await pool.retire(name)
         for name in [*changed, *added]:
             if await pool.add(name, new) and self._scheduler is not None:
@@ -453,9 +425,7 @@ class Daemon:
 
     def health(self) -> dict[str, Any]:
         """Liveness details for ``/healthz``."""
-        age = None
-        if self._heartbeat_at is not None:
-            age = round(time.monotonic() - self._heartbeat_at, 3)
+        age = self._heartbeat.age_s()
         return {"state": str(self.state), "heartbeat_age_s": age, "summary": self.summary_line()}
 
     def readiness(self) -> list[str]:
@@ -470,23 +440,6 @@ class Daemon:
         if self._scheduler is None or not self._scheduler.running:
             reasons.append("scheduler not running")
         return reasons
-
-    def _beat(self) -> None:
-        self._heartbeat_at = time.monotonic()
-        line = self.summary_line()
-        beat = Heartbeat(self._clock(), os.getpid(), str(self.state), line)
-        try:
-            write_heartbeat(self.settings.daemon.heartbeat_file, beat)
-        except OSError as exc:
-            log.warning("heartbeat not written", error=str(exc))
-        if line != self._last_summary:
-            self._last_summary = line
-            log.info("heartbeat", summary=line)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.daemon.heartbeat_interval_s)
-            self._beat()
 
     # -- shutdown ---------------------------------------------------------------------------
     async def aclose(self) -> None:
@@ -505,7 +458,7 @@ class Daemon:
                 await self._stack.aclose()
             self.state = DaemonState.CLOSED
             if self._serving:
-                self._beat()  # "closed": `chargeback check` fails at once
+                self._heartbeat.beat()  # "closed": `chargeback check` fails at once
                 log.info("daemon stopped", summary=summary)
             self.http = None
             self.storage = None
@@ -522,19 +475,3 @@ class Daemon:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-    @staticmethod
-    def _write_pid(path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError, ValueError):
-            other = int(path.read_text(encoding="utf-8").strip())
-            if other != os.getpid():
-                os.kill(other, 0)  # raises if no such process: a stale file
-                log.warning("pid file names a running process; overwriting", pid=other)
-        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
-
-    @staticmethod
-    def _remove_pid(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
-            if int(path.read_text(encoding="utf-8").strip()) == os.getpid():
-                path.unlink()

@@ -3,18 +3,27 @@
 The daemon rewrites a small JSON file every ``heartbeat_interval_s``: the time, its pid,
 its state and a one-line counter summary. ``chargeback check`` reads it and exits 0
 when the daemon is running and the heartbeat is fresh, 1 otherwise, for Docker's
-``HEALTHCHECK`` or a Kubernetes exec probe.
+``HEALTHCHECK`` or a Kubernetes exec probe. :class:`HeartbeatWriter` is the daemon's
+side; ``/healthz`` reports the age of its last beat.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["Heartbeat", "check_heartbeat", "read_heartbeat", "write_heartbeat"]
+import structlog
+
+__all__ = ["Heartbeat", "HeartbeatWriter", "check_heartbeat", "read_heartbeat", "write_heartbeat"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +92,59 @@ def check_heartbeat(path: Path, max_age_s: float, *, now: dt.datetime | None = N
     if not _pid_alive(beat.pid):
         return f"pid {beat.pid} is not running"
     return None
+
+
+class HeartbeatPlace(Protocol):
+    """Protocol: where and how often to beat (``chargeback.settings.DaemonSettings``)."""
+
+    @property
+    def heartbeat_file(self) -> Path: ...
+
+    @property
+    def heartbeat_interval_s(self) -> float: ...
+
+
+class HeartbeatWriter:
+    """Writes the daemon's heartbeat and logs its summary line when the line changes.
+
+    Args:
+        place: the current settings' file and interval (asked at every beat, so a
+            reload's values apply).
+        summary: the one-line counter summary.
+        state: the daemon's state.
+        clock: the current UTC time.
+    """
+
+    def __init__(
+        self,
+        place: Callable[[], HeartbeatPlace],
+        summary: Callable[[], str],
+        state: Callable[[], str],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._place, self._summary, self._state, self._clock = place, summary, state, clock
+        self._at: float | None = None
+        self._last_summary = ""
+
+    def age_s(self) -> float | None:
+        """Seconds since the last beat (``None`` before the first)."""
+        return None if self._at is None else round(time.monotonic() - self._at, 3)
+
+    def beat(self) -> None:
+        """Write one heartbeat now (a failure to write is logged, never raised)."""
+        self._at = time.monotonic()
+        line = self._summary()
+        beat = Heartbeat(self._clock(), os.getpid(), self._state(), line)
+        try:
+            write_heartbeat(self._place().heartbeat_file, beat)
+        except OSError as exc:
+            log.warning("heartbeat not written", error=str(exc))
+        if line != self._last_summary:
+            self._last_summary = line
+            log.info("heartbeat", summary=line)
+
+    async def loop(self) -> None:
+        """Beat every ``heartbeat_interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(self._place().heartbeat_interval_s)
+            self.beat()

@@ -47,79 +47,66 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.runs = Counter(
-            "chargeback_runs",
-            "Finished tenant runs by outcome.",
-            ["tenant", "status"],
-            registry=registry,
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, (label,), buckets=buckets, registry=registry)
+
+        self.runs = counter(
+            "chargeback_runs", "Finished tenant runs by outcome.", ("tenant", "status")
         )
-        self.run_duration = Histogram(
+        self.run_duration = histogram(
             "chargeback_run_duration_seconds",
             "Wall time of one tenant run.",
-            ["tenant"],
-            buckets=_RUN_BUCKETS,
-            registry=registry,
+            "tenant",
+            _RUN_BUCKETS,
         )
-        self.last_success = Gauge(
+        self.last_success = gauge(
             "chargeback_last_success_timestamp_seconds",
             "Unix time at which the last successful run of the tenant finished.",
-            ["tenant"],
-            registry=registry,
+            ("tenant",),
         )
-        self.dates_calculated = Counter(
-            "chargeback_dates_calculated",
-            "Tenant-dates calculated and committed.",
-            ["tenant"],
-            registry=registry,
+        self.dates_calculated = counter(
+            "chargeback_dates_calculated", "Tenant-dates calculated and committed.", ("tenant",)
         )
-        self.lines_read = Counter(
-            "chargeback_billing_lines_read",
-            "Billing lines read from the cost input.",
-            ["tenant"],
-            registry=registry,
+        self.lines_read = counter(
+            "chargeback_billing_lines_read", "Billing lines read from the cost input.", ("tenant",)
         )
-        self.rows_written = Counter(
-            "chargeback_rows_written",
-            "Chargeback rows written to storage.",
-            ["tenant"],
-            registry=registry,
+        self.rows_written = counter(
+            "chargeback_rows_written", "Chargeback rows written to storage.", ("tenant",)
         )
-        self.unallocated = Gauge(
+        self.unallocated = gauge(
             "chargeback_unallocated_amount",
             "Cost charged to UNALLOCATED on the latest calculated day, in currency units.",
-            ["tenant"],
-            registry=registry,
+            ("tenant",),
         )
-        self.api_requests = Counter(
+        self.api_requests = counter(
             "chargeback_api_requests",
             "Ecosystem API requests by host, endpoint template and status.",
-            ["host", "endpoint", "status"],
-            registry=registry,
+            ("host", "endpoint", "status"),
         )
-        self.api_duration = Histogram(
+        self.api_duration = histogram(
             "chargeback_api_request_duration_seconds",
             "Latency of ecosystem API requests.",
-            ["host"],
-            buckets=_API_BUCKETS,
-            registry=registry,
+            "host",
+            _API_BUCKETS,
         )
-        self.api_retries = Counter(
+        self.api_retries = counter(
             "chargeback_api_retries",
             "Retried ecosystem API requests by host and reason.",
-            ["host", "reason"],
-            registry=registry,
+            ("host", "reason"),
         )
-        self.emits = Counter(
+        self.emits = counter(
             "chargeback_emits",
             "Emitter calls for one tenant-date, by outcome.",
-            ["emitter", "status"],
-            registry=registry,
+            ("emitter", "status"),
         )
-        self.running = Gauge(
-            "chargeback_tenants_running",
-            "Tenant runs in progress.",
-            registry=registry,
-        )
+        self.running = gauge("chargeback_tenants_running", "Tenant runs in progress.")
 
     # -- Telemetry ------------------------------------------------------------------------
     def api_request(self, host: str, endpoint: str, status: str, seconds: float) -> None:

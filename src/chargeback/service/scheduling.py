@@ -4,15 +4,21 @@ APScheduler's in-memory job store forgets everything on restart. Instead of a
 persistent job store, the daemon compares each tenant's last successful run (stored
 in the database) with the latest time its cron expression fired: if the run is older,
 the tenant missed a run while the daemon was down, and it runs once at start-up.
+
+:class:`TenantScheduler` is the daemon's one job per tenant on an ``AsyncIOScheduler``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import Awaitable, Callable
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["cron_trigger", "latest_fire_time", "missed_run"]
+__all__ = ["TenantScheduler", "cron_trigger", "latest_fire_time", "missed_run"]
 
 _DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -88,3 +94,65 @@ def missed_run(expr: str, last_success: dt.datetime | None, now: dt.datetime) ->
     if last_success is None:
         return True
     return fired is not None and last_success < fired
+
+
+class TenantScheduler:
+    """One APScheduler job per tenant, on the running loop, in UTC.
+
+    Runs of one tenant never overlap (``max_instances`` 1) and missed fire times are
+    coalesced into one run while they are less than ``misfire_grace_s`` late.
+
+    Args:
+        job: the coroutine function a fire time calls with the tenant's name.
+        misfire_grace_s: how late a fire time may still run.
+    """
+
+    def __init__(self, job: Callable[[str], Awaitable[None]], *, misfire_grace_s: int) -> None:
+        self._job = job
+        self._misfire_grace_s = misfire_grace_s
+        self._scheduler: AsyncIOScheduler | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler runs (``/readyz`` asks)."""
+        return self._scheduler is not None and bool(self._scheduler.running)
+
+    def start(self) -> None:
+        """Start scheduling on the running loop."""
+        self._scheduler = AsyncIOScheduler(
+            event_loop=asyncio.get_running_loop(),
+            timezone=dt.UTC,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self._misfire_grace_s,
+            },
+        )
+        self._scheduler.start()
+
+    def schedule(self, name: str, expr: str, *, jitter_s: int) -> None:
+        """Run tenant ``name`` at the times of crontab line ``expr`` (replacing its job).
+
+        Each fire time is delayed by a random ``0..jitter_s`` seconds.
+        """
+        if self._scheduler is None:
+            raise RuntimeError("the scheduler is not started")
+        self._scheduler.add_job(
+            self._job,
+            cron_trigger(expr, jitter_s=jitter_s),
+            args=[name],
+            id=f"tenant:{name}",
+            name=f"run {name}",
+            replace_existing=True,
+        )
+
+    def unschedule(self, name: str) -> None:
+        """Remove tenant ``name``'s job, if it has one."""
+        if self._scheduler is not None:
+            with contextlib.suppress(LookupError):
+                self._scheduler.remove_job(f"tenant:{name}")
+
+    def shutdown(self) -> None:
+        """Stop scheduling (running jobs are the pool's tasks, not waited for). Idempotent."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
