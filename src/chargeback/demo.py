@@ -46,6 +46,8 @@ from chargeback.settings import (
 
 if TYPE_CHECKING:
     from chargeback.core.engine.types import RunSummary
+    from chargeback.core.reconcile import ReconcileReport
+    from chargeback.core.storage.backend import StorageBackend
     from chargeback.service.daemon import Daemon
 
 __all__ = ["DemoOptions", "DemoResult", "add_arguments", "main", "run_demo"]
@@ -366,6 +368,45 @@ async def _backfill(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    """What the summary prints, read from storage (minor units)."""
+
+    by_identity: dict[str, int]
+    by_product: dict[str, int]
+    grand: int
+    unallocated: int
+    reasons: list[tuple[str, int]]
+    report: ReconcileReport
+
+
+async def _totals(storage: StorageBackend, tenant: str, first: dt.date, last: dt.date) -> _Totals:
+    """Sum the backfilled window by identity and product; the largest unallocated reasons."""
+    from chargeback.core.reconcile import build_report  # noqa: PLC0415
+
+    end = last + dt.timedelta(days=1)
+    by_identity: dict[str, int] = defaultdict(int)
+    by_product: dict[str, int] = defaultdict(int)
+    for t in await storage.cost_totals(tenant, first, end):
+        by_identity[t.identity_id] += t.amount
+        by_product[t.product_type] += t.amount
+    reasons: dict[str, int] = defaultdict(int)
+    day = first
+    while day <= last:
+        for row in await storage.read_rows(tenant, day):
+            if row.identity_id == UNALLOCATED:
+                reasons[f"{row.product_type}: {row.reason or row.rule}"] += row.amount
+        day += dt.timedelta(days=1)
+    return _Totals(
+        by_identity=by_identity,
+        by_product=by_product,
+        grand=sum(by_identity.values()),
+        unallocated=by_identity.get(UNALLOCATED, 0),
+        reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:5],
+        report=await build_report(storage, tenant, first, end),
+    )
+
+
 async def _summary(
     daemon: Daemon,
     *,
@@ -379,44 +420,58 @@ async def _summary(
     out: TextIO,
 ) -> DemoResult:
     """Print the summary tables and where to look; return the result."""
-    from chargeback.core.reconcile import build_report  # noqa: PLC0415
-
     storage = daemon.storage
     if storage is None:
         raise RuntimeError("the daemon's storage is closed")
     tenant = options.tenant
-    end = last + dt.timedelta(days=1)
-    totals = await storage.cost_totals(tenant, first, end)
-    by_identity: dict[str, int] = defaultdict(int)
-    by_product: dict[str, int] = defaultdict(int)
-    for t in totals:
-        by_identity[t.identity_id] += t.amount
-        by_product[t.product_type] += t.amount
-    grand = sum(by_identity.values())
-    unallocated = by_identity.get(UNALLOCATED, 0)
-    report = await build_report(storage, tenant, first, end)
-    reasons: dict[str, int] = defaultdict(int)
-    day = first
-    while day <= last:
-        for row in await storage.read_rows(tenant, day):
-            if row.identity_id == UNALLOCATED:
-                reasons[f"{row.product_type}: {row.reason or row.rule}"] += row.amount
-        day += dt.timedelta(days=1)
-    why = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-
+    totals = await _totals(storage, tenant, first, last)
     csv_dir = Path(_csv_dir(settings)) / tenant
     db = settings.storage.path
-    ranked = sorted(by_identity.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP]
-    products = sorted(by_product.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP]
     lines = [
         "",
         f"run {status}: {summary.dates_calculated} dates calculated, "
         f"{summary.lines_read} billing lines read, {summary.rows_written} rows written",
+        *_tables(totals, first, last),
+        "",
+        "Where to look",
+        f"  CSV files      {csv_dir}/<date>.csv",
+        f"  database       {db}",
+        f"  metrics        {http_url}/metrics",
+        f"  health         {http_url}/healthz   {http_url}/readyz",
+        f"  reconcile      CHARGEBACK_STORAGE__PATH={db} chargeback reconcile"
+        f" --config {options.config} --tenant {tenant} --from {first} --to {last}",
+    ]
+    print("\n".join(lines), file=out, flush=True)
+    report = totals.report
+    return DemoResult(
+        status=status,
+        dates_calculated=summary.dates_calculated,
+        reconcile_ok=report.ok,
+        billed_total=report.billed_total,
+        allocated_total=report.allocated_total,
+        unallocated_total=totals.unallocated,
+        db_path=db,
+        csv_dir=csv_dir,
+        metrics_url=f"{http_url}/metrics",
+    )
+
+
+def _tables(totals: _Totals, first: dt.date, last: dt.date) -> list[str]:
+    """The summary's tables: top identities, products, unallocated, reconciliation."""
+    grand, unallocated, why, report = (
+        totals.grand,
+        totals.unallocated,
+        totals.reasons,
+        totals.report,
+    )
+    ranked = sorted(totals.by_identity.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP]
+    products = sorted(totals.by_product.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP]
+    return [
         "",
         f"Top identities by cost, {first} .. {last}",
         f"  {'identity':<32} {'cost':>14} {'share':>7}",
         *(f"  {i:<32} {_money(a):>14} {_share(a, grand):>7}" for i, a in ranked),
-        f"  {f'({len(by_identity)} identities)':<32} {_money(grand):>14}",
+        f"  {f'({len(totals.by_identity)} identities)':<32} {_money(grand):>14}",
         "",
         "Cost by product type",
         *(f"  {t:<32} {_money(a):>14} {_share(a, grand):>7}" for t, a in products),
@@ -429,27 +484,7 @@ async def _summary(
         if report.ok
         else f"Reconciliation: MISMATCH on {len(report.mismatches)} date/product rows "
         f"(billed {_money(report.billed_total)}, allocated {_money(report.allocated_total)})",
-        "",
-        "Where to look",
-        f"  CSV files      {csv_dir}/<date>.csv",
-        f"  database       {db}",
-        f"  metrics        {http_url}/metrics",
-        f"  health         {http_url}/healthz   {http_url}/readyz",
-        f"  reconcile      CHARGEBACK_STORAGE__PATH={db} chargeback reconcile"
-        f" --config {options.config} --tenant {tenant} --from {first} --to {last}",
     ]
-    print("\n".join(lines), file=out, flush=True)
-    return DemoResult(
-        status=status,
-        dates_calculated=summary.dates_calculated,
-        reconcile_ok=report.ok,
-        billed_total=report.billed_total,
-        allocated_total=report.allocated_total,
-        unallocated_total=unallocated,
-        db_path=db,
-        csv_dir=csv_dir,
-        metrics_url=f"{http_url}/metrics",
-    )
 
 
 def _csv_dir(settings: AppSettings) -> str:
