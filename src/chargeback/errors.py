@@ -12,20 +12,22 @@ Messages never contain secrets.
     ├── PluginError                  a plugin could not be loaded or used
     │   └── PluginLoadError          import failed, no register(), wrong shape
     ├── StorageError                 the database failed (locked, read-only, full, corrupt)
-    ├── SourceError                  an ecosystem API failed after its retry budget
-    │   └── AuthenticationError      credentials rejected (401/403)
-    ├── AllocationError              an allocator or resolver broke its contract
-    └── EmitError                    an emitter failed for a tenant-date
+    └── SourceError                  an ecosystem API failed after its retry budget
+        └── AuthenticationError      credentials rejected (401/403)
+
+Two failures are deliberately not exceptions of this tree, because nothing may stop on
+them: an allocator or identity resolver that raises or breaks its contract sends the
+line to ``UNALLOCATED`` with the rule ``allocator_error`` (or ``resolver_error``) and
+the reason on the row, and an emitter that fails has its error recorded for that
+tenant, emitter and date and is retried by the next run.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "AllocationError",
     "AuthenticationError",
     "ChargebackError",
     "ConfigError",
-    "EmitError",
     "PluginError",
     "PluginLoadError",
     "SourceError",
@@ -87,19 +89,3 @@ class SourceError(ChargebackError):
 
 class AuthenticationError(SourceError):
     """The API rejected the credentials (401 or 403)."""
-
-
-class AllocationError(ChargebackError):
-    """An allocator or identity resolver broke its contract."""
-
-
-class EmitError(ChargebackError):
-    """An emitter failed for one tenant and date.
-
-    Attributes:
-        emitter: the emitter's configured name.
-    """
-
-    def __init__(self, message: str, *, emitter: str):
-        super().__init__(message)
-        self.emitter = emitter
