@@ -47,8 +47,9 @@ format: install
 types: install
 	$(RUN) mypy
 
+# Branch coverage with the subprocesses the tests start; the bar is fail_under in pyproject.
 pytest: install system-deps focus-validator
-	$(RUN) pytest
+	$(RUN) pytest --cov --cov-report=term-missing:skip-covered
 
 test: lint types pytest
 
