@@ -4,9 +4,11 @@
 
     Daemon.run()                         sync entry point: asyncio.run(async_run())
       async_run()
-        start()        AsyncExitStack:  pid file, storage, emitters (+ prometheus collector),
-                                        tenant runtimes, HTTP server, scheduler, signals,
-                                        heartbeat; then runs tenants that missed a run
+        start()        AsyncExitStack:  pid file, storage (core.storage.factory), emitters
+                                        (+ the /metrics exposition), tenant runtimes, HTTP
+                                        server (service/http: a thread and loop of its own),
+                                        scheduler, signals, heartbeat; then runs tenants
+                                        that missed a run
         wait           until SIGTERM / SIGINT (or stop())
         aclose()       stop accepting runs, drain running tenants for shutdown_grace_s,
                        cancel the rest, close everything in reverse order. Idempotent.
