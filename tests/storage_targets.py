@@ -10,7 +10,10 @@ backend is one more ``pytest.param`` in :data:`STORAGE_TARGETS`::
     pytest.param(POSTGRESQL, id="postgresql"),
 
 with a target whose ``make`` creates a database on a test server and returns
-``StorageSettings(url="postgresql://...")``, and whose ``peek`` runs the query there.
+``StorageSettings(url="postgresql://...")`` (the throwaway cluster of
+``tests/support/postgres.py``: ``create_database`` named after the directory, so the same
+directory gives the same database), and whose ``peek`` runs the query there (``?``
+placeholders become ``%s``).
 """
 
 from __future__ import annotations
