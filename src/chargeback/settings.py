@@ -73,9 +73,10 @@ class StorageSettings(_Section):
     path: Path = Path("./var/chargeback.db")
     """The SQLite file (created with its directory on first start)."""
     url: str | None = None
-    """The database as a URL, instead of ``path``: ``sqlite:///PATH`` for now (see
-    :mod:`chargeback.core.storage.factory`); a ``postgresql://`` URL is refused with a
-    message saying PostgreSQL is not available yet."""
+    """The database as a URL, instead of ``path``: ``sqlite:///PATH``, or
+    ``postgresql://user@host:5432/db`` for PostgreSQL (see
+    :mod:`chargeback.core.storage.factory`; the password from ``PGPASSWORD`` or a pgpass
+    file, or the whole URL from ``CHARGEBACK_STORAGE__URL``: never logged)."""
     writer_process_min_rows: int | None = Field(default=20_000, ge=0)
     """Date commits of at least this many lines plus rows are written by a child
     process, so allocation and SQLite use two cores; ``null`` writes every commit in

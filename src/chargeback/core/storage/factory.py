@@ -7,30 +7,44 @@ or :func:`open_backend`, so a new backend is one more entry in :data:`_BUILDERS`
     storage.path: ./var/chargeback.db            the embedded SQLite file (the default)
     storage.url:  sqlite:///var/chargeback.db    the same file, as a URL
     storage.url:  sqlite:////data/chargeback.db  an absolute path (four slashes)
-    storage.url:  postgresql://...               refused for now: not available yet
+    storage.url:  postgresql://user@host:5432/db  a PostgreSQL database (DESIGN §18)
 
 A ``sqlite`` URL follows the convention of SQLAlchemy and dj-database-url: everything
 after ``sqlite:///`` is the path as written, so three slashes give a relative path and
 four an absolute one; ``sqlite:///:memory:`` is a private in-memory database.
+
+A ``postgresql`` (or ``postgres``) URL is a libpq connection URI, handed to psycopg as it
+is: whatever it leaves out comes from libpq's environment (``PGPASSWORD``, ``PGPASSFILE``,
+``PGHOST``, ``PGUSER``, ``PGSSLMODE``...), so the password never needs to be in the settings
+file; a URL with a password in it belongs in ``CHARGEBACK_STORAGE__URL``, from a secret.
+Either way the password is never logged: every message names the database by
+:func:`redact_url`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from chargeback.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from chargeback.core.storage.backend import StorageBackend
 
-__all__ = ["StorageConfig", "StorageLocation", "make_backend", "open_backend", "parse_url"]
+__all__ = [
+    "StorageConfig",
+    "StorageLocation",
+    "make_backend",
+    "open_backend",
+    "parse_url",
+    "redact_url",
+]
 
-_PLANNED = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
-"""Schemes that name a backend this version does not have yet, with its name."""
+_POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 
 class StorageConfig(Protocol):
@@ -57,32 +71,58 @@ class StorageLocation:
     """Where the database is: a backend's scheme and what that backend needs to find it.
 
     Attributes:
-        scheme: the backend (``"sqlite"``).
-        path: the SQLite file (or ``":memory:"``).
+        scheme: the backend (``"sqlite"`` or ``"postgresql"``).
+        path: the SQLite file (or ``":memory:"``); empty for PostgreSQL.
+        dsn: PostgreSQL's connection URI as given (it may hold a password, so it is left
+            out of the repr); empty for SQLite.
     """
 
     scheme: str
-    path: Path
+    path: Path = Path()
+    dsn: str = field(default="", repr=False)
+
+    @property
+    def display(self) -> str:
+        """Where the database is, fit for a log line or an error (no password)."""
+        return redact_url(self.dsn) if self.dsn else str(self.path)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part and of a ``password=`` query as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = userinfo.split(":", 1)[0] + ":***@" + hostport
+    path, question, query = tail.partition("?")
+    if question:
+        parts = query.split("&")
+        query = "&".join("password=***" if p.lower().startswith("password=") else p for p in parts)
+    return f"{scheme}{sep}{netloc}{slash}{path}{question}{query}"
 
 
 def parse_url(url: str) -> StorageLocation:
     """Return the location a storage URL names.
 
     Raises:
-        ConfigError: the scheme is unknown, names a backend not available yet, or the
-            URL has no path; the message says what is accepted (field ``storage.url``).
+        ConfigError: the scheme is unknown, or the URL is malformed; the message says
+            what is accepted (field ``storage.url``) and never shows a password.
     """
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise _url_error(f"expected a URL like sqlite:///var/chargeback.db, got {url!r}")
-    if scheme in _PLANNED:
         raise _url_error(
-            f"{_PLANNED[scheme]} storage is not available yet (it is planned); use "
-            "storage.path or a sqlite:///PATH URL for the embedded SQLite database"
+            f"expected a URL like sqlite:///var/chargeback.db or postgresql://host/db, "
+            f"got {redact_url(url)!r}"
         )
+    if scheme in _POSTGRES_SCHEMES:
+        return _postgres_location(url)
     if scheme != "sqlite":
-        raise _url_error(f"unknown storage scheme {scheme!r}; expected sqlite:///PATH")
+        raise _url_error(
+            f"unknown storage scheme {scheme!r}; expected sqlite:///PATH or postgresql://..."
+        )
     if not rest.startswith("/") or rest == "/":
         raise _url_error(
             f"a sqlite URL names a file after three slashes, got {url!r}; e.g. "
@@ -91,6 +131,18 @@ def parse_url(url: str) -> StorageLocation:
     if "?" in rest or "#" in rest:
         raise _url_error(f"a sqlite URL takes no query or fragment, got {url!r}")
     return StorageLocation("sqlite", Path(rest[1:]))
+
+
+def _postgres_location(url: str) -> StorageLocation:
+    """Check what a PostgreSQL URI can be checked for without connecting."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a non-numeric port raises here
+    except ValueError as exc:
+        raise _url_error(f"malformed PostgreSQL URL {redact_url(url)!r}: {exc}") from exc
+    if parts.fragment:
+        raise _url_error(f"a PostgreSQL URL takes no fragment, got {redact_url(url)!r}")
+    return StorageLocation("postgresql", dsn=url)
 
 
 def _url_error(message: str) -> ConfigError:
@@ -123,7 +175,18 @@ def _sqlite(location: StorageLocation, config: StorageConfig, *, read_only: bool
     )
 
 
-_BUILDERS: dict[str, Callable[..., StorageBackend]] = {"sqlite": _sqlite}
+def _postgresql(
+    location: StorageLocation, config: StorageConfig, *, read_only: bool
+) -> StorageBackend:
+    from chargeback.core.storage.postgres import PostgresBackend  # noqa: PLC0415
+
+    return PostgresBackend(location.dsn, read_only=read_only)
+
+
+_BUILDERS: dict[str, Callable[..., StorageBackend]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+}
 """Scheme -> ``builder(location, config, *, read_only)`` of an unopened backend."""
 
 

@@ -11,12 +11,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from tests.storage_targets import SQLITE_WRITER_CHILD
+from tests.storage_targets import SQLITE_WRITER_CHILD, StorageTarget
 from tests.unit.core.storage.contract import test_commit
 
 from chargeback.core.storage.backend import StorageBackend
 from chargeback.core.storage.factory import open_backend
 from chargeback.settings import StorageSettings
+
+
+@pytest.fixture
+def storage_target() -> StorageTarget:
+    """The writer child only (the contract's own runs cover every backend)."""
+    return SQLITE_WRITER_CHILD
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from chargeback.core.storage.factory import (
     open_backend,
     parse_url,
 )
+from chargeback.core.storage.postgres import PostgresBackend
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import ConfigError, StorageError
 from chargeback.settings import StorageSettings, load_settings
@@ -37,18 +38,29 @@ class TestParseUrl:
         """Three slashes then the path as written: relative, or absolute with a fourth."""
         assert parse_url(url) == StorageLocation("sqlite", path)
 
-    @pytest.mark.parametrize("url", ["postgresql://u@db/cb", "postgres://db/cb"])
-    def test_postgresql_is_refused_as_not_available_yet(self, url: str) -> None:
-        """A PostgreSQL URL says PostgreSQL is not available yet and what to use instead."""
-        with pytest.raises(ConfigError, match="PostgreSQL storage is not available yet") as info:
-            parse_url(url)
-        assert info.value.field == "storage.url"
-        assert "storage.path" in str(info.value)
+    @pytest.mark.parametrize(
+        "url", ["postgresql://u@db/cb", "postgres://db/cb", "postgresql:///cb?host=/run/pg"]
+    )
+    def test_postgresql_urls_name_a_database(self, url: str) -> None:
+        """A PostgreSQL URL is kept whole for libpq; the location names no path."""
+        location = parse_url(url)
+        assert (location.scheme, location.dsn) == ("postgresql", url)
+
+    def test_a_password_never_shows(self) -> None:
+        """The location's repr and display leave the password out, and so do URL errors."""
+        location = parse_url("postgresql://cb:s3cret@db:5432/cb?password=s3cret&sslmode=require")
+        assert "s3cret" not in repr(location)
+        assert location.display == "postgresql://cb:***@db:5432/cb?password=***&sslmode=require"
+        with pytest.raises(ConfigError) as info:
+            parse_url("postgresql://cb:s3cret@db:port/cb")
+        assert "s3cret" not in str(info.value)
+        assert "malformed PostgreSQL URL" in str(info.value)
 
     @pytest.mark.parametrize(
         ("url", "message"),
         [
             ("mysql://db/cb", "unknown storage scheme 'mysql'"),
+            ("postgresql://db/cb#frag", "takes no fragment"),
             ("var/chargeback.db", "expected a URL like sqlite:///"),
             ("sqlite://var/chargeback.db", "names a file after three slashes"),
             ("sqlite:///", "names a file after three slashes"),
@@ -121,13 +133,13 @@ class TestStorageUrlSetting:
         assert isinstance(store, SQLiteBackend)
         assert store.path == str(tmp_path / "u.db")
 
-    def test_postgresql_url_is_a_config_error_naming_the_field(self, tmp_path: Path) -> None:
-        """A postgresql URL stops loading with the field and 'not available yet'."""
+    def test_postgresql_url_selects_the_postgresql_backend(self, tmp_path: Path) -> None:
+        """A postgresql URL loads and the factory builds the PostgreSQL backend, unopened."""
         path = tmp_path / "settings.yaml"
-        path.write_text("storage: {url: 'postgresql://db/cb'}\n", encoding="utf-8")
-        with pytest.raises(ConfigError, match="not available yet") as info:
-            load_settings(path)
-        assert info.value.field == "storage.url"
+        path.write_text("storage: {url: 'postgresql://cb:pw@db/cb'}\n", encoding="utf-8")
+        store = make_backend(load_settings(path).storage)
+        assert isinstance(store, PostgresBackend)
+        assert repr(store) == "PostgresBackend('postgresql://cb:***@db/cb')"
 
     def test_url_and_path_together_are_refused(self, tmp_path: Path) -> None:
         """Setting both storage.url and storage.path is ambiguous and refused."""
@@ -136,13 +148,14 @@ class TestStorageUrlSetting:
         with pytest.raises(ConfigError, match=r"set storage.url or storage.path, not both"):
             load_settings(path)
 
-    def test_check_config_exits_2_on_a_postgresql_url(
+    def test_check_config_exits_2_on_a_malformed_postgresql_url(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """The command line reports the refused URL as a settings error (exit 2)."""
+        """The command line reports a malformed URL as a settings error (exit 2), no password."""
         path = tmp_path / "settings.yaml"
-        path.write_text("storage: {url: 'postgresql://db/cb'}\n", encoding="utf-8")
+        path.write_text("storage: {url: 'postgresql://u:hunter2@db:x/cb'}\n", encoding="utf-8")
         assert main(["check-config", "--config", str(path)]) == 2
         err = capsys.readouterr().err
         assert "storage.url" in err
-        assert "PostgreSQL storage is not available yet" in err
+        assert "malformed PostgreSQL URL" in err
+        assert "hunter2" not in err

@@ -104,13 +104,19 @@ class TestCommitReplacesDate:
 
     @pytest.mark.parametrize("tenant", ["o'brien", "x'); DROP TABLE runs; --", "nul\x00in"])
     async def test_any_tenant_text_is_stored_as_given(  # noqa: PLR0917  (pytest fixtures)
-        self, backend, line_factory, rows_factory, commit_date, tenant, peek
+        self, backend, line_factory, rows_factory, commit_date, tenant, peek, storage_target
     ):
         """The tenant is written into the insert statements once: quotes are escaped, and
-        text SQL cannot hold (a NUL character) is bound with every row instead."""
+        text SQL cannot hold (a NUL character) is bound with every row instead. A backend
+        whose text cannot hold NUL at all refuses it whole, saying so."""
         await backend.register_modules([ExtraModule()])
         lines, rows = version(line_factory, rows_factory, tenant, DAY, [10, 20])
         block = ExtraModule().billing_rows(tenant, DAY, lines)
+        if "\x00" in tenant and not storage_target.holds_nul:
+            with pytest.raises(StorageError, match="cannot hold a NUL character"):
+                await commit_date(backend, tenant, DAY, lines, rows, plugin_rows=block)
+            assert count(peek, "SELECT COUNT(*) FROM billing_lines") == 0
+            return
         await commit_date(backend, tenant, DAY, lines, rows, plugin_rows=block)
         assert await backend.read_rows(tenant, DAY) == rows
         for table, n in (("billing_lines", 2), ("chargeback_rows", 6), ("extra_billing", 2)):

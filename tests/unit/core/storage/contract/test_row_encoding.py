@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from chargeback.core.models import ChargebackRow
 from chargeback.core.storage.factory import open_backend
+from chargeback.errors import StorageError
 from chargeback.settings import StorageSettings
 
 DAY = dt.date(2024, 5, 1)
@@ -58,6 +59,8 @@ class TestRowEncoding:
         directory = tmp_path_factory.getbasetemp() / f"row_encoding_{storage_target.name}"
         directory.mkdir(exist_ok=True)
         tenant = f"t{next(_tenants)}"
+        if not storage_target.holds_nul:  # refused whole: test_nul_in_text_survives
+            fields = [tuple(_without_nul(v) for v in f) for f in fields]
         rows = [ChargebackRow(tenant, DAY, *f) for f in fields]
         assert asyncio.run(_commit_and_read(storage_target.make(directory), tenant, rows)) == rows
 
@@ -72,10 +75,21 @@ class TestRowEncoding:
             )  # fmt: skip
         assert await backend.read_rows("t", DAY) == []
 
-    async def test_nul_in_text_survives(self, storage_settings):
-        """Text with NUL characters (which C strings would cut) is stored whole."""
+    async def test_nul_in_text_survives(self, storage_settings, storage_target):
+        """Text with NUL characters (which C strings would cut) is stored whole, or, where
+        the database's text cannot hold NUL (PostgreSQL), refused whole with a clear error."""
         rows = [
             ChargebackRow("t", DAY, "l\x00a", "sa\x00", "P", "C", None, "e", "u", "r\x00", 5, None),
             ChargebackRow("t", DAY, "l2", "sa-2", "P", "C", "lkc", None, "u", "r", -5, "x\x00y"),
         ]
-        assert await _commit_and_read(storage_settings, "t", rows) == rows
+        if storage_target.holds_nul:
+            assert await _commit_and_read(storage_settings, "t", rows) == rows
+            return
+        with pytest.raises(StorageError, match="cannot hold a NUL character"):
+            await _commit_and_read(storage_settings, "t", rows)
+        clean = [rows[1]._replace(reason="xy")]
+        assert await _commit_and_read(storage_settings, "t", clean) == clean
+
+
+def _without_nul(value: object) -> object:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
