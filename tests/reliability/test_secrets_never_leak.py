@@ -94,7 +94,7 @@ class TestSecretsNeverLeak:
         await h.aclose()
 
         assert len(logs) > 50
-        assert any(e.get("event") == "ccloud request retry" for e in logs)
+        assert any(e.get("event") == "http request retry" for e in logs)
         texts += [repr(e) for e in logs]
         texts += [r.getMessage() + repr(r.__dict__) for r in caplog.records]
         texts += [str(s) + repr(s) for s in summaries]

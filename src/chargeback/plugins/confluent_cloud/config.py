@@ -27,26 +27,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from chargeback.core.rules import RuleKind, RuleOverride
+from chargeback.core.sources import HttpSettings, PrometheusSettings
+
 __all__ = [
     "AllocationOverride",
     "BillingSettings",
     "CCloudSettings",
-    "HttpSettings",
     "MetricsSettings",
     "OrgWideSettings",
-    "PrometheusSettings",
     "Rule",
 ]
 
-Rule = Literal["usage", "even", "owner", "unallocated"]
-"""Allocation rules a product type can be configured with.
-
-- ``usage``: ``usage_ratio`` of the line by the metric values per principal, the rest
-  evenly over the active principals (ratio 1: all by usage).
-- ``even``: evenly over the identities the handler resolved.
-- ``owner``: the resource's single owner (connector, ksqlDB, Flink statement owners).
-- ``unallocated``: everything to UNALLOCATED with a reason.
-"""
+Rule = RuleKind
+"""The allocation rules a product type can be configured with (see
+:data:`~chargeback.core.rules.RuleKind`)."""
 
 
 class _Strict(BaseModel):
@@ -60,36 +55,6 @@ class BillingSettings(_Strict):
     """Days per request window (the API accepts at most about one month)."""
     page_size: int = Field(default=10000, ge=1, le=10000)
     """Rows per page (the API's maximum is 10000)."""
-
-
-class HttpSettings(_Strict):
-    """Timeouts, retries and the per-host limits of the HTTP client."""
-
-    timeout_s: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=6, ge=0, le=20)
-    backoff_base_s: float = Field(default=0.5, ge=0)
-    backoff_max_s: float = Field(default=30.0, ge=0)
-    max_retry_after_s: float = Field(default=120.0, ge=0)
-    """Upper bound on a server-requested wait (``Retry-After``, rate-limit reset)."""
-    max_concurrency: int = Field(default=8, ge=1, le=256)
-    """Requests in flight per API host."""
-    requests_per_second: float | None = Field(default=20.0, gt=0)
-    """Request starts per second per API host; ``null`` disables the limit."""
-    max_pages: int = Field(default=100_000, ge=1)
-    """Safety cap on pages followed for one listing (guards against a ``next`` loop)."""
-    list_page_size: int = Field(default=99, ge=1, le=100)
-    """``page_size`` sent to org/IAM/cluster listings (the APIs allow at most 100)."""
-
-
-class PrometheusSettings(_Strict):
-    """A Prometheus server that scrapes the Confluent Cloud export endpoint."""
-
-    url: str
-    username: str | None = None
-    password: SecretStr | None = None
-    function: Literal["sum_over_time", "increase"] = "sum_over_time"
-    """``sum_over_time`` for the export's per-minute delta gauges (the default);
-    ``increase`` for a setup that exposes cumulative counters."""
 
 
 class MetricsSettings(_Strict):
@@ -133,6 +98,11 @@ class AllocationOverride(_Strict):
     def ratio(self) -> Fraction | None:
         """Return ``usage_ratio`` as an exact fraction."""
         return None if self.usage_ratio is None else Fraction(self.usage_ratio)
+
+    def rule_override(self) -> RuleOverride:
+        """Return this override for the core's rule table."""
+        metrics = None if self.metric is None else tuple(self.metric)
+        return RuleOverride(rule=self.rule, ratio=self.ratio(), metrics=metrics)
 
 
 IdentityType = Literal["service_account", "user", "identity_pool"]

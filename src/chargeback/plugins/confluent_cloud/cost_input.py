@@ -32,17 +32,18 @@ import functools
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import structlog
 
 from chargeback.core.models import BillingLineItem
 from chargeback.core.money import to_minor
-from chargeback.plugins.confluent_cloud.client import CCloudClient
+from chargeback.core.sources import HttpClient
+from chargeback.core.sources.values import parse_decimal
 from chargeback.plugins.confluent_cloud.config import BillingSettings
 
-__all__ = ["MAX_AMOUNT", "CCloudCostInput", "parse_cost_row", "parse_decimal", "windows"]
+__all__ = ["MAX_AMOUNT", "CCloudCostInput", "parse_cost_row", "windows"]
 
 _log = structlog.get_logger(__name__)
 
@@ -71,20 +72,6 @@ def _date(value: object) -> dt.date | None:
         return dt.date.fromisoformat(value[:10])
     except ValueError:
         return None
-
-
-def parse_decimal(value: object) -> Decimal | None:
-    """Read an API number (JSON number or numeric string) exactly; ``None`` if it is not one.
-
-    Floats go through their shortest ``repr``; NaN and infinities are not numbers.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        dec = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return dec if dec.is_finite() else None
 
 
 MAX_AMOUNT = Decimal(10) ** 8
@@ -247,7 +234,7 @@ class CCloudCostInput:
         settings: window and page sizes.
     """
 
-    def __init__(self, client: CCloudClient, base_url: str, settings: BillingSettings) -> None:
+    def __init__(self, client: HttpClient, base_url: str, settings: BillingSettings) -> None:
         self._client = client
         self._url = base_url.rstrip("/") + ENDPOINT
         self._settings = settings

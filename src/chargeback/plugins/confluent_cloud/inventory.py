@@ -24,8 +24,8 @@ from typing import Any
 import structlog
 
 from chargeback.core.models import Identity, Resource
+from chargeback.core.sources import Credentials, HttpClient
 from chargeback.errors import ChargebackError
-from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
 from chargeback.plugins.confluent_cloud.config import CCloudSettings
 
 __all__ = [
@@ -171,7 +171,7 @@ def connector_owner(config: Mapping[str, Any], key_owner: Mapping[str, str]) -> 
     return CONNECTOR_OWNER_UNKNOWN, mode
 
 
-async def gather_inventory(client: CCloudClient, settings: CCloudSettings) -> Inventory:
+async def gather_inventory(client: HttpClient, settings: CCloudSettings) -> Inventory:
     """List the whole inventory of one tenant.
 
     Listings run concurrently; when some fail, the first failure is raised itself
@@ -199,7 +199,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-async def _crawl(client: CCloudClient, settings: CCloudSettings) -> Inventory:
+async def _crawl(client: HttpClient, settings: CCloudSettings) -> Inventory:
     base = settings.base_url
     page = {"page_size": settings.http.list_page_size}
 
@@ -385,7 +385,7 @@ def _connector(
     )  # fmt: skip
 
 
-async def _connectors(client: CCloudClient, base: str, cluster: Resource) -> dict[str, Any]:
+async def _connectors(client: HttpClient, base: str, cluster: Resource) -> dict[str, Any]:
     """List a cluster's connectors (Connect v1: a map, not paginated; 404 -> none)."""
     body = await client.get_json(
         f"{base}/connect/v1/environments/{cluster.env_id}/clusters/{cluster.resource_id}/connectors",
@@ -398,7 +398,7 @@ async def _connectors(client: CCloudClient, base: str, cluster: Resource) -> dic
 
 def _statement_tasks(
     tg: asyncio.TaskGroup,
-    client: CCloudClient,
+    client: HttpClient,
     settings: CCloudSettings,
     pools: list[Resource],
 ) -> list[asyncio.Task[list[Resource]]]:
@@ -420,7 +420,7 @@ def _statement_tasks(
 
 
 async def _statements(  # noqa: PLR0917  (internal helper)
-    client: CCloudClient, host: str, org: str, env: str, creds: Credentials, page_size: int
+    client: HttpClient, host: str, org: str, env: str, creds: Credentials, page_size: int
 ) -> list[Resource]:
     items = await client.list_all(
         f"{host}/sql/v1/organizations/{org}/environments/{env}/statements",

@@ -8,14 +8,14 @@ from typing import Any
 import httpx
 import structlog
 
+from chargeback.core.rules import FallbackAllocator
+from chargeback.core.sources import Credentials, HttpClient, PrometheusSource
 from chargeback.errors import PluginError
-from chargeback.plugins.confluent_cloud.allocators import FallbackAllocator
-from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
 from chargeback.plugins.confluent_cloud.config import CCloudSettings
 from chargeback.plugins.confluent_cloud.cost_input import CCloudCostInput
 from chargeback.plugins.confluent_cloud.handlers import HANDLER_CLASSES, BaseHandler, IndexCache
 from chargeback.plugins.confluent_cloud.inventory import SENTINELS, Inventory, gather_inventory
-from chargeback.plugins.confluent_cloud.metrics import MetricsApiSource, PrometheusSource
+from chargeback.plugins.confluent_cloud.metrics import MetricsApiSource, prometheus_source
 from chargeback.plugins.confluent_cloud.storage import CCloudStorageModule
 
 __all__ = ["NAME", "ConfluentCloudPlugin"]
@@ -23,6 +23,12 @@ __all__ = ["NAME", "ConfluentCloudPlugin"]
 NAME = "confluent_cloud"
 
 _log = structlog.get_logger(__name__)
+
+AUTH_HINT = (
+    "check the API key and secret of this tenant and the key's role "
+    "(OrganizationAdmin/BillingAdmin/MetricsViewer)"
+)
+"""What a 401/403 tells the operator to check."""
 
 
 class ConfluentCloudPlugin:
@@ -46,7 +52,7 @@ class ConfluentCloudPlugin:
         self._http = client
         self._sleep = sleep
         self._settings: CCloudSettings | None = None
-        self._client: CCloudClient | None = None
+        self._client: HttpClient | None = None
         self._handlers: dict[str, BaseHandler] = {}
         self._index = IndexCache()
         self._fallback = FallbackAllocator()
@@ -66,7 +72,7 @@ class ConfluentCloudPlugin:
         return self._settings
 
     @property
-    def client(self) -> CCloudClient:
+    def client(self) -> HttpClient:
         """The tenant's HTTP client (after :meth:`initialize`)."""
         if self._client is None:
             raise PluginError("the plugin is not initialized; call initialize() first", plugin=NAME)
@@ -86,11 +92,12 @@ class ConfluentCloudPlugin:
         settings = CCloudSettings.model_validate(dict(config))
         self._settings = settings
         extra: dict[str, Any] = {} if self._sleep is None else {"sleep": self._sleep}
-        self._client = CCloudClient(
+        self._client = HttpClient(
             Credentials(settings.api_key, settings.api_secret),
             settings.http,
             client=self._http,
             transport=self._transport,
+            auth_hint=AUTH_HINT,
             **extra,
         )
         self._handlers = {
@@ -114,7 +121,7 @@ class ConfluentCloudPlugin:
         """The Metrics API, or the configured Prometheus."""
         metrics = self.settings.metrics
         if metrics.source == "prometheus" and metrics.prometheus is not None:
-            return PrometheusSource(self.client, metrics.prometheus)
+            return prometheus_source(self.client, metrics.prometheus)
         return MetricsApiSource(self.client, self.settings.telemetry_url, metrics.limit)
 
     def get_storage_module(self) -> CCloudStorageModule:

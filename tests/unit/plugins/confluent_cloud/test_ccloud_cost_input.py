@@ -14,8 +14,8 @@ from pydantic import SecretStr
 
 from chargeback.core.models import BillingLineItem
 from chargeback.core.money import to_minor
-from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
-from chargeback.plugins.confluent_cloud.config import BillingSettings, HttpSettings
+from chargeback.core.sources import Credentials, HttpClient, HttpSettings
+from chargeback.plugins.confluent_cloud.config import BillingSettings
 from chargeback.plugins.confluent_cloud.cost_input import (
     MAX_AMOUNT,
     CCloudCostInput,
@@ -65,7 +65,7 @@ async def gather(
     async def no_sleep(_: float) -> None:
         return None
 
-    client = CCloudClient(
+    client = HttpClient(
         Credentials("K", SecretStr("S")), HttpSettings(requests_per_second=None),
         transport=httpx.MockTransport(api), sleep=no_sleep,
     )  # fmt: skip

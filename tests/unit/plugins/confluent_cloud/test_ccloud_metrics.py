@@ -4,37 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from chargeback.core.sources import Credentials, HttpClient, HttpSettings, PrometheusSettings
 from chargeback.errors import SourceError
-from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials
-from chargeback.plugins.confluent_cloud.config import HttpSettings, PrometheusSettings
 from chargeback.plugins.confluent_cloud.handlers.base import METRIC_QUERIES
 from chargeback.plugins.confluent_cloud.metrics import (
     MetricsApiSource,
-    PrometheusSource,
-    _to_int,
     prom_label,
     prom_metric,
+    prometheus_source,
 )
 
 D1 = dt.date(2026, 3, 1)
 D3 = dt.date(2026, 3, 3)
 
 
-def client(handler: Any) -> CCloudClient:
+def client(handler: Any) -> HttpClient:
     async def no_sleep(_: float) -> None:
         return None
 
-    return CCloudClient(
+    return HttpClient(
         Credentials("K", SecretStr("S")),
         HttpSettings(requests_per_second=None, max_retries=1),
         transport=httpx.MockTransport(handler),
@@ -94,19 +89,6 @@ class TestMetricsApi:
         assert table[(dt.date(2026, 3, 2), "lfcp-1")]["sa-1"] == 2500
         assert api.calls[0][1]["filter"]["field"] == "resource.compute_pool.id"
 
-    @settings(max_examples=300, deadline=None)
-    @given(
-        value=st.floats(allow_nan=False, allow_infinity=False)
-        | st.integers(-(2**60), 2**60).map(float)
-        | st.integers(-(2**60), 2**60),
-        scale=st.sampled_from([1, 1000]),
-    )
-    def test_every_value_rounds_like_its_decimal(self, value: float | int, scale: int) -> None:
-        """A point's value becomes round_half_even(Decimal(repr(value)) * scale), whatever
-        path it takes (integral floats and ints have a fast one)."""
-        expected = int((Decimal(repr(value)) * scale).to_integral_value(rounding=ROUND_HALF_EVEN))
-        assert _to_int(value, scale) == expected
-
     async def test_a_repeating_page_token_is_an_error(self) -> None:
         """A cursor that never ends fails instead of looping."""
 
@@ -157,7 +139,7 @@ class TestPrometheus:
     async def test_query_range_by_day(self) -> None:
         """One query_range with step 1d; the point at T is the day before T."""
         prom = FakePrometheus()
-        source = PrometheusSource(client(prom), PrometheusSettings(url="http://prom:9090"))
+        source = prometheus_source(client(prom), PrometheusSettings(url="http://prom:9090"))
         table = await source.fetch(METRIC_QUERIES["request_bytes"], ["lkc-a", "lkc-b"], D1, D3)
         (form,) = prom.forms
         assert form["step"] == "86400"
@@ -168,15 +150,6 @@ class TestPrometheus:
         assert table == {(D1, "lkc-a"): {"sa-1": 100}, (dt.date(2026, 3, 2), "lkc-a"):
                          {"sa-1": 50, "sa-2": 1000}}  # fmt: skip
         assert prom.auth == [None]  # never the Confluent key
-
-    async def test_basic_auth_when_configured(self) -> None:
-        """Configured Prometheus basic auth is sent."""
-        prom = FakePrometheus()
-        settings = PrometheusSettings(url="http://prom", username="u", password=SecretStr("p"))
-        await PrometheusSource(client(prom), settings).fetch(
-            METRIC_QUERIES["response_bytes"], ["lkc-a"], D1, D3
-        )
-        assert prom.auth == [httpx.BasicAuth("u", "p")._auth_header]
 
 
 class TestCursorExpiry:

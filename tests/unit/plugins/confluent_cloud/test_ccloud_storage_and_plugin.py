@@ -19,9 +19,10 @@ from chargeback.core.plugin.protocols import (
     StorageModule,
 )
 from chargeback.core.plugin.registry import PluginRegistry
+from chargeback.core.sources import PrometheusSource
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.plugins.confluent_cloud import ConfluentCloudPlugin, register
-from chargeback.plugins.confluent_cloud.metrics import MetricsApiSource, PrometheusSource
+from chargeback.plugins.confluent_cloud.metrics import MetricsApiSource
 from chargeback.plugins.confluent_cloud.storage import CCloudStorageModule
 
 DAY = dt.date(2026, 3, 1)

@@ -1,7 +1,8 @@
 """What every Confluent Cloud service handler shares.
 
-- :class:`RuleSpec`: a product type's default rule, merged with the
-  ``plugin_settings.allocation`` override into the allocator the handler returns;
+- the rule table: each handler's default :class:`~chargeback.core.rules.RuleSpec`
+  per product type, merged with the ``plugin_settings.allocation`` override by the
+  core's :class:`~chargeback.core.rules.RuleTable` into the allocator it returns;
 - :class:`DateIndex` / :class:`IndexCache`: lookups built once from a date's
   :class:`~chargeback.core.plugin.protocols.ResolveContext` (API key -> owner, owners of
   the keys on each resource and environment, Flink statements per pool), never
@@ -16,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, ClassVar
 
 from chargeback.core.models import (
@@ -29,8 +29,8 @@ from chargeback.core.models import (
     Resource,
 )
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.allocators import RuleAllocator, UsageMemo
-from chargeback.plugins.confluent_cloud.config import CCloudSettings, Rule
+from chargeback.core.rules import RuleAllocator, RuleSpec, RuleTable
+from chargeback.plugins.confluent_cloud.config import CCloudSettings
 from chargeback.plugins.confluent_cloud.inventory import Inventory
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "BaseHandler",
     "DateIndex",
     "IndexCache",
-    "RuleSpec",
     "identity_type_of",
 ]
 
@@ -58,6 +57,9 @@ METRIC_QUERIES: Mapping[str, MetricQuery] = {
 }  # fmt: skip
 """The usage metrics, by the key allocation settings refer to them with."""
 
+DEFAULT_USAGE_METRICS = ("request_bytes", "response_bytes")
+"""What a product type overridden to ``rule: usage`` weighs by when it names no metric."""
+
 
 def identity_type_of(identity_id: str) -> str:
     """Guess an identity's type from its id prefix (for ids not in the inventory)."""
@@ -68,16 +70,6 @@ def identity_type_of(identity_id: str) -> str:
     if identity_id.startswith("pool-"):
         return "identity_pool"
     return "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSpec:
-    """A product type's rule: kind, recorded name, usage ratio and metric keys."""
-
-    kind: Rule
-    name: str
-    ratio: Fraction = Fraction(1)
-    metrics: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -224,28 +216,12 @@ class BaseHandler:
     def __init__(self, settings: CCloudSettings, index: IndexCache) -> None:
         self._settings = settings
         self._index = index
-        self._specs = {pt: self._merge(pt, spec) for pt, spec in self.DEFAULTS.items()}
-        memo: UsageMemo = {}
-        self._allocators = {
-            pt: RuleAllocator(spec.kind, self._params(spec), self.UNKNOWN_TO_UNALLOCATED, memo)
-            for pt, spec in self._specs.items()
-        }
-
-    def _merge(self, product_type: str, spec: RuleSpec) -> RuleSpec:
-        override = self._settings.allocation.get(product_type)
-        if override is None:
-            return spec
-        kind = override.rule or spec.kind
-        name = spec.name if kind == spec.kind else f"{product_type.lower()}_{kind}"
-        ratio = override.ratio()
-        metrics = tuple(override.metric) if override.metric is not None else spec.metrics
-        if kind == "usage" and not metrics:
-            metrics = ("request_bytes", "response_bytes")
-        return RuleSpec(kind, name, spec.ratio if ratio is None else ratio, metrics)
-
-    @staticmethod
-    def _params(spec: RuleSpec) -> AllocationParams:
-        return AllocationParams(rule=spec.name, usage_ratio=spec.ratio, metric_keys=spec.metrics)
+        self._rules = RuleTable(
+            self.DEFAULTS,
+            overrides={pt: o.rule_override() for pt, o in settings.allocation.items()},
+            default_metrics=DEFAULT_USAGE_METRICS,
+            unknown_to_unallocated=self.UNKNOWN_TO_UNALLOCATED,
+        )
 
     @property
     def service_type(self) -> str:
@@ -255,26 +231,23 @@ class BaseHandler:
     @property
     def handles_product_types(self) -> Sequence[str]:
         """The line types this handler claims."""
-        return tuple(self._specs)
+        return self._rules.product_types
 
     def rule_spec(self, product_type: str) -> RuleSpec:
         """Return the effective rule of a product type."""
-        return self._specs[product_type]
+        return self._rules.spec(product_type)
 
     def allocation_params(self, product_type: str) -> AllocationParams:
         """Return the effective :class:`AllocationParams` of a product type."""
-        return self._allocators[product_type].params
+        return self._rules.allocator(product_type).params
 
     def get_metrics_for_product_type(self, product_type: str) -> Sequence[MetricQuery]:
         """Return the metric queries the product type's usage rule weighs by."""
-        spec = self._specs.get(product_type)
-        if spec is None or spec.kind != "usage":
-            return ()
-        return tuple(METRIC_QUERIES[m] for m in spec.metrics)
+        return tuple(METRIC_QUERIES[m] for m in self._rules.usage_metrics(product_type))
 
     def get_allocator(self, product_type: str) -> RuleAllocator:
         """Return the allocator of the product type's configured rule."""
-        return self._allocators[product_type]
+        return self._rules.allocator(product_type)
 
     async def gather_resources(self, tenant_id: str, shared: Any) -> Sequence[Resource]:
         """No resources by default."""

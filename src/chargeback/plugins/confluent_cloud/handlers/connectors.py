@@ -13,7 +13,8 @@ from chargeback.core.models import (
     Resource,
 )
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler, RuleSpec
+from chargeback.core.rules import RuleSpec
+from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler
 from chargeback.plugins.confluent_cloud.inventory import (
     CONNECTOR_OWNER_UNKNOWN,
     SENTINELS,
@@ -22,7 +23,7 @@ from chargeback.plugins.confluent_cloud.inventory import (
 
 __all__ = ["ConnectorHandler"]
 
-_OWNER = RuleSpec("owner", "connector_owner")
+_OWNER = RuleSpec(kind="owner", name="connector_owner")
 
 
 class ConnectorHandler(BaseHandler):

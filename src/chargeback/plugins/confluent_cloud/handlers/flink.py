@@ -7,12 +7,13 @@ from typing import Any
 
 from chargeback.core.models import BillingLineItem, IdentityResolution, Resource
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler, RuleSpec
+from chargeback.core.rules import RuleSpec
+from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler
 from chargeback.plugins.confluent_cloud.inventory import Inventory
 
 __all__ = ["FlinkHandler"]
 
-_CFU = RuleSpec("usage", "flink_statement_cfu", metrics=("cfu",))
+_CFU = RuleSpec(kind="usage", name="flink_statement_cfu", metrics=("cfu",))
 
 
 class FlinkHandler(BaseHandler):

@@ -8,7 +8,8 @@ from typing import Any
 
 from chargeback.core.models import BillingLineItem, IdentityResolution, Resource
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler, RuleSpec
+from chargeback.core.rules import RuleSpec
+from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler
 from chargeback.plugins.confluent_cloud.inventory import Inventory
 
 __all__ = ["KafkaHandler"]
@@ -35,16 +36,18 @@ class KafkaHandler(BaseHandler):
 
     service_type_name = "kafka"
     DEFAULTS = {
-        "KAFKA_NETWORK_READ": RuleSpec("usage", _NET, Fraction(1), _RESP),
-        "KAFKA_NETWORK_WRITE": RuleSpec("usage", _NET, Fraction(1), _REQ),
-        "KAFKA_REST_PRODUCE": RuleSpec("usage", _NET, Fraction(1), _REQ),
-        "KAFKA_NUM_CKUS": RuleSpec("usage", _CAP, _SHARED, _BOTH),
-        "KAFKA_NUM_CKU": RuleSpec("usage", _CAP, _SHARED, _BOTH),
-        "KAFKA_BASE": RuleSpec("usage", _CAP, _SHARED, _BOTH),
-        "KAFKA_PARTITION": RuleSpec("usage", _CAP, _SHARED, _BOTH),
-        "KAFKA_STREAMS": RuleSpec("usage", _CAP, _SHARED, _BOTH),
-        "KAFKA_STORAGE": RuleSpec("usage", "kafka_storage_usage_shared", _SHARED, _REQ),
-    }  # fmt: skip
+        "KAFKA_NETWORK_READ": RuleSpec(kind="usage", name=_NET, metrics=_RESP),
+        "KAFKA_NETWORK_WRITE": RuleSpec(kind="usage", name=_NET, metrics=_REQ),
+        "KAFKA_REST_PRODUCE": RuleSpec(kind="usage", name=_NET, metrics=_REQ),
+        "KAFKA_NUM_CKUS": RuleSpec(kind="usage", name=_CAP, ratio=_SHARED, metrics=_BOTH),
+        "KAFKA_NUM_CKU": RuleSpec(kind="usage", name=_CAP, ratio=_SHARED, metrics=_BOTH),
+        "KAFKA_BASE": RuleSpec(kind="usage", name=_CAP, ratio=_SHARED, metrics=_BOTH),
+        "KAFKA_PARTITION": RuleSpec(kind="usage", name=_CAP, ratio=_SHARED, metrics=_BOTH),
+        "KAFKA_STREAMS": RuleSpec(kind="usage", name=_CAP, ratio=_SHARED, metrics=_BOTH),
+        "KAFKA_STORAGE": RuleSpec(
+            kind="usage", name="kafka_storage_usage_shared", ratio=_SHARED, metrics=_REQ
+        ),
+    }
 
     async def gather_resources(self, tenant_id: str, shared: Any) -> Sequence[Resource]:
         """The tenant's Kafka clusters."""

@@ -7,12 +7,13 @@ from typing import Any
 
 from chargeback.core.models import BillingLineItem, Identity, IdentityResolution, Resource
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler, RuleSpec
+from chargeback.core.rules import RuleSpec
+from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler
 from chargeback.plugins.confluent_cloud.inventory import Inventory
 
 __all__ = ["OrgWideHandler"]
 
-_EVEN = RuleSpec("even", "org_wide_even")
+_EVEN = RuleSpec(kind="even", name="org_wide_even")
 
 
 class OrgWideHandler(BaseHandler):

@@ -7,12 +7,13 @@ from typing import Any
 
 from chargeback.core.models import BillingLineItem, IdentityResolution, Resource
 from chargeback.core.plugin.protocols import ResolveContext
-from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler, RuleSpec
+from chargeback.core.rules import RuleSpec
+from chargeback.plugins.confluent_cloud.handlers.base import BaseHandler
 from chargeback.plugins.confluent_cloud.inventory import Inventory
 
 __all__ = ["SchemaRegistryHandler"]
 
-_EVEN = RuleSpec("even", "schema_registry_key_owners_even")
+_EVEN = RuleSpec(kind="even", name="schema_registry_key_owners_even")
 
 
 class SchemaRegistryHandler(BaseHandler):

@@ -19,7 +19,7 @@ from chargeback.core.models import (
     Identity,
     IdentitySet,
 )
-from chargeback.plugins.confluent_cloud.allocators import (
+from chargeback.core.rules import (
     EVEN_NO_USAGE,
     FALLBACK,
     NO_IDENTITIES,
@@ -49,7 +49,8 @@ def ctx(  # noqa: PLR0917  (a terse test helper)
 def usage_rule(
     ratio: Fraction = Fraction(1), keys: tuple[str, ...] = ("request_bytes",)
 ) -> RuleAllocator:
-    return RuleAllocator("usage", AllocationParams("kafka_network_usage", ratio, keys))
+    params = AllocationParams("kafka_network_usage", ratio, keys)
+    return RuleAllocator(kind="usage", params=params)
 
 
 def by_id(result: AllocationResult) -> dict[str, int]:
@@ -107,7 +108,9 @@ class TestUsage:
     def test_unknown_statements_go_to_unallocated_when_configured(self) -> None:
         """With unknown_to_unallocated, usage of unmapped principals is UNALLOCATED."""
         rule = RuleAllocator(
-            "usage", AllocationParams("flink_statement_cfu", Fraction(1), ("cfu",)), True
+            kind="usage",
+            params=AllocationParams("flink_statement_cfu", Fraction(1), ("cfu",)),
+            unknown_to_unallocated=True,
         )
         result = rule(ctx(100, ["sa-a"], {"cfu": {"st1": 1, "gone": 1}}, {"st1": "sa-a"}))
         assert by_id(result) == {"sa-a": 50, UNALLOCATED: 50}
@@ -152,7 +155,7 @@ class TestUsage:
         the parts a fresh computation gives, and equal but distinct inputs never
         borrow another line's weights by accident."""
         params = AllocationParams("kafka_network_usage", Fraction(num, 10), ("request_bytes",))
-        rule = RuleAllocator("usage", params, unknown_to_unallocated=unknown)
+        rule = RuleAllocator(kind="usage", params=params, unknown_to_unallocated=unknown)
         pmap = {"K": "sa-b"}
         known = IdentitySet(Identity(i, "service_account") for i in ("sa-a", "u-d"))
         for amount, pick, fresh in lines:
@@ -174,20 +177,20 @@ class TestUsage:
 class TestOtherRules:
     def test_even(self) -> None:
         """The even rule splits over the resolved identities as shared cost."""
-        rule = RuleAllocator("even", AllocationParams("org_wide_even"))
+        rule = RuleAllocator(kind="even", params=AllocationParams("org_wide_even"))
         result = rule(ctx(-7, ["sa-a", "sa-b"], product_type="SUPPORT"))
         assert sum(by_id(result).values()) == -7
         assert {a.rule for a in result.allocations} == {"org_wide_even"}
 
     def test_owner(self) -> None:
         """The owner rule charges the single owner as usage."""
-        rule = RuleAllocator("owner", AllocationParams("connector_owner"))
+        rule = RuleAllocator(kind="owner", params=AllocationParams("connector_owner"))
         (only,) = rule(ctx(5, ["sa-o"], product_type="CONNECT_CAPACITY")).allocations
         assert (only.identity_id, only.amount, only.cost_type) == ("sa-o", 5, CostType.USAGE)
 
     def test_configured_unallocated(self) -> None:
         """A product type configured 'unallocated' is charged to UNALLOCATED with a reason."""
-        rule = RuleAllocator("unallocated", AllocationParams("support_unallocated"))
+        rule = RuleAllocator(kind="unallocated", params=AllocationParams("support_unallocated"))
         (only,) = rule(ctx(5, ["sa-o"], product_type="SUPPORT")).allocations
         assert only.identity_id == UNALLOCATED
         assert only.reason

@@ -11,10 +11,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from chargeback.core.sources import Credentials, HttpClient, HttpSettings, retry_after_seconds
 from chargeback.core.telemetry import set_telemetry
 from chargeback.errors import AuthenticationError, SourceError
-from chargeback.plugins.confluent_cloud.client import CCloudClient, Credentials, retry_after_seconds
-from chargeback.plugins.confluent_cloud.config import HttpSettings
 
 SECRET = "s3cr3t-do-not-leak"
 
@@ -51,12 +50,12 @@ class FakeAPI:
         return httpx.Response(200, json=step)
 
 
-def make_client(api: FakeAPI, sleeps: list[float], **http: Any) -> CCloudClient:
+def make_client(api: FakeAPI, sleeps: list[float], **http: Any) -> HttpClient:
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
     settings = HttpSettings(requests_per_second=None, **http)
-    return CCloudClient(
+    return HttpClient(
         Credentials("KEY", SecretStr(SECRET)),
         settings,
         transport=httpx.MockTransport(api),
@@ -205,7 +204,7 @@ class TestLimits:
         async def fake_sleep(seconds: float) -> None:
             sleeps.append(seconds)
 
-        client = CCloudClient(
+        client = HttpClient(
             Credentials("KEY", SecretStr(SECRET)),
             HttpSettings(requests_per_second=2),
             transport=httpx.MockTransport(FakeAPI()),

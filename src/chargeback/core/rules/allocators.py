@@ -1,4 +1,4 @@
-"""The allocation rules of DESIGN §10 as pure functions.
+"""The generic allocation rules (DESIGN §10) as pure functions.
 
 Every function takes an :class:`~chargeback.core.models.AllocationContext` and
 returns parts that sum to the line's amount exactly (they only use
@@ -20,24 +20,20 @@ rule name                   meaning
 Billing lines with ``error`` set (malformed rows) never reach these functions: the
 engine charges them to UNALLOCATED with the reason ``source_error: ...``.
 
-Usage principals are mapped through ``principal_map`` (API key -> owner, Flink
-statement -> owner) and their values summed per payer. For Kafka, a principal that
-is in no inventory is charged as itself (it is a real principal id such as
-``sa-...`` the IAM listing did not show); Flink statements missing from the
-inventory go to UNALLOCATED, because a statement name is not an identity.
+Usage principals are mapped through ``principal_map`` (e.g. API key -> owner) and
+their values summed per payer. A principal in no inventory is charged as itself
+(a real principal id the identity listing did not show), unless the rule sends
+such usage to UNALLOCATED (``unknown_to_unallocated``: a name that is not an
+identity, such as a Flink statement's).
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from fractions import Fraction
 from functools import partial
 from itertools import repeat
 from typing import NamedTuple
-
-import structlog
 
 from chargeback.core.models import (
     UNALLOCATED,
@@ -48,23 +44,18 @@ from chargeback.core.models import (
     CostType,
 )
 from chargeback.core.money import split, split_even
-from chargeback.plugins.confluent_cloud.config import Rule
 
 __all__ = [
     "EVEN_NO_USAGE",
     "FALLBACK",
     "NO_IDENTITIES",
     "UNKNOWN_PRINCIPAL",
-    "FallbackAllocator",
-    "RuleAllocator",
     "UsageMemo",
     "allocate_even",
     "allocate_owner",
     "allocate_unallocated",
     "allocate_usage",
 ]
-
-_log = structlog.get_logger(__name__)
 
 EVEN_NO_USAGE = "even_split_no_usage"
 NO_IDENTITIES = "no_identities"
@@ -181,7 +172,11 @@ def allocate_usage(
     to UNALLOCATED (``no_identities``).
 
     Args:
-        memo: a dict the caller keeps between lines. The lines of one cluster and
+        ctx: the line, its resolved identities, principal map and usage.
+        params: the rule's name, usage ratio and metric keys.
+        unknown_to_unallocated: usage of principals that are neither mapped nor
+            resolved goes to UNALLOCATED (``unknown_principal``), not to themselves.
+        memo: a dict the caller keeps between lines. The lines of one resource and
             day (~5 of them) share their usage tables, principal map and identities
             (the engine and the handlers hand out the same objects), so the weights
             are summed and sorted once for them, not per line. Entries are found by
@@ -193,39 +188,50 @@ def allocate_usage(
     else:
         basis = _cached_basis(ctx, params, unknown_to_unallocated, memo)
     amount = ctx.line.amount
-    active = basis.active
     if basis.total == 0:
-        if not active:
+        if not basis.active:
             return _nobody(ctx, f"no usage and no active principals for {ctx.line.resource_id}")
-        return AllocationResult(_nonzero(_even(amount, active, _SHARED, EVEN_NO_USAGE)))
+        return AllocationResult(_nonzero(_even(amount, basis.active, _SHARED, EVEN_NO_USAGE)))
+    usage_part, shared_part = _usage_and_shared(amount, params, bool(basis.active))
+    parts = _usage_parts(usage_part, basis, params.rule)
+    if shared_part:
+        parts.extend(_even(shared_part, basis.active, _SHARED, params.rule))
+    if not parts:
+        parts = _even(amount, basis.active or (UNALLOCATED,), _SHARED, params.rule)
+    return AllocationResult(_nonzero(parts))
+
+
+def _usage_and_shared(amount: int, params: AllocationParams, anyone: bool) -> tuple[int, int]:
+    """Cut ``amount`` into its usage and shared parts by ``params.usage_ratio``.
+
+    With nobody active to share with, the whole line is the usage part.
+    """
     ratio = params.usage_ratio
     numerator, denominator = ratio.numerator, ratio.denominator
-    if numerator >= denominator or not active:
-        usage_part, shared_part = amount, 0
-    elif numerator <= 0:
-        usage_part, shared_part = 0, amount
-    else:
-        usage_part, shared_part = split(amount, [numerator, denominator - numerator])
-    parts: list[Allocation] = []
-    if usage_part:
-        amounts = split(usage_part, basis.weights)
-        parts.extend(
-            _allocations(
-                zip(basis.payers, amounts, repeat(_USAGE), repeat(params.rule), repeat(None))
+    if numerator >= denominator or not anyone:
+        return amount, 0
+    if numerator <= 0:
+        return 0, amount
+    usage_part, shared_part = split(amount, [numerator, denominator - numerator])
+    return usage_part, shared_part
+
+
+def _usage_parts(usage_part: int, basis: _Basis, rule: str) -> list[Allocation]:
+    """Split ``usage_part`` by the basis' weights; unknown principals' share to UNALLOCATED."""
+    if not usage_part:
+        return []
+    amounts = split(usage_part, basis.weights)
+    parts = list(
+        _allocations(zip(basis.payers, amounts, repeat(_USAGE), repeat(rule), repeat(None)))
+    )
+    if basis.unknown_weight:
+        parts.append(
+            Allocation(
+                UNALLOCATED, amounts[-1], _UNALLOCATED_TYPE, UNKNOWN_PRINCIPAL,
+                "usage by principals that are not in the inventory",
             )
-        )
-        if basis.unknown_weight:
-            parts.append(
-                Allocation(
-                    UNALLOCATED, amounts[-1], _UNALLOCATED_TYPE, UNKNOWN_PRINCIPAL,
-                    "usage by principals that are not in the inventory",
-                )
-            )  # fmt: skip
-    if shared_part:
-        parts.extend(_even(shared_part, active, _SHARED, params.rule))
-    if not parts:
-        parts = _even(amount, active or (UNALLOCATED,), _SHARED, params.rule)
-    return AllocationResult(_nonzero(parts))
+        )  # fmt: skip
+    return parts
 
 
 def allocate_even(ctx: AllocationContext, params: AllocationParams) -> AllocationResult:
@@ -251,58 +257,3 @@ def allocate_unallocated(ctx: AllocationContext, params: AllocationParams) -> Al
     return AllocationResult.unallocated(
         ctx.line, params.rule, ctx.reason or f"{ctx.line.product_type} is configured unallocated"
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RuleAllocator:
-    """A :class:`~chargeback.core.plugin.protocols.CostAllocator` bound to a configured rule.
-
-    The rule and its parameters come from the plugin settings (defaults per product
-    type, overridable); ``ctx.params`` from the engine is not consulted.
-    """
-
-    kind: Rule
-    params: AllocationParams
-    unknown_to_unallocated: bool = False
-    memo: UsageMemo = field(default_factory=dict, compare=False, repr=False)
-    """Shared by the rules of one handler: its lines of a cluster and day weigh the
-    same usage whatever their product type (see :func:`allocate_usage`)."""
-
-    def __call__(self, ctx: AllocationContext, /) -> AllocationResult:
-        """Split ``ctx.line`` by this rule."""
-        if self.kind == "usage":
-            return allocate_usage(
-                ctx,
-                self.params,
-                unknown_to_unallocated=self.unknown_to_unallocated,
-                memo=self.memo,
-            )
-        if self.kind == "even":
-            return allocate_even(ctx, self.params)
-        if self.kind == "owner":
-            return allocate_owner(ctx, self.params)
-        return allocate_unallocated(ctx, self.params)
-
-
-class FallbackAllocator:
-    """Allocator for product types no handler claims: one warning per type, UNALLOCATED."""
-
-    __slots__ = ("_warned",)
-
-    def __init__(self) -> None:
-        self._warned: set[str] = set()
-
-    def __call__(self, ctx: AllocationContext, /) -> AllocationResult:
-        """Charge the whole line to UNALLOCATED with the reason."""
-        product_type = ctx.line.product_type
-        if product_type not in self._warned:
-            self._warned.add(product_type)
-            _log.warning("product type has no handler", product_type=product_type)
-        return AllocationResult.unallocated(
-            ctx.line, FALLBACK, f"no allocation rule for product type {product_type}"
-        )
-
-
-def usage_params(rule: str, ratio: Fraction, metric_keys: tuple[str, ...]) -> AllocationParams:
-    """Build :class:`AllocationParams` (a small convenience for handlers and tests)."""
-    return AllocationParams(rule=rule, usage_ratio=ratio, metric_keys=metric_keys)

@@ -1,21 +1,24 @@
-"""The HTTP client of one Confluent Cloud tenant (DESIGN §10, reference §1, §5).
+"""A retrying, rate-limited JSON HTTP client for billing, inventory and usage APIs.
 
-One :class:`httpx.AsyncClient` per tenant carries every call: the management APIs,
-the Metrics API and the regional Flink hosts. On top of it this module adds
+One :class:`HttpClient` per tenant carries every call of a plugin (for Confluent
+Cloud: the management APIs, the Metrics API, the regional Flink hosts and a
+Prometheus). On top of one :class:`httpx.AsyncClient` it adds
 
 - HTTP Basic auth from a :class:`~pydantic.SecretStr` (per request, so Flink calls can
   use a Flink key);
 - retries with exponential backoff and full jitter on 429 (waiting what
   ``Retry-After`` / ``X-RateLimit-Reset`` / ``rateLimit-reset`` ask, in relative
   seconds), 5xx, timeouts, connection errors and truncated or invalid JSON bodies;
-- a concurrency bound and a request-rate limit per API host;
+- a concurrency bound and a request-rate limit per API host (one default for every
+  host, and per-host overrides for APIs that document a lower limit);
 - generic pagination over the ``{"metadata": {"next": ...}, "data": [...]}`` envelope;
 - one :func:`~chargeback.core.telemetry.current_telemetry` report per attempt and
   per retry (host, endpoint template without ids, status).
 
 After the retry budget a request raises :class:`~chargeback.errors.SourceError`
-(:class:`~chargeback.errors.AuthenticationError` for 401/403). Messages carry the
-URL and status only: never the secret or the ``Authorization`` header.
+(:class:`~chargeback.errors.AuthenticationError` for 401/403, with the plugin's hint
+on which credentials and roles to check). Messages carry the URL and status only:
+never the secret or the ``Authorization`` header.
 
 Tests inject an ``httpx.AsyncClient`` or a transport (``httpx.MockTransport``,
 ``httpx.ASGITransport(app=ccloud_sim_app)``) and a fake ``sleep``.
@@ -31,17 +34,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import httpx
 import structlog
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from chargeback.core.telemetry import current_telemetry
 from chargeback.errors import AuthenticationError, SourceError
-from chargeback.plugins.confluent_cloud.config import HttpSettings
 
-__all__ = ["CCloudClient", "Credentials", "retry_after_seconds"]
+__all__ = ["Credentials", "HttpClient", "HttpSettings", "retry_after_seconds"]
 
 _log = structlog.get_logger(__name__)
 
@@ -61,6 +63,27 @@ def _unbind(response: httpx.Response) -> None:
 
 Sleep = Callable[[float], Awaitable[None]]
 Params = Mapping[str, str | int]
+
+
+class HttpSettings(BaseModel):
+    """Timeouts, retries and the per-host limits of the HTTP client."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=6, ge=0, le=20)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    max_retry_after_s: float = Field(default=120.0, ge=0)
+    """Upper bound on a server-requested wait (``Retry-After``, rate-limit reset)."""
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    """Requests in flight per API host."""
+    requests_per_second: float | None = Field(default=20.0, gt=0)
+    """Request starts per second per API host; ``null`` disables the limit."""
+    max_pages: int = Field(default=100_000, ge=1)
+    """Safety cap on pages followed for one listing (guards against a ``next`` loop)."""
+    list_page_size: int = Field(default=99, ge=1, le=100)
+    """``page_size`` sent to paginated listings (the Confluent APIs allow at most 100)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +135,21 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
     return None
 
 
-class CCloudClient:
-    """Async HTTP client for one tenant's Confluent Cloud APIs.
+_DEFAULT_AUTH_HINT = "check the credentials of this tenant and their roles"
+
+
+class HttpClient:
+    """Async JSON HTTP client for one tenant's APIs.
 
     Args:
-        credentials: the Cloud API key used unless a request names other credentials.
+        credentials: the key used unless a request names other credentials.
         settings: timeouts, retries and per-host limits.
         client: a ready client to use (not closed by :meth:`aclose`).
         transport: a transport for a client this object creates and owns.
         sleep: awaited for every backoff and rate-limit wait (tests pass a fake).
         rng: returns a float in ``[0, 1)`` for the jitter.
+        auth_hint: what a 401/403 message tells the operator to check (the plugin
+            knows which roles its APIs need).
     """
 
     def __init__(
@@ -133,8 +161,10 @@ class CCloudClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        auth_hint: str = _DEFAULT_AUTH_HINT,
     ) -> None:
         self._creds = credentials
+        self._auth_hint = auth_hint
         self._settings = settings or HttpSettings()
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
@@ -220,7 +250,7 @@ class CCloudClient:
                 current_telemetry().api_retry(host, retry.reason)
                 wait = self._backoff(attempt, retry.wait)
                 _log.info(
-                    "ccloud request retry", method=method, endpoint=endpoint,
+                    "http request retry", method=method, endpoint=endpoint,
                     reason=retry.reason, attempt=attempt + 1, wait_s=round(wait, 3),
                 )  # fmt: skip
                 await self._sleep(wait)
@@ -266,9 +296,7 @@ class CCloudClient:
             return not_found
         if status in (401, 403):
             raise AuthenticationError(
-                f"{method} {_plain(url)} was rejected with {status}: check the API key and "
-                "secret of this tenant and the key's role (OrganizationAdmin/BillingAdmin/"
-                "MetricsViewer)",
+                f"{method} {_plain(url)} was rejected with {status}: {self._auth_hint}",
                 url=_plain(url),
                 status=status,
             )
@@ -343,11 +371,10 @@ class CCloudClient:
             SourceError: a request failed, or the listing exceeded ``max_pages``.
         """
         base = urlsplit(url)
-        next_url: str | None = url
-        next_params: Params | None = params
+        request: tuple[str, Params | None] | None = (url, params)
         seen: set[str] = set()
         pages = 0
-        while next_url is not None:
+        while request is not None:
             pages += 1
             if pages > self._settings.max_pages:
                 raise SourceError(
@@ -356,46 +383,16 @@ class CCloudClient:
                     url=_plain(url),
                 )
             body = await self.get_json(
-                next_url,
+                request[0],
                 endpoint=endpoint,
-                params=next_params,
+                params=request[1],
                 credentials=credentials,
                 not_found=None if not_found_empty else ...,
             )
             if body is None:
                 return
-            if not isinstance(body, dict):
-                raise SourceError(f"GET {_plain(url)} returned a non-object body", url=_plain(url))
-            data = body.get("data") or []
-            if not isinstance(data, list):
-                raise SourceError(f"GET {_plain(url)} returned a non-list 'data'", url=_plain(url))
-            items = [item for item in data if isinstance(item, dict)]
-            if len(items) != len(data):
-                _log.warning(
-                    "listing items that are not objects skipped", endpoint=endpoint,
-                    skipped=len(data) - len(items), kinds=sorted(
-                        {type(i).__name__ for i in data if not isinstance(i, dict)}
-                    ),
-                )  # fmt: skip
-            yield items
-            meta = body.get("metadata") or {}
-            nxt = meta.get("next") if isinstance(meta, dict) else None
-            if not nxt or not isinstance(nxt, str):
-                return
-            if nxt in seen:
-                raise SourceError(
-                    f"GET {_plain(url)} paginated in a loop (metadata.next repeated)",
-                    url=_plain(url),
-                )
-            seen.add(nxt)
-            split = urlsplit(nxt)
-            if split.netloc == base.netloc and split.scheme == base.scheme:
-                next_url, next_params = nxt, None
-            else:
-                token = parse_qs(split.query).get("page_token", [None])[0]
-                if not token:
-                    return
-                next_url, next_params = url, {**(params or {}), "page_token": token}
+            yield _page_items(url, endpoint, body)
+            request = _next_request(url, params, base, body, seen)
 
     async def list_all(
         self,
@@ -414,6 +411,52 @@ class CCloudClient:
         ):  # fmt: skip
             items.extend(page)
         return items
+
+
+def _page_items(url: str, endpoint: str, body: object) -> list[dict[str, Any]]:
+    """Return the object items of one listing page; items that are not objects are
+    skipped with a warning, a body that is not an envelope is an error."""
+    if not isinstance(body, dict):
+        raise SourceError(f"GET {_plain(url)} returned a non-object body", url=_plain(url))
+    data = body.get("data") or []
+    if not isinstance(data, list):
+        raise SourceError(f"GET {_plain(url)} returned a non-list 'data'", url=_plain(url))
+    items = [item for item in data if isinstance(item, dict)]
+    if len(items) != len(data):
+        _log.warning(
+            "listing items that are not objects skipped", endpoint=endpoint,
+            skipped=len(data) - len(items), kinds=sorted(
+                {type(i).__name__ for i in data if not isinstance(i, dict)}
+            ),
+        )  # fmt: skip
+    return items
+
+
+def _next_request(
+    url: str, params: Params | None, base: SplitResult, body: Mapping[str, Any], seen: set[str]
+) -> tuple[str, Params | None] | None:
+    """Return the URL and parameters of the page after ``body``, or ``None`` at the end.
+
+    ``metadata.next`` is followed as-is on the first page's host; elsewhere (behind a
+    proxy) its ``page_token`` is re-sent to ``url`` with the original parameters.
+    ``seen`` collects the links followed, so a repeated one is an error, not a loop.
+    """
+    meta = body.get("metadata") or {}
+    nxt = meta.get("next") if isinstance(meta, dict) else None
+    if not nxt or not isinstance(nxt, str):
+        return None
+    if nxt in seen:
+        raise SourceError(
+            f"GET {_plain(url)} paginated in a loop (metadata.next repeated)", url=_plain(url)
+        )
+    seen.add(nxt)
+    split = urlsplit(nxt)
+    if split.netloc == base.netloc and split.scheme == base.scheme:
+        return nxt, None
+    token = parse_qs(split.query).get("page_token", [None])[0]
+    if not token:
+        return None
+    return url, {**(params or {}), "page_token": token}
 
 
 def _plain(url: str) -> str:
