@@ -16,10 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from chargeback.core.emitters import registry as emitter_registry
-from chargeback.core.engine import orchestrator
+from chargeback.core.engine import usage as usage_seam
 from chargeback.core.engine.orchestrator import TenantRuntime
-from chargeback.core.engine.spool import UsageSpool
 from chargeback.core.engine.types import NamedEmitter, RunStatus
+from chargeback.core.engine.usage import RunUsage
 from chargeback.core.models import UNALLOCATED, ChargebackRow, MetricQuery, UsageTable
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import ConfigError, SourceError, StorageError
@@ -268,7 +268,7 @@ class TestChunks:
             )
             await run(whole)
             at_once, asked[:] = list(asked), []
-            monkeypatch.setattr(orchestrator, "_RESOURCES_PER_FETCH", 1)
+            monkeypatch.setattr(usage_seam, "RESOURCES_PER_FETCH", 1)
             await run(make_runtime())
             assert len(at_once) == 1
             assert len(at_once[0][1]) > 1  # several resources, fetched one by one below
@@ -281,12 +281,10 @@ class TestChunks:
             await other.close()
 
     async def test_a_batchs_queries_run_together_and_all_finish_before_an_error(
-        self, make_runtime: MakeRuntime, monkeypatch: pytest.MonkeyPatch
+        self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The queries of one batch of resources are in flight together; when one fails,
         the others still finish (nothing is left running) and the first error is raised."""
-        rt = make_runtime()
-        await rt.start()
         events: list[str] = []
 
         class Source:
@@ -304,17 +302,16 @@ class TestChunks:
         def query(key: str) -> MetricQuery:
             return MetricQuery(key, f"m/{key}", "resource.id", "metric.principal_id")
 
-        rt._metrics = Source()
-        monkeypatch.setattr(orchestrator, "_RESOURCES_PER_FETCH", 2)
+        monkeypatch.setattr(usage_seam, "RESOURCES_PER_FETCH", 2)
         needed = {query("bad"): {"r1", "r2", "r3"}, query("good"): {"r1", "r3"}}
-        usage = UsageSpool()
+        usage = RunUsage(Source())
         with pytest.raises(SourceError, match="one query"):
-            await rt._fetch_usage(usage, needed, WINDOW[0], WINDOW[0])
+            await usage.prepare(needed, WINDOW[0], WINDOW[0])
         assert events == [
             "start bad r1,r2", "start good r1", "end bad r1,r2", "end good r1",
             "start bad r3", "start good r3", "end bad r3", "end good r3",
         ]  # fmt: skip
-        assert usage.pop(WINDOW[0]) == {
+        assert usage.for_date(WINDOW[0]) == {
             query("bad"): {(WINDOW[0], "r1"): {"p": 1}, (WINDOW[0], "r2"): {"p": 1}},
             query("good"): {(WINDOW[0], "r1"): {"p": 1}},
         }

@@ -8,20 +8,15 @@ One run::
 
     pending reruns -> candidate dates (no candidates: no API call at all)
     -> shared context -> inventory (once, with the deletion guard)
-    -> per chunk of at most 30 days of candidates, oldest first:
-         billing of the chunk -> its dates whose inputs changed
-         -> usage of resources not asked for yet this run (one fetch per metric
-            query, up to the last candidate date)
-         -> per date, oldest first: allocate -> commit (one transaction) -> emit,
-            while the next chunk's billing downloads
-    -> complete reruns, record the run
+    -> the date pipeline (pipeline.py): per chunk of at most 30 days of candidates,
+       oldest first: gather billing -> detect the dates whose inputs changed (and
+       prepare their usage) -> per date: allocate -> commit -> emit
+    -> emit what earlier runs left pending, complete reruns, record the run
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,49 +24,32 @@ from collections.abc import Callable, Mapping, Sequence
 import pydantic
 import structlog
 
-from chargeback.core.emitters.runner import EmitOutcome, emit_date, emit_pending
+from chargeback.core.emitters.runner import EmitOutcome, emit_pending
 from chargeback.core.engine import dates as datesel
-from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
-from chargeback.core.engine.gcpolicy import collect_young, young_collections_only
+from chargeback.core.engine.allocation import Dispatcher
 from chargeback.core.engine.inventory import Inventory, gather_inventory
-from chargeback.core.engine.spool import LineSpool, UsageSpool
+from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
-from chargeback.core.models import (
-    BillingLineItem,
-    ChargebackRow,
-    IdentitySet,
-    MetricQuery,
-    Resource,
-    UsageTable,
-)
+from chargeback.core.engine.usage import RunUsage
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (
     CostAllocator,
     CostInput,
     EcosystemPlugin,
     MetricsSource,
-    PluginRows,
     ServiceHandler,
     StorageModule,
 )
-from chargeback.core.storage.backend import DateState, StorageBackend
+from chargeback.core.storage.backend import StorageBackend
 from chargeback.errors import ConfigError, PluginError, StorageError
 
 __all__ = ["TenantRuntime"]
 
 log = structlog.get_logger(__name__)
 
-_COMMITS_IN_FLIGHT = 2
-"""Dates committed or queued to commit while the next is allocated."""
 CHUNK_DAYS = 30
 """Days of billing per chunk of a run: the next chunk downloads while this one is
 allocated and written (the Confluent billing API answers at most a month a query)."""
-_COLLECT_EVERY = 8
-"""Dates allocated between two collections of the young generations (see gcpolicy)."""
-_RESOURCES_PER_FETCH = 50
-"""Resources whose usage is fetched together (all their queries at once, then the next ones)."""
-_ALLOCATION_SLICE = 50
-"""Lines allocated between two yields to the event loop (a few milliseconds of work)."""
 
 
 def _utcnow() -> dt.datetime:
@@ -99,7 +77,7 @@ class TenantRuntime:
         emitters: the emitters every committed date goes to.
         clock: returns the current UTC time (injectable for tests).
         chunk_days: the most days of billing downloaded, decided and allocated as one
-            chunk (see :meth:`_calculate`).
+            chunk (see :mod:`~chargeback.core.engine.pipeline`).
     """
 
     def __init__(
@@ -306,9 +284,8 @@ class TenantRuntime:
         window_days = len(win.days())
         emitted = EmitOutcome()
         if fetch:
-            calculated = await self._calculate(
-                summary, fetch, states=states, reruns=reruns, win=win, emitted=emitted
-            )
+            plan = RunPlan(fetch=fetch, states=states, reruns=reruns, win=win)
+            calculated = await self._calculate(summary, plan, emitted)
             summary.dates_skipped = max(window_days - calculated, 0)
         else:
             summary.dates_skipped = window_days
@@ -322,23 +299,13 @@ class TenantRuntime:
         if requests:
             await storage.complete_reruns([r.request_id for r in requests], self._clock())
 
-    async def _calculate(
-        self,
-        summary: RunSummary,
-        fetch: list[dt.date],
-        *,
-        states: Mapping[dt.date, DateState],
-        reruns: set[dt.date],
-        win: datesel.DateWindow,
-        emitted: EmitOutcome,
-    ) -> int:
-        """Fetch, decide and commit; return the number of dates calculated."""
-        tenant = self.tenant_id
+    async def _calculate(self, summary: RunSummary, plan: RunPlan, emitted: EmitOutcome) -> int:
+        """Steps 7-8 for the dates of ``plan``; return the number of dates calculated."""
         assert self._dispatcher is not None  # noqa: S101  (start() ran)
         assert self._cost_input is not None  # noqa: S101
-        shared = await self.plugin.build_shared_context(tenant)  # step 7
-        inventory = await gather_inventory(
-            tenant,
+        shared = await self.plugin.build_shared_context(self.tenant_id)  # step 7
+        self._inventory = await gather_inventory(
+            self.tenant_id,
             self._handlers,
             shared,
             self.storage,
@@ -346,320 +313,23 @@ class TenantRuntime:
             guard_ratio=self.config.deletion_guard_ratio,
             previous=self._inventory,
         )
-        self._inventory = inventory
-        resources = {r.resource_id: r for r in inventory.resources}
-        identities = IdentitySet(inventory.identities)
-
-        # The run goes chunk by chunk (at most chunk_days of billing each). A chunk's
-        # usage is fetched for its billed resources over the whole rest of the run,
-        # once per query and resource (the API economy of DESIGN §10: later chunks
-        # only ask for resources not seen before). While a chunk's dates are
-        # allocated and written (the writer child is busy then), the next chunk's
-        # billing downloads on the same loop: the download no longer leaves the
-        # second core idle. A chunk's dates are complete and independent, so a
-        # failure in a later chunk keeps the dates already committed.
-        chunks = _chunks(fetch, self._chunk_days)
-        spool = LineSpool(self._dispatcher.metric_queries)
-        usage = UsageSpool()
-        asked: dict[MetricQuery, set[str]] = {}
-        notes = RunNotes()
-        calculated = 0
-        # Dates are committed and emitted by tasks while the next dates are
-        # allocated. Two may be in flight: one writing, the next already encoded and
-        # queued on the backend's write lock (first come, first served), so dates
-        # still commit in order. With large dates the backend writes in a child
-        # process, and allocation and SQLite use both cores.
-        inflight: collections.deque[asyncio.Task[None]] = collections.deque()
-        download: asyncio.Task[None] | None = asyncio.create_task(
-            self._gather_billing(summary, spool, *chunks[0])
-        )
-        # Automatic collection is off for the whole loop (gcpolicy).
-        with young_collections_only():
-            try:
-                for n, (start, end, days) in enumerate(chunks, 1):
-                    assert download is not None  # noqa: S101  (one per chunk)
-                    await download
-                    download = None
-                    billing_fps, todo = await self._decide(
-                        spool, usage, asked, (start, end, days), last=fetch[-1],
-                        states=states, reruns=reruns, win=win, inventory_fp=inventory.fingerprint,
-                    )  # fmt: skip
-                    if n < len(chunks):
-                        download = asyncio.create_task(
-                            self._gather_billing(summary, spool, *chunks[n])
-                        )
-                    for day in todo:
-                        calculated += 1
-                        if calculated % _COLLECT_EVERY == 0:
-                            collect_young()
-                        with structlog.contextvars.bound_contextvars(date=day.isoformat()):
-                            lines = spool.pop(day)  # a date's objects exist only while worked on
-                            result = await self._allocate_sliced(
-                                day,
-                                lines,
-                                identities=identities,
-                                resources=resources,
-                                usage=usage.pop(day),
-                                notes=notes,
-                            )
-                            plugin_rows = (
-                                self._storage_module.billing_rows(tenant, day, lines)
-                                if self._storage_module is not None
-                                else ()
-                            )
-                            if len(inflight) == _COMMITS_IN_FLIGHT:
-                                await inflight.popleft()
-                            inflight.append(
-                                asyncio.create_task(
-                                    self._commit_and_emit(
-                                        summary,
-                                        day,
-                                        lines=lines,
-                                        result=result,
-                                        plugin_rows=plugin_rows,
-                                        billing_fp=billing_fps[day],
-                                        inventory_fp=inventory.fingerprint,
-                                        emitted=emitted,
-                                    )
-                                )
-                            )
-                            # The commit's parameters are built now, still with automatic
-                            # collection off; /metrics and the probes get a turn too.
-                            await asyncio.sleep(0)
-                    for day in days:
-                        spool.discard(day)  # dates left unchanged: forget their lines
-                while inflight:
-                    await inflight.popleft()
-            finally:
-                if download is not None:
-                    download.cancel()
-                    # gather: a cancellation of this task itself still propagates.
-                    await asyncio.gather(download, return_exceptions=True)
-                if inflight:
-                    await _settle(inflight)
-        return calculated
-
-    async def _commit_and_emit(
-        self,
-        summary: RunSummary,
-        day: dt.date,
-        *,
-        lines: list[BillingLineItem],
-        result: DateAllocation,
-        plugin_rows: Sequence[PluginRows],
-        billing_fp: str,
-        inventory_fp: str,
-        emitted: EmitOutcome,
-    ) -> None:
-        """Commit one allocated date (one transaction), then emit it."""
-        tenant = self.tenant_id
-        state = await self.storage.commit_date(
-            tenant,
-            day,
-            lines=lines,
-            rows=result.rows,
-            plugin_rows=plugin_rows,
-            billing_fingerprint=billing_fp,
-            settings_fingerprint=self._settings_fp,
-            inventory_fingerprint=inventory_fp,
-            calculated_at=self._clock(),
-        )
-        summary.dates_calculated += 1
-        summary.rows_written += len(result.rows)
-        summary.unallocated += result.unallocated
-        log.info(
-            "date committed",
-            lines=len(lines),
-            rows=len(result.rows),
-            calc_seq=state.calc_seq,
-            allocator_errors=result.allocator_errors,
-        )
-        outcome = await emit_date(
-            tenant,
-            self.storage,
-            self.emitters,
-            day=day,
-            calc_seq=state.calc_seq,
-            rows=result.rows,
-            clock=self._clock,
-        )
-        emitted.add(outcome)
-        summary.emitted, summary.emit_failures = emitted.emitted, emitted.failed
-
-    async def _allocate_sliced(
-        self,
-        day: dt.date,
-        lines: list[BillingLineItem],
-        *,
-        identities: IdentitySet,
-        resources: Mapping[str, Resource],
-        usage: Mapping[MetricQuery, UsageTable],
-        notes: RunNotes,
-    ) -> DateAllocation:
-        """Allocate a date in slices, yielding to the loop between them.
-
-        Allocation is synchronous CPU work; a big date takes most of a second, and
-        ``/metrics``, the probes and the signal handlers share this loop.
-        """
-        assert self._dispatcher is not None  # noqa: S101  (start() ran)
-        dispatcher = self._dispatcher
-        context = dispatcher.resolve_context(day, identities, resources)
-        rows: list[ChargebackRow] = []
-        unallocated = errors = 0
-        for i in range(0, max(len(lines), 1), _ALLOCATION_SLICE):
-            part = dispatcher.allocate_date(
-                day,
-                lines[i : i + _ALLOCATION_SLICE],
-                identities=identities,
-                resources=resources,
-                usage=usage,
-                notes=notes,
-                context=context,
-            )
-            rows.extend(part.rows)
-            unallocated += part.unallocated
-            errors += part.allocator_errors
-            await asyncio.sleep(0)
-        return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
-
-    async def _decide(
-        self,
-        spool: LineSpool,
-        usage: UsageSpool,
-        asked: dict[MetricQuery, set[str]],
-        chunk: tuple[dt.date, dt.date, list[dt.date]],
-        *,
-        last: dt.date,
-        states: Mapping[dt.date, DateState],
-        reruns: set[dt.date],
-        win: datesel.DateWindow,
-        inventory_fp: str,
-    ) -> tuple[dict[dt.date, str], list[dt.date]]:
-        """Once a chunk's billing is in: its dates' digests, the dates whose inputs
-        changed, and the usage they need that was not fetched yet (up to ``last``)."""
-        start, end, days = chunk
-        spool.finish()
-        billing_fps = {day: spool.fingerprint(day) for day in days}
-        todo = datesel.dates_to_allocate(
-            days,
-            states,
-            billing_fps=billing_fps,
-            inventory_fp=inventory_fp,
+        parts = PipelineParts(
+            tenant_id=self.tenant_id,
+            storage=self.storage,
+            emitters=self.emitters,
+            dispatcher=self._dispatcher,
+            cost_input=self._cost_input,
+            storage_module=self._storage_module,
             settings_fp=self._settings_fp,
-            reruns=reruns,
-            win=win,
+            clock=self._clock,
+            chunk_days=self._chunk_days,
         )
-        log.info("dates selected", fetched=len(days), to_allocate=len(todo), chunk=f"{start}/{end}")
-        if todo:
-            await self._fetch_new_usage(usage, asked, spool.needs(todo), todo[0], last)
-        return billing_fps, todo
-
-    async def _gather_billing(
-        self,
-        summary: RunSummary,
-        spool: LineSpool,
-        start: dt.date,
-        end: dt.date,
-        days: Sequence[dt.date],
-    ) -> None:
-        """Download the billing of ``start <= day < end`` into ``spool`` (``days`` only)."""
-        assert self._cost_input is not None  # noqa: S101  (start() ran)
-        wanted = set(days)
-        with young_collections_only():  # pages of rows make no cycles (gcpolicy)
-            async for line in self._cost_input.gather(self.tenant_id, start, end):
-                summary.lines_read += 1
-                if line.date in wanted:
-                    spool.add(line)
-
-    async def _fetch_new_usage(
-        self,
-        usage: UsageSpool,
-        asked: dict[MetricQuery, set[str]],
-        needed: Mapping[MetricQuery, set[str]],
-        first: dt.date,
-        last: dt.date,
-    ) -> None:
-        """Fetch the usage of the resources in ``needed`` not asked for yet this run."""
-        new = {q: ids - asked.get(q, set()) for q, ids in needed.items()}
-        new = {q: ids for q, ids in new.items() if ids}
-        for query, ids in new.items():
-            asked.setdefault(query, set()).update(ids)
-        with young_collections_only():
-            await self._fetch_usage(usage, new, first, last)
-
-    async def _fetch_usage(
-        self,
-        usage: UsageSpool,
-        needed: Mapping[MetricQuery, set[str]],
-        first: dt.date,
-        last: dt.date,
-    ) -> None:
-        if not needed:
-            return
-        if self._metrics is None:
-            log.warning("usage needed but the plugin has no metrics source", queries=len(needed))
-            return
-        end = last + dt.timedelta(days=1)
-        queries = sorted(needed, key=lambda q: (q.key, q.metric))
-        # A batch of resources at a time, the batch's queries together: the same
-        # calls (one per query and resource), but the tables in memory hold one
-        # batch's resources, not all of them, and a source that computes both byte
-        # metrics of a cluster-day at once (the sim, a caching proxy) still has them.
-        # Together, so the client keeps its requests in flight across the queries.
-        metrics = self._metrics
-        resources = sorted(set().union(*needed.values()))
-        for i in range(0, len(resources), _RESOURCES_PER_FETCH):
-            batch = set(resources[i : i + _RESOURCES_PER_FETCH])
-            asks = [(q, sorted(needed[q] & batch)) for q in queries]
-            asks = [(q, ids) for q, ids in asks if ids]
-            # Every fetch finishes (none is left running) before the first error is raised.
-            tables = await asyncio.gather(
-                *(metrics.fetch(q, ids, first, end) for q, ids in asks), return_exceptions=True
-            )
-            for (query, _), table in zip(asks, tables, strict=True):
-                if isinstance(table, BaseException):
-                    raise table
-                usage.add(query, table)
-
-
-def _chunks(fetch: Sequence[dt.date], days: int) -> list[tuple[dt.date, dt.date, list[dt.date]]]:
-    """Split the (sorted) fetch dates into ``(start, end, dates)`` chunks for billing.
-
-    Each billing span (:func:`~chargeback.core.engine.dates.spans`) is cut into
-    pieces of at most ``days`` days; a chunk holds the fetch dates of one piece.
-    """
-    wanted = set(fetch)
-    out: list[tuple[dt.date, dt.date, list[dt.date]]] = []
-    step = dt.timedelta(days=days)
-    for span_start, span_end in datesel.spans(fetch):
-        start = span_start
-        while start < span_end:
-            end = min(start + step, span_end)
-            dates = [
-                start + dt.timedelta(days=i)
-                for i in range((end - start).days)
-                if start + dt.timedelta(days=i) in wanted
-            ]
-            if dates:
-                out.append((start, end, dates))
-            start = end
-    return out
-
-
-async def _settle(commits: collections.deque[asyncio.Task[None]]) -> None:
-    """Finish the commits in flight when the loop over dates stops early.
-
-    On an error (say the next date's allocator failed) they go on: their dates were
-    allocated correctly and are kept. On cancellation (run timeout, shutdown) they are
-    cancelled too; the backend still lets a started transaction finish, whole.
-    """
-    current = asyncio.current_task()
-    cancelling = current is not None and current.cancelling() > 0
-    while commits:
-        commit = commits.popleft()
-        if cancelling:
-            commit.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.shield(commit)
-        if commit.done() and not commit.cancelled() and commit.exception() is not None:
-            log.error("date commit failed", error=str(commit.exception()))
+        pipeline = DatePipeline(
+            parts,
+            plan,
+            inventory=self._inventory,
+            usage=RunUsage(self._metrics),
+            summary=summary,
+            emitted=emitted,
+        )
+        return await pipeline.run()  # step 8

@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from chargeback.core.engine import dates as ds
-from chargeback.core.engine.orchestrator import _chunks
+from chargeback.core.engine.pipeline import billing_chunks
 from chargeback.core.models import BillingLineItem
 from chargeback.core.storage.backend import DateState, RerunRequest
 
@@ -149,7 +149,7 @@ class TestChunks:
         chunk; every fetch date is in exactly one chunk, in order."""
         first = dt.date(2026, 3, 1)
         fetch = [first + dt.timedelta(days=i) for i in range(10)] + [dt.date(2026, 3, 30)]
-        chunks = _chunks(fetch, 4)
+        chunks = billing_chunks(fetch, 4)
         assert [(c[0].day, c[1].day, [d.day for d in c[2]]) for c in chunks] == [
             (1, 5, [1, 2, 3, 4]),
             (5, 9, [5, 6, 7, 8]),
@@ -160,8 +160,8 @@ class TestChunks:
     def test_gaps_inside_a_span_hold_no_dates(self) -> None:
         """A span bridging a short gap fetches it, but its chunk lists only wanted dates."""
         fetch = [dt.date(2026, 3, 1), dt.date(2026, 3, 4)]
-        assert _chunks(fetch, 30) == [(fetch[0], dt.date(2026, 3, 5), fetch)]
-        assert _chunks(fetch, 2) == [
+        assert billing_chunks(fetch, 30) == [(fetch[0], dt.date(2026, 3, 5), fetch)]
+        assert billing_chunks(fetch, 2) == [
             (fetch[0], dt.date(2026, 3, 3), [fetch[0]]),
             (dt.date(2026, 3, 3), dt.date(2026, 3, 5), [fetch[1]]),
         ]
