@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chargeback.core.engine.types import TenantConfig
+from chargeback.core.ownership.config import OwnershipSettings
 from chargeback.core.storage.factory import parse_url as parse_storage_url
 from chargeback.errors import ConfigError, PluginLoadError
 from chargeback.logging import SECRET_KEY_PATTERN
@@ -207,6 +208,7 @@ class AppSettings(BaseSettings):
     scheduling: SchedulingSettings = SchedulingSettings()
     emitters: list[EmitterSettings] = Field(default_factory=_default_emitters)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    ownership: OwnershipSettings = OwnershipSettings()  # teams (core/ownership/config.py)
 
     @classmethod
     def settings_customise_sources(
