@@ -17,6 +17,7 @@ Relative paths are relative to the working directory of the process.
 from __future__ import annotations
 
 import base64
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from chargeback.core.engine.types import TenantConfig
 from chargeback.core.ownership.config import OwnershipSettings
 from chargeback.core.storage.factory import parse_url as parse_storage_url
+from chargeback.core.storage.factory import redact_url, url_password
 from chargeback.errors import ConfigError, PluginLoadError
 from chargeback.logging import SECRET_KEY_PATTERN
 from chargeback.service.scheduling import cron_trigger
@@ -367,6 +369,8 @@ def masked_settings(settings: AppSettings) -> dict[str, Any]:
     first four characters.
     """
     raw = settings.model_dump(mode="python")
+    if raw["storage"]["url"] is not None:  # a database URL may carry its password
+        raw["storage"]["url"] = redact_url(raw["storage"]["url"])
     result: dict[str, Any] = _jsonable(_mask_value("", raw))
     return result
 
@@ -405,6 +409,9 @@ def secret_values(settings: AppSettings) -> set[str]:
             found.add(value)
 
     walk("", settings)
+    if settings.storage.url is not None:
+        found.update(url_password(settings.storage.url))
+        found.add(os.environ.get("PGPASSWORD", ""))  # libpq's password, if it is used
     for tenant in settings.tenants.values():
         ps = tenant.plugin_settings
         key, secret = ps.get("api_key"), ps.get("api_secret")

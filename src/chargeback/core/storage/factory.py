@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chargeback.errors import ConfigError, StorageError
 
@@ -42,6 +42,7 @@ __all__ = [
     "open_backend",
     "parse_url",
     "redact_url",
+    "url_password",
 ]
 
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
@@ -101,6 +102,22 @@ def redact_url(url: str) -> str:
         parts = query.split("&")
         query = "&".join("password=***" if p.lower().startswith("password=") else p for p in parts)
     return f"{scheme}{sep}{netloc}{slash}{path}{question}{query}"
+
+
+def url_password(url: str) -> set[str]:
+    """The passwords a database URL carries (user part, ``password=`` query), as written
+    and percent-decoded, so the log redaction can cut them out wherever they appear."""
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    if parts.password:
+        found.update({parts.password, unquote(parts.password)})
+    for key, value in parse_qsl(parts.query):
+        if key.lower() == "password" and value:
+            found.add(value)
+    return found
 
 
 def parse_url(url: str) -> StorageLocation:

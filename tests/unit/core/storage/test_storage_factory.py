@@ -17,7 +17,7 @@ from chargeback.core.storage.factory import (
 from chargeback.core.storage.postgres import PostgresBackend
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import ConfigError, StorageError
-from chargeback.settings import StorageSettings, load_settings
+from chargeback.settings import StorageSettings, load_settings, secret_values
 
 NOW = dt.datetime(2024, 5, 4, tzinfo=dt.UTC)
 
@@ -159,3 +159,18 @@ class TestStorageUrlSetting:
         assert "storage.url" in err
         assert "malformed PostgreSQL URL" in err
         assert "hunter2" not in err
+
+    def test_check_config_masks_the_database_password(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The effective settings show the URL without its password; both the URL's and
+        PGPASSWORD's are registered for log redaction."""
+        monkeypatch.setenv("PGPASSWORD", "from-env-pw")
+        monkeypatch.setenv("CHARGEBACK_STORAGE__URL", "postgresql://cb:p%40ss-word@db/cb")
+        path = tmp_path / "settings.yaml"
+        path.write_text("logging: {level: info}\n", encoding="utf-8")
+        assert main(["check-config", "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "url: postgresql://cb:***@db/cb" in out
+        assert "p%40ss" not in out
+        assert {"p@ss-word", "p%40ss-word", "from-env-pw"} <= secret_values(load_settings(path))

@@ -110,7 +110,8 @@ class PostgresBackend:
         if self._read_only:
             await conn.execute("SET default_transaction_read_only = on")
 
-    def _error(self, exc: BaseException, action: str) -> StorageError:
+    def storage_error(self, exc: BaseException, action: str) -> StorageError:
+        """``exc`` (a psycopg failure) as a StorageError naming this database, no password."""
         return translate_error(exc, action, self._display, secret=self._secret)
 
     async def open(self) -> None:
@@ -129,7 +130,7 @@ class PostgresBackend:
                 self._dsn, autocommit=True, connect_timeout=int(self._connect_timeout)
             )
         except DB_ERRORS as exc:
-            raise self._error(exc, action) from None
+            raise self.storage_error(exc, action) from None
         try:
             async with conn:
                 await self._configure(conn)
@@ -151,7 +152,7 @@ class PostgresBackend:
             )
             await pool.open(wait=True, timeout=self._connect_timeout)
         except DB_ERRORS as exc:
-            raise self._error(exc, action) from None
+            raise self.storage_error(exc, action) from None
         self._pool = pool
         log.debug("storage opened", database=self._display, read_only=self._read_only)
 
@@ -211,7 +212,7 @@ class PostgresBackend:
             async with pool.connection() as conn:
                 yield conn
         except DB_ERRORS as exc:
-            raise self._error(exc, action) from None
+            raise self.storage_error(exc, action) from None
 
     @asynccontextmanager
     async def _write(self, action: str) -> AsyncIterator[Conn]:
@@ -221,7 +222,7 @@ class PostgresBackend:
             async with pool.connection() as conn, conn.transaction():
                 yield conn
         except DB_ERRORS as exc:
-            raise self._error(exc, action) from None
+            raise self.storage_error(exc, action) from None
 
     # -- fencing (leases) ---------------------------------------------------------------
     def set_fence(self, tenant_id: str, fence: Fence | None) -> None:
@@ -422,7 +423,7 @@ class PostgresBackend:
             async with pool.connection() as conn:
                 calc_seq = await write_commit(conn, prepared, self._fences.get(tenant_id))
         except DB_ERRORS as exc:
-            raise self._error(exc, action) from None
+            raise self.storage_error(exc, action) from None
         return shared_commit.date_state_of(prepared, calc_seq)
 
     # -- emissions ---------------------------------------------------------------------
