@@ -79,9 +79,12 @@ async def _backfill(storage: StorageBackend, url: str) -> dict[str, int]:
         return None
 
     config = TenantConfig(
-        name=TENANT, ecosystem="confluent_cloud", plugin_settings=golden_driver.plugin_settings(url),
-        lookback_days=LOOKBACK, cutoff_days=3,
-    )  # fmt: skip
+        name=TENANT,
+        ecosystem="confluent_cloud",
+        plugin_settings=golden_driver.plugin_settings(url),
+        lookback_days=LOOKBACK,
+        cutoff_days=3,
+    )
     runtime = TenantRuntime(
         config, ConfluentCloudPlugin(sleep=no_sleep), storage, clock=lambda: NOW
     )
