@@ -12,6 +12,7 @@ Messages never contain secrets.
     ├── PluginError                  a plugin could not be loaded or used
     │   └── PluginLoadError          import failed, no register(), wrong shape
     ├── StorageError                 the database failed (locked, read-only, full, corrupt)
+    ├── QueryError                   a read query (API, export) was malformed (HTTP 400, exit 2)
     └── SourceError                  an ecosystem API failed after its retry budget
         └── AuthenticationError      credentials rejected (401/403)
 
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "PluginError",
     "PluginLoadError",
+    "QueryError",
     "SourceError",
     "StorageError",
 ]
@@ -71,6 +73,18 @@ class PluginLoadError(PluginError):
 
 class StorageError(ChargebackError):
     """The database failed; nothing was half-written."""
+
+
+class QueryError(ChargebackError):
+    """A read query (the query API, ``chargeback export``) asked for something malformed.
+
+    Attributes:
+        parameter: the query parameter at fault (``window``, ``aggregate``, ...).
+    """
+
+    def __init__(self, message: str, *, parameter: str):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class SourceError(ChargebackError):
