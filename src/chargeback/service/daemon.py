@@ -296,7 +296,7 @@ class Daemon:
             self._exposition,
             self,
             storage=functools.partial(make_backend, s.storage, read_only=True),
-            routes=api.routes(),
+            routes=api.routes(s),
         )
         self.http = HttpServer(app, s.http.host, s.http.port)
         await self.http.start()

@@ -1,0 +1,148 @@
+"""Fixtures of the query API tests: one real database computed from ccloud_sim, and a client.
+
+``sim_db`` runs the Confluent Cloud plugin in a real TenantRuntime against the sim (over
+ASGI) into a SQLite file, once per session, and gives every test a copy of it.
+``api_client`` serves the daemon's ASGI app with the API routes over that copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ccloud_sim import SimClock, create_app
+from chargeback.core.engine.orchestrator import TenantRuntime
+from chargeback.core.engine.types import RunStatus, TenantConfig
+from chargeback.core.storage.sqlite import SQLiteBackend
+from chargeback.plugins.confluent_cloud import ConfluentCloudPlugin
+from chargeback.service import api
+from chargeback.service.api._auth import ApiTokens
+from chargeback.service.http import make_app
+
+NOW = dt.datetime(2026, 3, 20, 12, tzinfo=dt.UTC)
+TENANT = "acme"
+LOOKBACK_DAYS = 10
+CUTOFF_DAYS = 3
+FIRST_DAY = NOW.date() - dt.timedelta(days=LOOKBACK_DAYS)
+LAST_DAY = NOW.date() - dt.timedelta(days=CUTOFF_DAYS)
+"""The calculated days: FIRST_DAY..LAST_DAY, both included."""
+
+
+async def _compute(path: Path) -> None:
+    clock = SimClock(NOW)
+    app = create_app(seed=11, scale="small", clock=clock, metrics_retention_days=None)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    plugin = ConfluentCloudPlugin(transport=httpx.ASGITransport(app=app), sleep=no_sleep)
+    config = TenantConfig(
+        name=TENANT,
+        ecosystem="confluent_cloud",
+        plugin_settings={
+            "api_key": "SIMKEY", "api_secret": "SIMSECRET", "base_url": "http://sim",
+            "telemetry_url": "http://sim", "flink_url": "http://sim",
+            "http": {"requests_per_second": None, "max_retries": 8},
+        },
+        lookback_days=LOOKBACK_DAYS,
+        cutoff_days=CUTOFF_DAYS,
+    )  # fmt: skip
+    async with SQLiteBackend(path) as storage:
+        runtime = TenantRuntime(config, plugin, storage, clock=clock.now)
+        try:
+            summary = await runtime.run()
+        finally:
+            await runtime.aclose()
+        assert summary.status is RunStatus.SUCCESS, summary
+
+
+@pytest.fixture(scope="session")
+def sim_db_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's database, computed once (in a thread: no test's loop is running)."""
+    path = tmp_path_factory.mktemp("api-db") / "chargeback.db"
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            asyncio.run(_compute(path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return path
+
+
+@pytest.fixture
+def sim_db(sim_db_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's database (SQLite's backup: WAL content included)."""
+    target = tmp_path / "chargeback.db"
+    with closing(sqlite3.connect(sim_db_master)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+    return target
+
+
+class _Source:
+    def exposition(self) -> bytes:
+        return b"# no metrics here\n"
+
+    def exposition_gzip(self) -> bytes:
+        return gzip.compress(self.exposition())
+
+
+class _Health:
+    def health(self) -> dict[str, object]:
+        return {}
+
+    def readiness(self) -> list[str]:
+        return []
+
+
+@dataclass
+class Api:
+    """A client of the API over one database, and that database opened by the test."""
+
+    client: httpx.AsyncClient
+    storage: SQLiteBackend
+    path: Path
+
+
+MakeApi = Callable[..., "asyncio.Future[Api]"]
+
+
+@pytest.fixture
+async def make_api(sim_db: Path) -> AsyncIterator[Callable[..., object]]:
+    """Build API clients over ``sim_db`` (optionally with tokens); close them afterwards."""
+    made: list[tuple[httpx.AsyncClient, SQLiteBackend, object]] = []
+
+    async def make(tokens: str = "", path: Path | None = None) -> Api:
+        db = path or sim_db
+        app = make_app(
+            _Source(), _Health(),
+            storage=lambda: SQLiteBackend(db, read_only=True),
+            routes=api.routes(tokens=ApiTokens.from_text(tokens)),
+        )  # fmt: skip
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+        storage = SQLiteBackend(db, read_only=True)
+        await storage.open()
+        made.append((client, storage, app))
+        return Api(client, storage, db)
+
+    yield make
+    for client, storage, app in made:
+        await client.aclose()
+        await storage.close()
+        await app.aclose()  # type: ignore[attr-defined]
