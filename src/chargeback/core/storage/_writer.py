@@ -1,22 +1,23 @@
-"""A child process that writes large date commits, so SQLite runs on the second core.
+r"""A child process that writes large date commits, so SQLite runs on the second core.
 
 A large organisation's date is ~55k chargeback rows. Binding and inserting them is
 ~0.4 s of CPU, and in this process it cannot overlap anything: ``executemany`` takes
 the GIL back once per row, so a writer *thread* next to the next date's allocation
 slows both down (measured). In a child process it overlaps fully: the backend sends
-the date's parameter tuples (marshalled, ~15 ms for 55k rows) and the engine allocates
+the date's parameter tuples (marshalled) and the engine allocates
 the next date while the child writes this one.
 
 The child is ``python -m chargeback.core.storage._writer_child PATH BUSY_MS``: a plain
 subprocess, not :mod:`multiprocessing`, so it never re-imports the parent's
 ``__main__`` and needs no start-method care, and it imports only the standard library
-and :mod:`~chargeback.core.storage._transaction` (~12 MB). It owns one connection with
+and :mod:`~chargeback.core.storage._transaction` with the package ``__init__``\ s above
+it (~15 MB). It owns one connection with
 the backend's pragmas (a smaller page cache) and runs
 :func:`~chargeback.core.storage._transaction.write_transaction`, the same function as
 the in-thread path, so both paths write identical rows.
 
 Protocol on the child's stdin/stdout: frames of an 8-byte big-endian length and a
-body. The parent sends ``(tenant_id, day_text, batches, state_params)``, marshalled
+body. The parent sends the commit's batches and ``date_state`` record, marshalled
 (or pickled when a plugin cell needs it, tagged by the first byte); the child
 answers (pickled) ``("ok", calc_seq)`` or ``("error", exception)``. Every commit is one
 ``BEGIN IMMEDIATE`` transaction: a child killed mid-commit (OOM, SIGKILL) loses that
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import marshal
 import os
 import pickle
 import subprocess
@@ -43,8 +43,8 @@ import threading
 
 import structlog
 
-from chargeback.core.storage._commit import PreparedCommit, batches_of
-from chargeback.core.storage._writer_child import HEADER, MARSHALLED, PICKLED, read_frame
+from chargeback.core.storage._commit import PreparedCommit
+from chargeback.core.storage._writer_child import HEADER, encode, read_frame
 
 __all__ = ["CommitWriter", "WriterDiedError"]
 
@@ -79,23 +79,11 @@ class CommitWriter:
 
     @staticmethod
     def encode(prepared: PreparedCommit) -> bytes:
-        """Serialize a commit for :meth:`commit` (one C call, ~15 ms for 55k rows).
+        """Serialize a commit for :meth:`commit` (:func:`._writer_child.encode`).
 
         Done by the caller, on its thread, before it waits for its turn to write.
-        :mod:`marshal` is a third faster than pickle for tuples of text and numbers;
-        a plugin cell of a type marshal does not know makes it fall back to pickle
-        (see :func:`._writer_child.decode`).
         """
-        commit = (
-            prepared.tenant_id,
-            prepared.day.isoformat(),
-            batches_of(prepared),
-            prepared.state_params,
-        )
-        try:
-            return MARSHALLED + marshal.dumps(commit)  # type: ignore[arg-type]  # checked by marshal
-        except ValueError:
-            return PICKLED + pickle.dumps(commit, pickle.HIGHEST_PROTOCOL)
+        return encode(prepared.batches, prepared.state)
 
     async def commit(self, payload: bytes) -> int:
         """Run a commit from :meth:`encode` in the child; return the new ``calc_seq``.

@@ -333,7 +333,9 @@ def test_cells_marshal_refuses_are_pickled_to_the_child(tmp_path: Path) -> None:
         )
     )  # fmt: skip
     assert frame[:1] == MARSHALLED
-    assert decode(frame)[:2] == ("t1", "2024-05-01")
+    batches, state = decode(frame)
+    assert (state.tenant_id, state.date) == ("t1", "2024-05-01")
+    assert [b.table for b in batches] == ["billing_lines", "chargeback_rows"]
 
     block = PluginRows("extra_billing", ("line_id", "cost"), [(_Code.A, 3), ("b", 1.0)])
     select = "SELECT line_id, cost FROM extra_billing ORDER BY 1"

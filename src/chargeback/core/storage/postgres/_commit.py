@@ -9,7 +9,7 @@ refuse the same bad input with the same messages. Then one transaction:
    the commit is refused; a replica taking the tenant over waits for this commit;
 2. the date's billing lines, chargeback rows and the rows of every plugin table ever
    used are deleted (the index on ``(tenant_id, date, ...)`` finds them);
-3. the new rows go in with ``COPY`` (text format), the tenant and date prepended;
+3. the new rows go in with ``COPY`` (text format);
 4. ``date_state`` is upserted with ``calc_seq + 1``.
 
 Any error rolls all of it back and leaves the previous version in place.
@@ -82,7 +82,7 @@ async def _check_fence(conn: Conn, tenant_id: str, fence: Fence | None) -> None:
 
 async def _plugin_tables(conn: Conn, prepared: PreparedCommit, now: object) -> list[str]:
     """Every plugin table ever used, recording the ones this commit uses first."""
-    used = sorted({i.table for i in prepared.inserts if i.table not in CORE_TABLES})
+    used = sorted({b.table for b in prepared.batches if b.table not in CORE_TABLES})
     if used:
         await conn.execute(
             "INSERT INTO plugin_tables (table_name, first_used_at) "
@@ -103,10 +103,10 @@ async def write_commit(conn: Conn, prepared: PreparedCommit, fence: Fence | None
     # ISO text binds as an untyped literal: it compares with the core tables' DATE
     # columns and with the plugin tables' text dates alike.
     key = (prepared.tenant_id, prepared.day.isoformat())
-    state = prepared.state_params
+    state = prepared.state
     async with conn.transaction():
         await _check_fence(conn, prepared.tenant_id, fence)
-        tables = await _plugin_tables(conn, prepared, state[5])
+        tables = await _plugin_tables(conn, prepared, state.calculated_at)
         for table in ("billing_lines", "chargeback_rows", *tables):
             await conn.execute(
                 sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND date = %s").format(
@@ -115,17 +115,16 @@ async def write_commit(conn: Conn, prepared: PreparedCommit, fence: Fence | None
                 key,
             )
         async with conn.cursor() as cur:
-            for insert in prepared.inserts:
-                if not insert.params:
+            for batch in prepared.batches:
+                if not batch.rows:
                     continue
                 statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(insert.table),
-                    sql.SQL(", ").join(map(sql.Identifier, insert.columns)),
+                    sql.Identifier(batch.table),
+                    sql.SQL(", ").join(map(sql.Identifier, batch.columns)),
                 )
-                fixed = insert.fixed
                 async with cur.copy(statement) as copy:
-                    for values in insert.params:
-                        await copy.write_row((*fixed, *values))
+                    for values in batch.rows:
+                        await copy.write_row(values)
         result = await conn.execute(_UPSERT_STATE, state)
         row = await result.fetchone()
     if row is None:  # pragma: no cover - RETURNING always gives the row
