@@ -277,35 +277,41 @@ class TestInventoryCorpus:
         assert dump_db(h.db_path) == dump_db(clean.db_path)
 
 
-def corrupt_metrics(page: dict[str, Any], resource: str, wipe: str) -> dict[str, Any]:
-    """Break a Metrics API page: missing data for one cluster, junk values elsewhere."""
-    if resource == wipe:
-        return {"meta": {"pagination": {}}}
+def corrupt_metrics(page: dict[str, Any], label: str, wipe: str) -> dict[str, Any]:
+    """Break a Metrics API page: no data for one resource, junk values elsewhere."""
     data: list[Any] = page.get("data", [])
-    broken = [dict(r) for r in data]
+    broken = [dict(r) for r in data if r.get(label) != wipe]
     junk_values: list[Any] = ["lots", None, NAN, "1e999", -5e9, True]
     for i, row in enumerate(broken[: len(junk_values)]):
         row["value"] = junk_values[i]
-    if len(broken) > 7:
+    if len(broken) > 8:
         broken[6]["timestamp"] = "yesterday"
         broken[7]["metric.principal_id"] = 42
+        broken[8].pop(label)
     page["data"] = [*broken, 42, "junk", {"value": 1.0}]
     return page
 
 
+def filtered_ids(flt: dict[str, Any]) -> list[str]:
+    """The resource ids of a Metrics API filter (EQ, or an OR of EQs)."""
+    return [f["value"] for f in flt["filters"]] if flt["op"] == "OR" else [flt["value"]]
+
+
 class TestMetricsCorpus:
     async def test_malformed_metrics_rows_are_skipped(self, make_harness: HarnessFactory) -> None:
-        """Missing data, non-numeric and negative values: skipped or ignored, lines conserve."""
+        """Missing data, non-numeric and negative values, rows without their resource:
+        skipped or ignored, lines conserve."""
         h = make_harness()
         bodies: list[str] = []
 
         def rewrite(request: httpx.Request, status: int, body: bytes) -> tuple[int, bytes] | None:
             if request.url.path != "/v2/metrics/cloud/query" or status != 200:
                 return None
-            resource = json.loads(request.content)["filter"]["value"]
-            bodies.append(resource)
-            wipe = sorted(bodies)[0]
-            return 200, json.dumps(corrupt_metrics(json.loads(body), resource, wipe)).encode()
+            query = json.loads(request.content)
+            ids = filtered_ids(query["filter"])
+            bodies.append(ids[0])
+            page = corrupt_metrics(json.loads(body), query["group_by"][0], wipe=min(ids))
+            return 200, json.dumps(page).encode()
 
         with capture_logs() as logs:
             summary = await (await h.runtime(transport=rewriting_transport(h.app, rewrite))).run()

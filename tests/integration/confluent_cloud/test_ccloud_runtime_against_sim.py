@@ -157,6 +157,34 @@ class TestNetworkSplit:
         await runtime.aclose()
 
 
+class TestApiEconomy:
+    async def test_metrics_queries_do_not_grow_with_the_clusters(
+        self, make_harness: HarnessFactory
+    ) -> None:
+        """A tiny org (3 clusters) and a small one (6 clusters) send the same number of
+        distinct Metrics API queries (one per metric: its clusters OR-ed in one filter,
+        grouped by cluster and principal), and the same split as one query per
+        cluster gives."""
+        queries: dict[str, set[bytes]] = {}
+        tables: dict[str, list[ChargebackRow]] = {}
+        clusters: dict[str, int] = {}
+        for scale, per_query in (("tiny", 100), ("small", 100), ("small", 1)):
+            name = f"{scale}-{per_query}"
+            h = make_harness(scale=scale, name=name, lookback_days=6,
+                             settings={"metrics": {"resources_per_query": per_query}})  # fmt: skip
+            runtime, storage = await h.runtime()
+            assert (await runtime.run()).status is RunStatus.SUCCESS
+            await runtime.aclose()
+            queries[name] = {b for m, path, b in h.transport.requests if path.endswith("/query")}
+            tables[name] = await all_rows(storage, *window(h))
+            clusters[scale] = len(h.app.state.org.clusters)
+        assert clusters == {"tiny": 3, "small": 6}
+        assert len(queries["tiny-100"]) == len(queries["small-100"]) == 3  # 2 Kafka + Flink
+        assert len(queries["small-1"]) > len(queries["small-100"])
+        assert tables["small-100"] == tables["small-1"]
+        assert tables["small-100"]
+
+
 class TestConservation:
     async def test_every_date_reconciles_to_zero_small_60_days(
         self, make_harness: HarnessFactory
@@ -190,9 +218,9 @@ class TestFaults:
     async def test_faulty_sim_gives_the_same_result_as_a_clean_one(
         self, make_harness: HarnessFactory
     ) -> None:
-        """10% 429, 5% 5xx, drops, cut bodies and slow replies change nothing in the result."""
+        """10% 429, 10% 5xx, drops, cut bodies and slow replies change nothing in the result."""
         faults = Faults(
-            seed=11, rate_429=0.10, rate_500=0.025, rate_503=0.025, rate_drop=0.02,
+            seed=11, rate_429=0.10, rate_500=0.05, rate_503=0.05, rate_drop=0.02,
             rate_cut_body=0.02, rate_truncate=0.05, rate_slow=0.05, slow_seconds=0.01,
             retry_after=1,
         )  # fmt: skip

@@ -100,7 +100,7 @@ class Credentials:
 
 @dataclass(slots=True)
 class _HostLimits:
-    """The concurrency bound and rate limiter of one API host."""
+    """The concurrency bound and rate limiter of one API host or rate pool."""
 
     semaphore: asyncio.Semaphore
     interval: float
@@ -150,6 +150,12 @@ class HttpClient:
         rng: returns a float in ``[0, 1)`` for the jitter.
         auth_hint: what a 401/403 message tells the operator to check (the plugin
             knows which roles its APIs need).
+        rate_pools: request starts per second of named pools (``None``: unlimited).
+            A request that names a pool (``pool=``) is paced and bounded by it
+            instead of by its host: an API with a documented limit of its own (the
+            Confluent Metrics API: 300 requests per minute per IP) keeps to it even
+            where it shares a host with other APIs (a proxy, the simulator). A
+            request naming a pool that is not configured is paced by its host.
     """
 
     def __init__(
@@ -162,8 +168,10 @@ class HttpClient:
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         auth_hint: str = _DEFAULT_AUTH_HINT,
+        rate_pools: Mapping[str, float | None] | None = None,
     ) -> None:
         self._creds = credentials
+        self._rate_pools = dict(rate_pools or {})
         self._auth_hint = auth_hint
         self._settings = settings or HttpSettings()
         self._owns_client = client is None
@@ -223,11 +231,13 @@ class HttpClient:
         credentials: Credentials | None = None,
         anonymous: bool = False,
         not_found: Any = ...,
+        pool: str | None = None,
     ) -> Any:
         """Send one request with retries and return the parsed JSON body.
 
         ``body`` is sent as JSON, ``form`` form-encoded; ``anonymous`` sends no auth
-        (a Prometheus without basic auth must not receive the Confluent key).
+        (a Prometheus without basic auth must not receive the Confluent key);
+        ``pool`` names a rate pool of the constructor to pace this request by.
 
         Raises:
             AuthenticationError: 401 or 403.
@@ -235,7 +245,7 @@ class HttpClient:
         """
         auth = None if anonymous else (credentials or self._creds).auth()
         host = urlsplit(url).netloc
-        limits = self._limits(host)
+        limits = (pool is not None and self._pool(pool)) or self._limits(host)
         attempts = self._settings.max_retries + 1
         last: _Retry | None = None
         for attempt in range(attempts):
@@ -323,14 +333,23 @@ class HttpClient:
         return jitter
 
     def _limits(self, host: str) -> _HostLimits:
-        limits = self._hosts.get(host)
+        """The limits of a host: ``http.requests_per_second`` and ``max_concurrency``."""
+        return self._limiter(host, self._settings.requests_per_second)
+
+    def _pool(self, name: str) -> _HostLimits | None:
+        """The limits of a named rate pool (its own rate, ``max_concurrency``), if any."""
+        if name not in self._rate_pools:
+            return None
+        return self._limiter(f"pool {name}", self._rate_pools[name])
+
+    def _limiter(self, key: str, rps: float | None) -> _HostLimits:
+        limits = self._hosts.get(key)
         if limits is None:
-            rps = self._settings.requests_per_second
             limits = _HostLimits(
                 semaphore=asyncio.Semaphore(self._settings.max_concurrency),
                 interval=0.0 if rps is None else 1.0 / rps,
             )
-            self._hosts[host] = limits
+            self._hosts[key] = limits
         return limits
 
     async def _pace(self, limits: _HostLimits) -> None:

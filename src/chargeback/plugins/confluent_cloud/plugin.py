@@ -15,7 +15,11 @@ from chargeback.plugins.confluent_cloud.config import CCloudSettings
 from chargeback.plugins.confluent_cloud.cost_input import CCloudCostInput
 from chargeback.plugins.confluent_cloud.handlers import HANDLER_CLASSES, BaseHandler, IndexCache
 from chargeback.plugins.confluent_cloud.inventory import SENTINELS, Inventory, gather_inventory
-from chargeback.plugins.confluent_cloud.metrics import MetricsApiSource, prometheus_source
+from chargeback.plugins.confluent_cloud.metrics import (
+    RATE_POOL,
+    MetricsApiSource,
+    prometheus_source,
+)
 from chargeback.plugins.confluent_cloud.storage import CCloudStorageModule
 
 __all__ = ["NAME", "ConfluentCloudPlugin"]
@@ -98,6 +102,7 @@ class ConfluentCloudPlugin:
             client=self._http,
             transport=self._transport,
             auth_hint=AUTH_HINT,
+            rate_pools={RATE_POOL: _metrics_rate(settings)},
             **extra,
         )
         self._handlers = {
@@ -122,7 +127,12 @@ class ConfluentCloudPlugin:
         metrics = self.settings.metrics
         if metrics.source == "prometheus" and metrics.prometheus is not None:
             return prometheus_source(self.client, metrics.prometheus)
-        return MetricsApiSource(self.client, self.settings.telemetry_url, metrics.limit)
+        return MetricsApiSource(
+            self.client,
+            self.settings.telemetry_url,
+            metrics.limit,
+            resources_per_query=metrics.resources_per_query,
+        )
 
     def get_storage_module(self) -> CCloudStorageModule:
         """The ``ccloud_billing`` table."""
@@ -143,3 +153,9 @@ class ConfluentCloudPlugin:
         """Close the HTTP client. Idempotent."""
         if self._client is not None:
             await self._client.aclose()
+
+
+def _metrics_rate(settings: CCloudSettings) -> float | None:
+    """Request starts per second of the Metrics API's rate pool."""
+    per_minute = settings.metrics.requests_per_minute
+    return settings.http.requests_per_second if per_minute is None else per_minute / 60

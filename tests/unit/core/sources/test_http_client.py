@@ -215,6 +215,28 @@ class TestLimits:
         # the fake sleep lets no time pass, so the starts are booked 0.5 s apart
         assert sleeps == pytest.approx([0.5, 1.0], abs=0.1)
 
+    async def test_a_rate_pool_paces_its_requests_apart_from_the_host(self) -> None:
+        """Requests naming a rate pool keep to the pool's rate, whatever host they go
+        to, and do not use up the host's turns; an unknown pool is the host's."""
+        sleeps: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        client = HttpClient(
+            Credentials("KEY", SecretStr(SECRET)),
+            HttpSettings(requests_per_second=None),
+            transport=httpx.MockTransport(FakeAPI()),
+            sleep=fake_sleep,
+            rate_pools={"metrics": 4.0},
+        )
+        for _ in range(3):
+            await client.get_json("http://h/x", endpoint="/x")  # the host: no limit
+            await client.request_json("POST", "http://h/q", endpoint="/q", pool="metrics")
+        await client.request_json("GET", "http://h/x", endpoint="/x", pool="unknown")
+        # the fake sleep lets no time pass, so the pool's starts are booked 0.25 s apart
+        assert sleeps == pytest.approx([0.25, 0.5], abs=0.1)
+
     async def test_telemetry_reports_endpoint_templates(
         self, telemetry: RecordingTelemetry
     ) -> None:

@@ -40,6 +40,8 @@ class TestSettings:
             ({"allocation": {"KAFKA_BASE": {"metric": "cpu"}}}, "metric"),
             ({"flink_api_key": "F"}, "flink_api"),
             ({"flink_url": "https://flink.{zone}.x"}, "flink_url"),
+            ({"metrics": {"requests_per_minute": 0}}, "requests_per_minute"),
+            ({"metrics": {"resources_per_query": 0}}, "resources_per_query"),
         ],
     )
     def test_bad_settings_name_the_field(self, extra: dict[str, object], field: str) -> None:

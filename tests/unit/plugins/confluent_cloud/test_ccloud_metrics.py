@@ -1,4 +1,4 @@
-"""Usage sources: the Metrics API query (one per resource, whole range) and Prometheus."""
+"""Usage sources: the Metrics API query (many resources, whole range) and Prometheus."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from chargeback.core.sources import Credentials, HttpClient, HttpSettings, PrometheusSettings
 from chargeback.errors import SourceError
+from chargeback.plugins.confluent_cloud import ConfluentCloudPlugin
 from chargeback.plugins.confluent_cloud.handlers.base import METRIC_QUERIES
 from chargeback.plugins.confluent_cloud.metrics import (
     MetricsApiSource,
@@ -37,8 +38,17 @@ def client(handler: Any) -> HttpClient:
     )
 
 
+def filtered_ids(flt: dict[str, Any]) -> list[str]:
+    """The resource ids of an EQ filter or an OR of EQ filters."""
+    if flt["op"] == "OR":
+        return [f["value"] for f in flt["filters"]]
+    assert flt["op"] == "EQ"
+    return [flt["value"]]
+
+
 class FakeMetricsAPI:
-    """Serves two pages per resource and records every (page_token, body)."""
+    """Serves two pages per query (rows of every filtered resource) and records every
+    (page_token, body)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str | None, dict[str, Any]]] = []
@@ -47,39 +57,74 @@ class FakeMetricsAPI:
         body = json.loads(request.content)
         token = request.url.params.get("page_token")
         self.calls.append((token, body))
-        rid = body["filter"]["value"]
-        label = body["group_by"][0]
+        ids = filtered_ids(body["filter"])
+        res, who = body["group_by"]
         if token is None:
             data = [
-                {"timestamp": "2026-03-01T00:00:00Z", label: "sa-1", "value": 10.0},
-                {"timestamp": "2026-03-02T00:00:00.000Z", label: "sa-1", "value": 2.5004},
-            ]
-            meta = {"pagination": {"page_size": 2, "next_page_token": f"p2-{rid}"}}
+                row
+                for rid in ids
+                for row in (
+                    {"timestamp": "2026-03-01T00:00:00Z", res: rid, who: "sa-1", "value": 10.0},
+                    {"timestamp": "2026-03-02T00:00:00.000Z", res: rid, who: "sa-1",
+                     "value": 2.5004},
+                )
+            ]  # fmt: skip
+            meta = {"pagination": {"page_size": 2, "next_page_token": "p2-" + ",".join(ids)}}
         else:
-            data = [{"timestamp": "2026-03-02T00:00:00Z", label: "KEY", "value": 7}]
+            data = [{"timestamp": "2026-03-02T00:00:00Z", res: rid, who: "KEY", "value": 7}
+                    for rid in ids]  # fmt: skip
+            data.append({"timestamp": "2026-03-02T00:00:00Z", who: "sa-9", "value": 1})  # no id
             meta = {"pagination": {"page_size": 2}}
         return httpx.Response(200, json={"data": data, "meta": meta})
 
 
 class TestMetricsApi:
-    async def test_one_query_per_resource_for_the_whole_range(self) -> None:
-        """Each resource gets one query (P1D, whole interval) and its pages, same body."""
+    async def test_one_query_for_many_resources_for_the_whole_range(self) -> None:
+        """The resources share one query (an OR of their ids, grouped by resource and
+        principal, P1D over the whole interval), followed page by page with the
+        identical body; rows without a resource id are skipped."""
         api = FakeMetricsAPI()
         source = MetricsApiSource(client(api), "http://tel")
         table = await source.fetch(METRIC_QUERIES["request_bytes"], ["lkc-b", "lkc-a"], D1, D3)
-        assert len(api.calls) == 4
-        first_pages = [b for t, b in api.calls if t is None]
-        assert sorted(b["filter"]["value"] for b in first_pages) == ["lkc-a", "lkc-b"]
-        for body in first_pages:
-            assert body["granularity"] == "P1D"
-            assert body["intervals"] == ["2026-03-01T00:00:00Z/2026-03-03T00:00:00Z"]
-            assert body["group_by"] == ["metric.principal_id"]
-            assert body["limit"] == 1000
-        by_token = dict(api.calls)
-        first_a = next(b for t, b in api.calls if t is None and b["filter"]["value"] == "lkc-a")
-        assert by_token["p2-lkc-a"] == first_a
-        assert table[(D1, "lkc-a")] == {"sa-1": 10}
-        assert table[(dt.date(2026, 3, 2), "lkc-a")] == {"sa-1": 3, "KEY": 7}
+        assert [t for t, _ in api.calls] == [None, "p2-lkc-a,lkc-b"]
+        body = api.calls[0][1]
+        assert api.calls[1][1] == body
+        assert body["filter"] == {
+            "op": "OR",
+            "filters": [
+                {"field": "resource.kafka.id", "op": "EQ", "value": "lkc-a"},
+                {"field": "resource.kafka.id", "op": "EQ", "value": "lkc-b"},
+            ],
+        }
+        assert body["granularity"] == "P1D"
+        assert body["intervals"] == ["2026-03-01T00:00:00Z/2026-03-03T00:00:00Z"]
+        assert body["group_by"] == ["resource.kafka.id", "metric.principal_id"]
+        assert body["limit"] == 1000
+        for rid in ("lkc-a", "lkc-b"):
+            assert table[(D1, rid)] == {"sa-1": 10}
+            assert table[(dt.date(2026, 3, 2), rid)] == {"sa-1": 3, "KEY": 7}
+        assert len(table) == 4
+
+    async def test_resources_per_query_bounds_a_filter(self) -> None:
+        """More resources than ``resources_per_query`` are asked for in several queries,
+        each resource in exactly one; a batch of one is a plain EQ filter."""
+        api = FakeMetricsAPI()
+        source = MetricsApiSource(client(api), "http://tel", resources_per_query=2)
+        ids = ["lkc-e", "lkc-d", "lkc-c", "lkc-b", "lkc-a", "lkc-a"]
+        table = await source.fetch(METRIC_QUERIES["response_bytes"], ids, D1, D3)
+        firsts = [b["filter"] for t, b in api.calls if t is None]
+        assert sorted(map(filtered_ids, firsts)) == [["lkc-a", "lkc-b"], ["lkc-c", "lkc-d"],
+                                                     ["lkc-e"]]  # fmt: skip
+        assert {"field": "resource.kafka.id", "op": "EQ", "value": "lkc-e"} in firsts
+        assert {rid for _, rid in table} == {"lkc-a", "lkc-b", "lkc-c", "lkc-d", "lkc-e"}
+
+    async def test_nothing_to_ask_sends_nothing(self) -> None:
+        """No resources or an empty range is an empty table without a request."""
+        api = FakeMetricsAPI()
+        source = MetricsApiSource(client(api), "http://tel")
+        assert await source.fetch(METRIC_QUERIES["request_bytes"], [], D1, D3) == {}
+        assert await source.fetch(METRIC_QUERIES["request_bytes"], ["lkc-a"], D3, D1) == {}
+        assert api.calls == []
 
     async def test_cfu_minutes_are_scaled_before_rounding(self) -> None:
         """Flink CFU-minutes are kept to three decimals (x1000) as integers."""
@@ -169,6 +214,7 @@ class TestCursorExpiry:
         table = await source.fetch(METRIC_QUERIES["request_bytes"], ["lkc-a"], D1, D3)
         assert failed == ["p2-lkc-a"]
         assert [t for t, _ in api.calls] == [None, None, "p2-lkc-a"]
+        assert len(table) == 2
         assert table[(dt.date(2026, 3, 2), "lkc-a")] == {"sa-1": 3, "KEY": 7}
 
     async def test_a_first_page_400_is_not_retried(self) -> None:
@@ -181,3 +227,33 @@ class TestCursorExpiry:
             await MetricsApiSource(client(bad), "http://tel").fetch(
                 METRIC_QUERIES["request_bytes"], ["lkc-a"], D1, D3
             )
+
+
+class TestMetricsRateLimit:
+    async def test_metrics_requests_keep_to_requests_per_minute(self) -> None:
+        """The plugin paces Metrics API requests by ``metrics.requests_per_minute`` (its
+        own pool, though the host is shared and ``http.requests_per_second`` is off);
+        by default 280 a minute, under the documented 300 per IP."""
+        sleeps: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        def plugin(**metrics: Any) -> ConfluentCloudPlugin:
+            p = ConfluentCloudPlugin(
+                transport=httpx.MockTransport(FakeMetricsAPI()), sleep=fake_sleep
+            )
+            p.initialize(
+                {"api_key": "K", "api_secret": "S", "base_url": "http://sim",
+                 "telemetry_url": "http://sim", "http": {"requests_per_second": None},
+                 "metrics": {"resources_per_query": 1, **metrics}}
+            )  # fmt: skip
+            return p
+
+        source = plugin(requests_per_minute=120).get_metrics_source()
+        await source.fetch(METRIC_QUERIES["request_bytes"], ["lkc-a", "lkc-b"], D1, D3)
+        # 4 requests (2 queries x 2 pages); the fake sleep lets no time pass: 0.5 s apart
+        assert sleeps == pytest.approx([0.5, 1.0, 1.5], abs=0.1)
+        sleeps.clear()
+        await plugin().get_metrics_source().fetch(METRIC_QUERIES["cfu"], ["lfcp-1"], D1, D3)
+        assert sleeps == pytest.approx([60 / 280], abs=0.01)
