@@ -9,6 +9,7 @@
     chargeback reconcile    --config F --tenant T [--from D --to D]   (exit 1 on a mismatch)
     chargeback check        --config F                       health check for Docker/k8s (0/1)
     chargeback migrate      --config F                       apply storage migrations, exit
+    chargeback export openmetrics --config F --tenant T [--from D --to D] [--output F]
     chargeback copy-db      --from sqlite:///F --to postgresql://...   move without recomputing
 
 ``--config`` defaults to ``$CHARGEBACK_CONFIG`` or ``settings.yaml``. Every invalid
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from chargeback import storage_cli
+from chargeback import export_cli, storage_cli
 from chargeback.core.engine.types import RunStatus
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--to", dest="end", type=_date, help="last day, inclusive (default: today)")
     add("check", "exit 0 when the running daemon is healthy, 1 otherwise")
     storage_cli.add_commands(add)
+    export_cli.add_commands(add)
     if importlib.util.find_spec("chargeback.demo") is not None:
         demo = add("demo", "start ccloud_sim and the daemon and compute a chargeback")
         importlib.import_module("chargeback.demo").add_arguments(demo)
@@ -107,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _cmd_demo,
         "migrate": storage_cli.cmd_migrate,
         "copy-db": storage_cli.cmd_copy_db,
+        "export": export_cli.cmd_export,
     }
     try:
         return commands[args.command](args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,12 +25,13 @@ def _mounts(service: dict[str, Any]) -> dict[str, Path]:
 
 
 class TestServices:
-    """The four services and how they reach each other."""
+    """The five services and how they reach each other."""
 
-    def test_the_four_services_exist(self, compose_file: dict[str, Any]) -> None:
-        """chargeback, ccloud-sim, prometheus and grafana are defined."""
+    def test_the_five_services_exist(self, compose_file: dict[str, Any]) -> None:
+        """chargeback, the one-shot history, ccloud-sim, prometheus and grafana are defined."""
         assert set(compose_file["services"]) == {
             "chargeback",
+            "history",
             "ccloud-sim",
             "prometheus",
             "grafana",
@@ -101,6 +103,58 @@ class TestPrometheus:
         service = compose_file["services"]["prometheus"]
         flag = next(a for a in service["command"] if a.startswith("--config.file="))
         assert _mounts(service)[flag.split("=", 1)[1]] == COMPOSE / "prometheus.yml"
+
+
+class TestHistoryBackfill:
+    """At start the stack calculates the demo's days and Prometheus backfills them."""
+
+    def test_history_runs_commands_the_cli_accepts(self, compose_file: dict[str, Any]) -> None:
+        """Each command of the history service parses with chargeback's own parser."""
+        from chargeback.cli import _parser  # noqa: PLC0415
+
+        service = compose_file["services"]["history"]
+        sh, flag, script = service["command"]
+        assert (sh, flag) == ("sh", "-c")
+        commands = [shlex.split(part) for part in script.split("&&")]
+        assert [c[:2] for c in commands] == [["chargeback", "once"], ["chargeback", "export"]]
+        for command in commands:
+            _parser().parse_args(command[1:])
+        export = commands[1]
+        output = export[export.index("--output") + 1]
+        assert output.startswith("/var/lib/chargeback/")
+        assert "chargeback-data:/var/lib/chargeback" in service["volumes"]
+        assert service["environment"] == {
+            k: v
+            for k, v in compose_file["services"]["chargeback"]["environment"].items()
+            if k != "CHARGEBACK_HTTP__HOST"
+        }
+
+    def test_prometheus_backfills_the_export_before_it_starts(
+        self, compose_file: dict[str, Any]
+    ) -> None:
+        """promtool reads the history file from the shared volume, then Prometheus runs."""
+        services = compose_file["services"]
+        prom = services["prometheus"]
+        assert prom["depends_on"]["history"]["condition"] == "service_completed_successfully"
+        assert services["chargeback"]["depends_on"]["history"]["condition"] == (
+            "service_completed_successfully"
+        )
+        script = prom["entrypoint"][2]
+        assert "promtool tsdb create-blocks-from openmetrics /history/history.om /prometheus" in (
+            script
+        )
+        assert script.endswith('exec /bin/prometheus "$$@"')  # compose makes $$ a literal $
+        assert "chargeback-data:/history:ro" in prom["volumes"]
+        tsdb = next(a for a in prom["command"] if a.startswith("--storage.tsdb.path="))
+        assert tsdb == "--storage.tsdb.path=/prometheus"
+
+    def test_over_days_panels_read_the_backfilled_history(self, dashboard: dict[str, Any]) -> None:
+        """The "over days" cost panels read the daily series, any step (last_over_time [1d])."""
+        panels = [p for p in dashboard["panels"] if "over days" in p["title"]]
+        assert len(panels) == 4
+        for panel in panels:
+            assert "last_over_time(chargeback_" in panel["targets"][0]["expr"]
+            assert "_daily{" in panel["targets"][0]["expr"]
 
 
 class TestGrafana:

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ccloud_sim import cli as sim_cli
 from ccloud_sim.scales import SCALES
 from chargeback import cli
+from chargeback.core.query.openmetrics import FAMILY_LABELS
 from chargeback.service.daemon import Daemon
 from chargeback.settings import AppSettings, HttpSettings, load_settings, validate_settings
 
@@ -176,9 +177,9 @@ class TestEndpoints:
     def test_dashboard_metrics_are_exported(
         self, live: LiveDaemon, dashboard_metric_names: set[str]
     ) -> None:
-        """Every chargeback_* name in the dashboard's PromQL is a sample the daemon exports."""
+        """Every chargeback_* name in the dashboard is exported live or by the history export."""
         assert dashboard_metric_names
-        missing = sorted(dashboard_metric_names - set(live.labels_by_sample))
+        missing = sorted(dashboard_metric_names - set(live.labels_by_sample) - set(FAMILY_LABELS))
         assert not missing, f"dashboard uses metrics the daemon does not export: {missing}"
 
     def test_dashboard_labels_exist_on_their_metrics(
@@ -188,6 +189,7 @@ class TestEndpoints:
         for expr in dashboard_expressions:
             names = re.findall(r"\bchargeback_[a-zA-Z0-9_]+", expr)
             known = set().union(*(live.labels_by_sample.get(n, set()) for n in names))
+            known |= set().union(*(FAMILY_LABELS.get(n, ()) for n in names))
             used = {
                 label.strip()
                 for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
