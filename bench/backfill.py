@@ -44,6 +44,7 @@ from bench._harness import (
     run_children,
     write_report,
 )
+from chargeback.service import gcpolicy
 
 GOAL_WALL_S = 60.0
 GOAL_FLOOR_RATIO = 10.0
@@ -105,6 +106,16 @@ def expected_calls(db: Path) -> dict[str, Any]:
     }
 
 
+def gc_setting(text: str) -> tuple[int, int, int] | None:
+    """``--gc``: ``process`` (the CLI's policy), ``default`` (Python's), or ``T0,T1,T2``."""
+    if text == "default":
+        return None
+    if text == "process":
+        return gcpolicy.THRESHOLDS
+    young, middle, old = (int(t) for t in text.split(","))
+    return young, middle, old
+
+
 async def _backfill(scale: str, days: int, seed: int, db: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     sim = Sim(scale=scale, seed=seed)
@@ -113,6 +124,7 @@ async def _backfill(scale: str, days: int, seed: int, db: Path) -> dict[str, Any
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         await runtime.start()
+        gcpolicy.freeze_start_up()  # as the daemon does once it started (if configured)
         sim.reset_stats()
         with Meter() as meter:
             summary = await runtime.run("backfill")
@@ -172,6 +184,9 @@ def keep(db: Path, target: Path) -> None:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One backfill and its floor, in this process."""
     quiet_logs()
+    thresholds = gc_setting(args.gc)
+    if thresholds is not None:
+        gcpolicy.configure(thresholds)  # as `chargeback run` and `once` do
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         db = Path(tmp) / "db.sqlite"
         result = asyncio.run(_backfill(args.scale, args.days, args.seed, db))
@@ -268,6 +283,11 @@ def main() -> None:
     parser.add_argument(
         "--keep-db", type=Path, metavar="DIR", help="keep the backfilled databases in DIR"
     )
+    parser.add_argument(
+        "--gc",
+        default="process",
+        help="collector policy: process (the CLI's, default), default (Python's), or T0,T1,T2",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -284,7 +304,8 @@ def main() -> None:
         extra = ["--no-floor"] if args.no_floor else []
         if args.keep_db is not None:
             extra += ["--keep-db", str(args.keep_db)]
-        child_args = ["--scale", args.scale, "--days", str(days), "--seed", str(args.seed), *extra]
+        child_args = ["--scale", args.scale, "--days", str(days), "--seed", str(args.seed)]
+        child_args += ["--gc", args.gc, *extra]
         runs = run_children("bench.backfill", child_args, args.runs)
         agg = aggregate(runs)
         report["results"].append({"summary": agg, "runs": runs})

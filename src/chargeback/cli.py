@@ -36,6 +36,7 @@ from chargeback import export_cli, storage_cli
 from chargeback.core.engine.types import RunStatus
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
+from chargeback.service import gcpolicy
 from chargeback.settings import (
     AppSettings,
     load_settings,
@@ -97,7 +98,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.
+
+    Called without ``argv`` (the ``chargeback`` program itself), it also sets the
+    process's collector policy (:mod:`chargeback.service.gcpolicy`; the daemon freezes
+    the start-up heap); called with ``argv`` (embedded, the tests) it leaves it alone.
+    """
+    if argv is None:
+        gcpolicy.configure()
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run,

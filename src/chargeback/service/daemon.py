@@ -50,7 +50,7 @@ from chargeback.core.storage.factory import make_backend
 from chargeback.core.telemetry import set_telemetry
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
-from chargeback.service import api
+from chargeback.service import api, gcpolicy
 from chargeback.service.exposition import DaemonExposition
 from chargeback.service.heartbeat import HeartbeatWriter
 from chargeback.service.http import HttpServer, make_app
@@ -215,6 +215,7 @@ class Daemon:
         stack.push_async_callback(pool.aclose)
         for name in tenants:
             await pool.add(name, s)
+        gcpolicy.freeze_start_up()  # start-up is over (only if the CLI configured it)
         return pool
 
     async def _open_emitters(

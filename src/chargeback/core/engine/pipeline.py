@@ -41,7 +41,6 @@ import structlog
 from chargeback.core.emitters.runner import EmitOutcome, emit_date
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNotes
-from chargeback.core.engine.gcpolicy import collect_young, young_collections_only
 from chargeback.core.engine.inventory import Inventory
 from chargeback.core.engine.spool import LineSpool
 from chargeback.core.engine.types import NamedEmitter, RunSummary
@@ -56,8 +55,6 @@ log = structlog.get_logger(__name__)
 
 COMMITS_IN_FLIGHT = 2
 """Dates committed or queued to commit while the next is allocated."""
-_COLLECT_EVERY = 8
-"""Dates allocated between two collections of the young generations (see gcpolicy)."""
 ALLOCATION_SLICE = 50
 """Lines allocated between two yields to the event loop (a few milliseconds of work)."""
 
@@ -142,26 +139,23 @@ class DatePipeline:
         commits = CommitQueue(COMMITS_IN_FLIGHT)
         calculated = 0
         download: asyncio.Task[None] | None = asyncio.create_task(self.gather(chunks[0]))
-        with young_collections_only():  # automatic collection is off for the loop (gcpolicy)
-            try:
-                for n, chunk in enumerate(chunks, 1):
-                    assert download is not None  # noqa: S101  (one per chunk)
-                    await download
-                    download = None
-                    todo = await self.detect(chunk)
-                    if n < len(chunks):
-                        download = asyncio.create_task(self.gather(chunks[n]))
-                    for day in todo:
-                        calculated += 1
-                        if calculated % _COLLECT_EVERY == 0:
-                            collect_young()
-                        await self._work_date(day, commits)
-                    for day in chunk.days:
-                        self._spool.discard(day)  # dates left unchanged: forget their lines
-                await commits.drain()
-            finally:
-                await _cancel(download)
-                await commits.settle()
+        try:
+            for n, chunk in enumerate(chunks, 1):
+                assert download is not None  # noqa: S101  (one per chunk)
+                await download
+                download = None
+                todo = await self.detect(chunk)
+                if n < len(chunks):
+                    download = asyncio.create_task(self.gather(chunks[n]))
+                for day in todo:
+                    calculated += 1
+                    await self._work_date(day, commits)
+                for day in chunk.days:
+                    self._spool.discard(day)  # dates left unchanged: forget their lines
+            await commits.drain()
+        finally:
+            await _cancel(download)
+            await commits.settle()
         return calculated
 
     async def _work_date(self, day: dt.date, commits: CommitQueue) -> None:
@@ -174,8 +168,7 @@ class DatePipeline:
             if module is not None:
                 plugin_rows = module.billing_rows(self._parts.tenant_id, day, lines)
             await commits.put(partial(self._commit_and_emit, day, lines, result, plugin_rows))
-            # The commit's parameters are built now, still with automatic collection
-            # off; /metrics and the probes get a turn too.
+            # The commit's parameters are built now; /metrics and the probes get a turn too.
             await asyncio.sleep(0)
 
     # -- gather -------------------------------------------------------------------------
@@ -183,12 +176,11 @@ class DatePipeline:
         """Download the chunk's billing into the spool (its ``days`` only)."""
         wanted = set(chunk.days)
         summary, spool = self._summary, self._spool
-        with young_collections_only():  # pages of rows make no cycles (gcpolicy)
-            source = self._parts.cost_input.gather(self._parts.tenant_id, chunk.start, chunk.end)
-            async for line in source:
-                summary.lines_read += 1
-                if line.date in wanted:
-                    spool.add(line)
+        source = self._parts.cost_input.gather(self._parts.tenant_id, chunk.start, chunk.end)
+        async for line in source:
+            summary.lines_read += 1
+            if line.date in wanted:
+                spool.add(line)
 
     # -- detect -------------------------------------------------------------------------
     async def detect(self, chunk: Chunk) -> list[dt.date]:
@@ -217,8 +209,7 @@ class DatePipeline:
             chunk=f"{chunk.start}/{chunk.end}",
         )
         if todo:
-            with young_collections_only():
-                await self._usage.prepare(spool.needs(todo), todo[0], plan.fetch[-1])
+            await self._usage.prepare(spool.needs(todo), todo[0], plan.fetch[-1])
         return todo
 
     # -- allocate -----------------------------------------------------------------------
