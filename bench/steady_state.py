@@ -47,6 +47,7 @@ from bench._harness import (
 from bench.backfill import lookback_for
 from chargeback.core.engine.types import RunSummary
 from chargeback.core.storage.migrations import CORE_MIGRATIONS
+from chargeback.service import gcpolicy
 
 GOAL_WALL_S = 5.0
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "chargeback-bench-cache"
@@ -148,7 +149,9 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _child(scale: str, seed: int, days: int, cache: Path, work: Path) -> dict[str, Any]:
     lookback = lookback_for(days)
+    gcpolicy.configure()  # the collector policy of `chargeback run`
     sim = Sim(scale=scale, seed=seed)
+    gcpolicy.freeze_start_up()  # start-up (imports, the sim's organization) is over
     cache.mkdir(parents=True, exist_ok=True)
     schema = CORE_MIGRATIONS[-1].version
     cached = cache / f"backfill-{scale}-s{seed}-d{days}-core{schema}.sqlite"
