@@ -412,7 +412,14 @@ class Daemon:
         for name in [*changed, *added]:
             if await pool.add(name, new) and self._scheduler is not None:
                 self._schedule(name, new.tenant_schedule(name))
-        log.info("settings reloaded", added=added, removed=removed, changed=changed)
+        reattributed = await pool.apply_ownership(old, new)
+        log.info(
+            "settings reloaded",
+            added=added,
+            removed=removed,
+            changed=changed,
+            ownership_reattributed=reattributed,
+        )
         return True
 
     # -- health -----------------------------------------------------------------------------

@@ -22,9 +22,12 @@ import structlog
 from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary
 from chargeback.core.models import ChargebackRow
+from chargeback.core.ownership.attributor import Attributor
+from chargeback.core.ownership.rules import compile_rules
 from chargeback.core.plugin.protocols import Emitter
 from chargeback.core.plugin.registry import PluginRegistry
 from chargeback.core.storage.backend import StorageBackend
+from chargeback.core.storage.ownership import ownership_store
 from chargeback.errors import ChargebackError
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.settings import AppSettings
@@ -137,7 +140,10 @@ class TenantPool:
             log.error("tenant not loaded", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
             self._metrics.run_aborted(name, 0.0, status="failed")
             return False
-        runtime = TenantRuntime(config, plugin, self._storage, self._emitters)
+        attributor = self._attributor(name, settings)
+        runtime = TenantRuntime(
+            config, plugin, self._storage, self._emitters, attributor=attributor
+        )
         self._tenants[name] = _Tenant(name, settings.tenant_schedule(name), runtime)
         self._metrics.tenant_added(name)
         try:
@@ -146,6 +152,38 @@ class TenantPool:
             log.error("tenant start failed", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
         await self._restore_metrics(name)
         return True
+
+    def _attributor(self, name: str, settings: AppSettings) -> Attributor | None:
+        try:
+            store = ownership_store(self._storage)
+        except TypeError as exc:
+            log.warning("ownership attribution unavailable", tenant_id=name, error=str(exc))
+            return None
+        return Attributor(name, compile_rules(settings.ownership, name), store, self._storage)
+
+    async def apply_ownership(self, old: AppSettings, new: AppSettings) -> list[str]:
+        """Give every tenant the new ownership rules; re-attribute those whose rules changed.
+
+        Returns the tenants re-attributed (their changed dates re-emitted).
+        """
+        done: list[str] = []
+        for name, tenant in list(self._tenants.items()):
+            attributor = tenant.runtime.attributor
+            if attributor is None:
+                continue
+            rules = compile_rules(new.ownership, name)
+            replaced = attributor.replace_rules(rules)
+            if not replaced and compile_rules(old.ownership, name).fingerprint == rules.fingerprint:
+                continue
+            try:
+                await tenant.runtime.reattribute()
+            except ChargebackError as exc:
+                log.error("re-attribution failed", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
+                continue
+            done.append(name)
+        if done and self._after_run is not None:
+            await self._after_run()
+        return done
 
     async def retire(self, name: str) -> None:
         """Remove tenant ``name``: no new runs, let its current run finish, close it."""

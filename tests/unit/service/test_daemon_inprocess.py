@@ -336,3 +336,41 @@ class TestDaemonMetricsEncoding:
         assert int(zipped.headers["content-length"]) < len(plain.content)
         assert samples(zipped.text) == samples(plain.text)
         assert any(s[0] == "chargeback_cost_latest_day" for s in samples(plain.text))
+
+
+class TestOwnershipReload:
+    """SIGHUP re-reads the ownership rules file: applied at once, or rejected whole."""
+
+    async def test_rule_file_change_applies_and_bad_file_keeps_old_rules(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """A changed rules file re-attributes at reload; a broken one is rejected, rules kept."""
+        from chargeback.core.storage.ownership import ownership_store  # noqa: PLC0415
+
+        rules = tmp_path / "rules.yaml"
+        rules.write_text("rules:\n  - {team: alpha, match: {identity_id: sa-1}}\n", "utf-8")
+        tenants = f"  acme: {{ecosystem: example}}\nownership: {{rules_file: {rules}}}\n"
+        d: Daemon = await make_daemon(tenants)
+        await wait_idle(d)
+        assert d.storage is not None
+        store = ownership_store(d.storage)
+
+        async def teams_of_sa1() -> set[str]:
+            states = await store.attribution_states("acme")
+            assert states
+            teams: set[str] = set()
+            for day in states:
+                att = await store.read_attribution("acme", day)
+                assert att is not None
+                teams |= {s.decision.team for s in att.shares if s.key.identity_id == "sa-1"}
+            return teams
+
+        assert await teams_of_sa1() == {"alpha"}
+        rules.write_text("rules:\n  - {team: beta, match: {identity_id: sa-1}}\n", "utf-8")
+        assert await d.reload()
+        assert await teams_of_sa1() == {"beta"}
+        assert {s.rule_version for s in (await store.attribution_states("acme")).values()} == {2}
+        rules.write_text("rules:\n  - {team: gamma, match: {identity_name: '['}}\n", "utf-8")
+        assert not await d.reload()
+        assert await teams_of_sa1() == {"beta"}
+        assert d.settings.ownership.all_rules()[0].team == "beta"

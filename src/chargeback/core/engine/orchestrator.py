@@ -31,6 +31,7 @@ from chargeback.core.engine.inventory import Inventory, gather_inventory
 from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
 from chargeback.core.engine.usage import RunUsage
+from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (
     CostAllocator,
@@ -78,6 +79,7 @@ class TenantRuntime:
         clock: returns the current UTC time (injectable for tests).
         chunk_days: the most days of billing downloaded, decided and allocated as one
             chunk (see :mod:`~chargeback.core.engine.pipeline`).
+        attributor: the tenant's ownership step (teams of the committed rows).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class TenantRuntime:
         *,
         clock: Callable[[], dt.datetime] = _utcnow,
         chunk_days: int = CHUNK_DAYS,
+        attributor: Attributor | None = None,
     ) -> None:
         if chunk_days < 1:
             raise ValueError(f"chunk_days must be at least 1, got {chunk_days}")
@@ -111,6 +114,8 @@ class TenantRuntime:
         self._settings_fp = datesel.settings_fingerprint(config.plugin_settings)
         self._unrecorded: list[RunSummary] = []
         self._inventory: Inventory | None = None
+        self.attributor = attributor
+        """Attributes committed dates to teams (DESIGN §14); ``None``: no ownership step."""
 
     @property
     def tenant_id(self) -> str:
@@ -182,6 +187,22 @@ class TenantRuntime:
         self._closed = True
         if self._initialized:
             await self.plugin.close()
+
+    async def reattribute(self) -> EmitOutcome:
+        """Apply changed ownership rules now: re-attribute, then re-emit what changed.
+
+        Waits for a running run (they share the lock); allocates nothing, calls no API.
+        """
+        outcome = EmitOutcome()
+        if self.attributor is None:
+            return outcome
+        async with self._lock:
+            with structlog.contextvars.bound_contextvars(tenant_id=self.tenant_id):
+                await self.attributor.catch_up()
+                outcome = await emit_pending(
+                    self.tenant_id, self.storage, self.emitters, clock=self._clock
+                )
+        return outcome
 
     # -- steps 7-8 ----------------------------------------------------------------------
     async def run(self, trigger: str = "schedule") -> RunSummary:
@@ -290,6 +311,8 @@ class TenantRuntime:
         else:
             summary.dates_skipped = window_days
             log.info("no dates need work")
+        if self.attributor is not None:
+            await self.attributor.catch_up()  # rule changes and unattributed dates
         outcome = await emit_pending(
             tenant, storage, self.emitters, clock=self._clock, skip=emitted.attempted
         )
@@ -323,6 +346,7 @@ class TenantRuntime:
             settings_fp=self._settings_fp,
             clock=self._clock,
             chunk_days=self._chunk_days,
+            attributor=self.attributor,
         )
         pipeline = DatePipeline(
             parts,

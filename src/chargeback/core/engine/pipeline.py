@@ -46,6 +46,7 @@ from chargeback.core.engine.spool import LineSpool
 from chargeback.core.engine.types import NamedEmitter, RunSummary
 from chargeback.core.engine.usage import UsageProvider
 from chargeback.core.models import BillingLineItem, ChargebackRow, IdentitySet
+from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.protocols import CostInput, PluginRows, StorageModule
 from chargeback.core.storage.backend import DateState, StorageBackend
 
@@ -80,6 +81,8 @@ class PipelineParts:
     settings_fp: str
     clock: Callable[[], dt.datetime]
     chunk_days: int
+    attributor: Attributor | None = None
+    """Attributes each committed date to teams before it is emitted (DESIGN §14)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +253,16 @@ class DatePipeline:
         plugin_rows: Sequence[PluginRows],
     ) -> None:
         state = await self.commit(day, lines, result, plugin_rows)
+        attributor = self._parts.attributor
+        if attributor is not None:  # after the commit, never changing it; before the emitters
+            inventory = self._inventory
+            await attributor.after_commit(
+                state,
+                result.rows,
+                inventory_key=inventory.fingerprint,
+                resources=inventory.resources,
+                identities=inventory.identities,
+            )
         await self.emit(day, state, result.rows)
 
     async def commit(

@@ -237,9 +237,51 @@ DROP TABLE chargeback_rows;
 ALTER TABLE chargeback_rows_v2 RENAME TO chargeback_rows;
 """
 
+_V3_OWNERSHIP = """
+-- Ownership (DESIGN §14): attribution is a step after allocation, kept apart from the
+-- chargeback rows so re-attributing after a rule change never rewrites them.
+-- Each tenant's rule sets, numbered as they first appear.
+CREATE TABLE ownership_rule_versions (
+    tenant_id   TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    rules       TEXT NOT NULL,           -- the tenant's rules as JSON
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, version),
+    UNIQUE (tenant_id, fingerprint)
+);
+-- One row per attributed tenant-date: which calculation (calc_seq) under which rule
+-- version, and every (identity, resource, env) key of its rows with its amount, row
+-- count and decision, as one JSON text (DateAttribution.encode: ~10k keys a date for a
+-- large organisation, one insert instead of ten thousand).
+CREATE TABLE ownership_dates (
+    tenant_id     TEXT NOT NULL,
+    date          TEXT NOT NULL,
+    rule_version  INTEGER NOT NULL,
+    calc_seq      INTEGER NOT NULL,
+    attributed_at TEXT NOT NULL,
+    total         INTEGER NOT NULL,       -- equals date_state.allocated_total
+    unassigned    INTEGER NOT NULL,
+    conflicts     INTEGER NOT NULL,       -- keys decided despite a conflicting rule
+    shares        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, date)
+);
+-- The team totals of each attributed date, for set-based reads (metrics, the API).
+CREATE TABLE ownership_team_totals (
+    tenant_id  TEXT NOT NULL,
+    date       TEXT NOT NULL,
+    team       TEXT NOT NULL,
+    dimensions TEXT NOT NULL,            -- JSON object of the declared dimensions set
+    amount     INTEGER NOT NULL,
+    row_count  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, date, team, dimensions)
+) WITHOUT ROWID;
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_ROW_RANGES),
+    Migration(3, "ownership attributions", _V3_OWNERSHIP),
 )
 """The core schema's steps, oldest first. Append new steps; never edit applied ones."""
 

@@ -8,7 +8,10 @@ from typing import Any
 import pydantic
 import pytest
 
+from chargeback.cli import main
 from chargeback.core.ownership import OwnershipSettings, compile_rules
+from chargeback.errors import ConfigError
+from chargeback.settings import load_settings
 
 
 def own(**data: Any) -> OwnershipSettings:
@@ -106,3 +109,19 @@ class TestRulesFile:
         f.write_text("- {team: a}\n")
         with pytest.raises(pydantic.ValidationError, match="one key 'rules:'"):
             own(rules_file=f)
+
+
+class TestAtLoad:
+    def test_bad_rules_file_is_a_config_error_naming_it(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A bad rules file is a ConfigError naming the rule; the command exits 2."""
+        rules = tmp_path / "rules.yaml"
+        rules.write_text("rules:\n  - {name: bad, team: a, match: {nope: 1}}\n")
+        cfg = tmp_path / "settings.yaml"
+        cfg.write_text(f"ownership: {{rules_file: {rules}}}\n")
+        with pytest.raises(ConfigError) as info:
+            load_settings(cfg)
+        assert f"rules file {rules}: rule 1 (bad): match.nope" in str(info.value)
+        assert main(["check-config", "--config", str(cfg)]) == 2
+        assert "rule 1 (bad)" in capsys.readouterr().err

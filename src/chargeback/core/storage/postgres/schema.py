@@ -166,9 +166,43 @@ _V2_NOTHING = """
 SELECT 1;
 """
 
+_V3_OWNERSHIP = """
+CREATE TABLE ownership_rule_versions (
+    tenant_id   TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    rules       TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, version),
+    UNIQUE (tenant_id, fingerprint)
+);
+CREATE TABLE ownership_dates (
+    tenant_id     TEXT NOT NULL,
+    date          DATE NOT NULL,
+    rule_version  BIGINT NOT NULL,
+    calc_seq      BIGINT NOT NULL,
+    attributed_at TIMESTAMPTZ NOT NULL,
+    total         BIGINT NOT NULL,
+    unassigned    BIGINT NOT NULL,
+    conflicts     BIGINT NOT NULL,
+    shares        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, date)
+);
+CREATE TABLE ownership_team_totals (
+    tenant_id  TEXT NOT NULL,
+    date       DATE NOT NULL,
+    team       TEXT NOT NULL,
+    dimensions TEXT NOT NULL,
+    amount     BIGINT NOT NULL,
+    row_count  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, date, team, dimensions)
+);
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_NOTHING),
+    Migration(3, "ownership attributions", _V3_OWNERSHIP),
 )
 """PostgreSQL's core steps: one per SQLite core step, same version and name."""
 
