@@ -9,10 +9,11 @@ by implementing this protocol.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chargeback.core.ledger.records import UsageCell, UsageEntry
 from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
 from chargeback.core.plugin.protocols import PluginRows, StorageModule
 
@@ -284,4 +285,36 @@ class StorageBackend(Protocol):
 
     async def tenants(self) -> list[str]:
         """Return every tenant with stored state."""
+        ...
+
+    # -- the usage ledger (DESIGN §13) -------------------------------------------------
+    async def write_usage(self, tenant_id: str, entries: Sequence[UsageEntry]) -> None:
+        """Store fetched usage cells (replacing those cells if stored), in one transaction.
+
+        An entry with no values stores the cell as fetched-and-empty.
+        """
+        ...
+
+    async def read_usage(
+        self,
+        tenant_id: str,
+        start: dt.date,
+        end: dt.date,
+        *,
+        queries: Collection[str] | None = None,
+        resource_ids: Collection[str] | None = None,
+    ) -> list[UsageEntry]:
+        """Return the stored cells with ``start <= day < end`` (of those queries and
+        resources, if given), ordered by date, query and resource."""
+        ...
+
+    async def missing_usage(self, tenant_id: str, wanted: Collection[UsageCell]) -> set[UsageCell]:
+        """Return the cells of ``wanted`` the ledger does not hold."""
+        ...
+
+    async def billed_resources(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> set[tuple[str, str]]:
+        """Return the ``(product_type, resource_id)`` pairs of the stored billing lines
+        with ``start <= day < end`` (what usage collection asks for)."""
         ...

@@ -278,10 +278,30 @@ CREATE TABLE ownership_team_totals (
 ) WITHOUT ROWID;
 """
 
+_V4_USAGE_LEDGER = """
+-- The usage ledger (DESIGN §13): every usage figure fetched, kept after the source
+-- forgets it. One row per (tenant, date, query, resource, principal); a cell that was
+-- fetched and held no usage is one row with principal_id '' and value NULL, so an
+-- empty cell and a missing cell differ. Written in its own transaction as soon as it
+-- is fetched, before the date it serves is allocated.
+CREATE TABLE usage_ledger (
+    tenant_id    TEXT NOT NULL,
+    date         TEXT NOT NULL,
+    query        TEXT NOT NULL,
+    resource_id  TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    value        INTEGER,
+    source       TEXT NOT NULL,
+    fetched_at   TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, date, query, resource_id, principal_id)
+) WITHOUT ROWID;
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_ROW_RANGES),
     Migration(3, "ownership attributions", _V3_OWNERSHIP),
+    Migration(4, "usage ledger", _V4_USAGE_LEDGER),
 )
 """The core schema's steps, oldest first. Append new steps; never edit applied ones."""
 

@@ -38,6 +38,7 @@ import structlog
 from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
 from chargeback.core.plugin.protocols import PluginRows, StorageModule
 from chargeback.core.storage import _commit, _inventory, _queries
+from chargeback.core.storage._ledger import SQLiteLedger
 from chargeback.core.storage._util import (
     date_from_text,
     datetime_to_text,
@@ -76,7 +77,7 @@ _DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
 """What a database call can raise: sqlite3 errors, ints beyond 64 bits, a closed connection."""
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLiteLedger):
     """The :class:`~chargeback.core.storage.backend.StorageBackend` on one SQLite file.
 
     Args:
@@ -90,6 +91,8 @@ class SQLiteBackend:
             run in a child process (:mod:`~chargeback.core.storage._writer`), so the
             next date's allocation uses the other core meanwhile; ``None`` keeps every
             commit in this process. An in-memory database never uses the child.
+
+    The usage ledger's methods come from :class:`~chargeback.core.storage._ledger.SQLiteLedger`.
     """
 
     def __init__(

@@ -41,6 +41,7 @@ from chargeback.core.storage.migrations import CORE_NAMESPACE
 from chargeback.core.storage.postgres import _inventory, _migrate, _queries
 from chargeback.core.storage.postgres._commit import Fence, write_commit
 from chargeback.core.storage.postgres._errors import DB_ERRORS, translate_error
+from chargeback.core.storage.postgres._ledger import PostgresLedger
 from chargeback.core.storage.postgres.schema import (
     CORE_MIGRATIONS,
     LEASE_MIGRATIONS,
@@ -64,7 +65,7 @@ SELECT tenant_id FROM (
 """
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresLedger):
     """The :class:`~chargeback.core.storage.backend.StorageBackend` on a PostgreSQL database.
 
     Args:

@@ -199,10 +199,27 @@ CREATE TABLE ownership_team_totals (
 );
 """
 
+_V4_USAGE_LEDGER = """
+-- The usage ledger (DESIGN §13), as SQLite's version 4: an empty fetched cell is one
+-- row with principal_id '' and value NULL.
+CREATE TABLE usage_ledger (
+    tenant_id    TEXT NOT NULL,
+    date         DATE NOT NULL,
+    query        TEXT NOT NULL,
+    resource_id  TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    value        BIGINT,
+    source       TEXT NOT NULL,
+    fetched_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, date, query, resource_id, principal_id)
+);
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_NOTHING),
     Migration(3, "ownership attributions", _V3_OWNERSHIP),
+    Migration(4, "usage ledger", _V4_USAGE_LEDGER),
 )
 """PostgreSQL's core steps: one per SQLite core step, same version and name."""
 
