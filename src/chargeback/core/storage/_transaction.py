@@ -29,6 +29,7 @@ CORE_TABLES = frozenset(
         "identities",
         "plugin_tables",
         "schema_migrations",
+        "usage_ledger",
     }
 )
 

@@ -232,4 +232,8 @@ async def verify_copy(
             report.problems.append(f"{tenant}: the chargeback rows differ")
         if await source.load_inventory(tenant) != await target.load_inventory(tenant):
             report.problems.append(f"{tenant}: the inventory differs")
+        if await source.read_usage(tenant, *_ALL_TIME) != await target.read_usage(
+            tenant, *_ALL_TIME
+        ):
+            report.problems.append(f"{tenant}: the usage ledger differs")
     return report
