@@ -1,8 +1,8 @@
 """Compact JSON text for digests and stored columns, built without ``json.dumps``' overhead.
 
 ``json.dumps(value, separators=(",", ":"))`` builds a new :class:`json.JSONEncoder`
-at every call that passes options, and its ``encode`` sets up the C encoder again:
-~7 µs for a billing line's 15 fields, of which ~2.5 µs is encoding. The hot paths
+at every call that passes options, and its ``encode`` sets up the C encoder again,
+which costs more than the encoding itself (figures in bench/README.md). The hot paths
 (the per-line billing digest, the stored ``attributes`` of every line) call it
 ~200k times in a 90-day backfill of a large organization, so the C encoder is made
 once here and called directly.

@@ -101,7 +101,7 @@ class BillingLineItem(NamedTuple):
     A ``NamedTuple`` (immutable; change a field with ``_replace``): a large
     organization's backfill builds every line twice (parsed, then unpacked from the
     spool), ~200k each for 90 days, and a tuple is built in C where a frozen
-    dataclass sets its fifteen fields one Python call at a time (~4 µs a line).
+    dataclass sets its fifteen fields one Python call at a time (bench/README.md).
     """
 
     line_id: str
@@ -175,13 +175,12 @@ class IdentitySet(Mapping[str, Identity]):
     the same remainders.
     """
 
-    __slots__ = ("_by_id", "_ids", "_lives")
+    __slots__ = ("_by_id", "_ids")
 
     def __init__(self, identities: Iterable[Identity] = ()) -> None:
         by_id = {i.identity_id: i for i in identities}
         self._ids: tuple[str, ...] = tuple(sorted(by_id))
         self._by_id: dict[str, Identity] = by_id
-        self._lives: list[tuple[int, int]] | None = None
 
     @classmethod
     def _sorted_subset(cls, ids: list[str], by_id: dict[str, Identity]) -> IdentitySet:
@@ -189,7 +188,6 @@ class IdentitySet(Mapping[str, Identity]):
         subset = cls.__new__(cls)
         subset._ids = tuple(ids)
         subset._by_id = dict(zip(ids, map(by_id.__getitem__, ids), strict=True))
-        subset._lives = None
         return subset
 
     def __getitem__(self, identity_id: str) -> Identity:
@@ -227,40 +225,9 @@ class IdentitySet(Mapping[str, Identity]):
         return self._ids
 
     def active_on(self, day: dt.date) -> IdentitySet:
-        """Return the identities that existed on ``day``.
-
-        The engine asks once per date of a run, of a set of ~12k identities for a
-        large organization: the days each identity lived are worked out once per set
-        (as ordinals, exactly :func:`active_on`'s rule) and each date is one
-        comparison per identity. Identities of a subclass (which may redefine
-        ``active_on``) are asked one by one.
-        """
-        lives = self._lives
-        if lives is None:
-            lives = self._lives = self._life_spans()
-        if not lives and self._ids:  # a subclass of Identity: ask each one
-            return IdentitySet(i for i in self._by_id.values() if i.active_on(day))
-        n = day.toordinal()
-        ids = [i for i, (first, last) in zip(self._ids, lives, strict=True) if first <= n <= last]
-        return self._sorted_subset(ids, self._by_id)
-
-    def _life_spans(self) -> list[tuple[int, int]]:
-        """``(first, last)`` day ordinals of each identity, in id order; empty if any
-        identity is not exactly an :class:`Identity`."""
-        spans: list[tuple[int, int]] = []
-        never, forever = dt.date.min.toordinal(), dt.date.max.toordinal()
-        for identity_id in self._ids:
-            ident = self._by_id[identity_id]
-            if type(ident) is not Identity:
-                return []
-            created, deleted = ident.created_at, ident.deleted_at
-            spans.append(
-                (
-                    never if created is None else created.date().toordinal(),
-                    forever if deleted is None else deleted.date().toordinal(),
-                )
-            )
-        return spans
+        """Return the identities that existed on ``day`` (each one's ``active_on``)."""
+        by_id = self._by_id
+        return self._sorted_subset([i for i in self._ids if by_id[i].active_on(day)], by_id)
 
     def of_type(self, *identity_types: str) -> IdentitySet:
         """Return the identities whose type is one of ``identity_types``."""

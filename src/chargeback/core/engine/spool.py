@@ -8,31 +8,25 @@ organization, growing with every day of lookback. The spools keep them pickled a
 zlib-compressed per date instead (~5-10 % of that), and hand one date back as
 objects when it is allocated; so memory stays flat as the number of days grows.
 
-Lines are packed as plain tuples with :mod:`marshal` (their date is the chunk's,
-their Decimals text), not pickled: pickling a frozen dataclass goes through
-``__getstate__`` field by field. There and back costs ~7 µs a line instead of ~25.
-Even so the first ``keep_lines`` lines stay objects: a daily run (a few dates) never
-packs, and a backfill packs only what exceeds the budget. Billing arrives oldest
-window first and dates are allocated oldest first, so the lines kept as objects are
-the first ones needed.
+The first ``keep_lines`` lines stay objects: a daily run (a few dates) never packs,
+and a backfill packs only what exceeds the budget. Billing arrives oldest window
+first and dates are allocated oldest first, so the lines kept as objects are the
+first ones needed.
 
-Lines a third-party cost input built with other types (a ``str`` subclass, a
-mapping that is not a ``dict``...) are pickled instead, and kept as objects if
-they cannot be pickled either; nothing is ever dropped or changed.
+Lines that cannot be pickled (a third-party cost input's attributes of an unpicklable
+type) are kept as objects; nothing is ever dropped or changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import marshal
 import pickle
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
 
 from chargeback.core.engine.dates import BillingDigest
-from chargeback.core.models import NO_ATTRIBUTES, BillingLineItem, MetricQuery, UsageTable
+from chargeback.core.models import BillingLineItem, MetricQuery, UsageTable
 
 __all__ = ["LineSpool", "UsageSpool"]
 
@@ -56,60 +50,6 @@ def _pack(value: object) -> bytes | None:
 def _unpack(blob: bytes) -> object:
     # Only bytes this process packed a moment ago: never external input.
     return pickle.loads(zlib.decompress(blob))  # noqa: S301
-
-
-_MARSHALLED = b"m"
-_PICKLED = b"p"
-
-
-def _pack_lines(day: dt.date, chunk: list[BillingLineItem]) -> bytes | None:
-    """Pack one date's lines as marshalled tuples; ``None`` if a line has other types.
-
-    Only exact types go this way (a ``date``, ``Decimal`` or ``None`` quantities, a
-    ``dict`` of attributes; marshal itself refuses subclasses), so that unpacking
-    gives back equal lines of the same types.
-    """
-    records: list[tuple[object, ...]] = []
-    append = records.append
-    for line in chunk:
-        quantity, price, attrs = line.quantity, line.unit_price, line.attributes
-        if (
-            type(line) is not BillingLineItem
-            or type(line.date) is not dt.date
-            or line.date != day
-            or (quantity is not None and type(quantity) is not Decimal)
-            or (price is not None and type(price) is not Decimal)
-            or (type(attrs) is not dict and attrs is not NO_ATTRIBUTES)
-        ):
-            return None
-        append(
-            (
-                line.line_id, line.product_type, line.product_category, line.amount,
-                line.resource_id, line.env_id, None if quantity is None else str(quantity),
-                line.unit, None if price is None else str(price), line.original_amount,
-                line.discount_amount, line.description,
-                None if attrs is NO_ATTRIBUTES else tuple(attrs.items()), line.error,
-            )
-        )  # fmt: skip
-    try:
-        return _MARSHALLED + zlib.compress(marshal.dumps(records), _LEVEL)
-    except ValueError:  # a field of a type marshal does not know
-        return None
-
-
-def _unpack_lines(day: dt.date, blob: bytes) -> list[BillingLineItem]:
-    if blob[:1] == _PICKLED:
-        lines = _unpack(blob[1:])
-        assert isinstance(lines, list)  # noqa: S101  (we packed a list)
-        return lines
-    dec, none, make = Decimal, NO_ATTRIBUTES, BillingLineItem._make
-    # Only bytes this process packed a moment ago: never external input.
-    return [
-        make((i, day, pt, pc, a, r, e, None if q is None else dec(q), u, None if p is None
-              else dec(p), oa, da, d, none if at is None else dict(at), err))
-        for i, pt, pc, a, r, e, q, u, p, oa, da, d, at, err
-        in marshal.loads(zlib.decompress(blob[1:]))  # noqa: S302
-    ]  # fmt: skip
 
 
 class LineSpool:
@@ -155,10 +95,7 @@ class LineSpool:
             self._keep -= len(chunk)
             self._packed[day].append(chunk)
             return
-        packed = _pack_lines(day, chunk)
-        if packed is None:
-            pickled = _pack(chunk)
-            packed = None if pickled is None else _PICKLED + pickled
+        packed = _pack(chunk)
         self._packed[day].append(chunk if packed is None else packed)
 
     def finish(self) -> None:
@@ -195,7 +132,9 @@ class LineSpool:
         lines: list[BillingLineItem] = []
         for part in self._packed.pop(day, []):
             if isinstance(part, bytes):
-                lines.extend(_unpack_lines(day, part))
+                unpacked = _unpack(part)
+                assert isinstance(unpacked, list)  # noqa: S101  (we packed a list)
+                lines.extend(unpacked)
             else:
                 lines.extend(part)
         return lines
