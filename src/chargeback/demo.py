@@ -334,7 +334,7 @@ async def _backfill(
     http_url = f"http://127.0.0.1:{port}"
     print(
         f"ccloud_sim (scale {options.scale}, seed {options.seed}) on {sim_url}\n"
-        f"chargeback daemon on {http_url} (/metrics /healthz /readyz)\n"
+        f"chargeback daemon on {http_url} (/ui/ /api/v1/ /metrics /healthz /readyz)\n"
         f"backfilling tenant {tenant!r}: {options.days} days, {first} .. {last}"
         " (fetching inventory, billing and usage first)",
         file=out,
@@ -436,6 +436,9 @@ async def _summary(
         "Where to look",
         f"  CSV files      {csv_dir}/<date>.csv",
         f"  database       {db}",
+        f"  web UI         {http_url}/ui/",
+        f"  query API      {http_url}/api/v1/allocation?window=30d",
+        f"  its OpenAPI    {http_url}/api/v1/openapi.json",
         f"  metrics        {http_url}/metrics",
         f"  health         {http_url}/healthz   {http_url}/readyz",
         f"  reconcile      CHARGEBACK_STORAGE__PATH={db} chargeback reconcile"

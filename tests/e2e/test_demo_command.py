@@ -114,7 +114,7 @@ class TestServing:
     """Without ``--exit-after-run`` the demo serves the daemon's endpoints until SIGINT."""
 
     def test_serves_metrics_and_stops_on_sigint(self, tmp_path: Path) -> None:
-        """/healthz, /readyz and /metrics answer with the demo's data; Ctrl-C exits 0."""
+        """Probes, /metrics, the UI and the API answer with the demo's data; Ctrl-C exits 0."""
         proc = subprocess.Popen(
             _chargeback(
                 "demo",
@@ -147,6 +147,14 @@ class TestServing:
                 assert client.get("/healthz").status_code == 200
                 assert client.get("/readyz").status_code == 200
                 metrics = client.get("/metrics").text
+                ui_page = client.get("/ui/")
+                answer = client.get("/api/v1/allocation", params={"window": "7d"}).json()
+            assert f"web UI         {base}/ui/" in out
+            assert ui_page.status_code == 200
+            assert "Overview" in ui_page.text
+            assert answer["tenant"] == "demo"
+            assert answer["reconciled"] is True
+            assert answer["sets"][0]["calculated_days"] == 2
             assert 'chargeback_runs_total{status="success",tenant="demo"} 1.0' in metrics
             assert re.search(r'chargeback_cost_latest_day\{[^}]*tenant="demo"', metrics)
             assert (tmp_path / "work" / "chargeback.pid").is_file()

@@ -50,7 +50,7 @@ from chargeback.core.storage.factory import make_backend
 from chargeback.core.telemetry import set_telemetry
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
-from chargeback.service import api, gcpolicy
+from chargeback.service import api, gcpolicy, ui
 from chargeback.service.exposition import DaemonExposition
 from chargeback.service.heartbeat import HeartbeatWriter
 from chargeback.service.http import HttpServer, make_app
@@ -297,7 +297,7 @@ class Daemon:
             self._exposition,
             self,
             storage=functools.partial(make_backend, s.storage, read_only=True),
-            routes=api.routes(s),
+            routes=[*api.routes(s), *ui.routes(s)],
         )
         self.http = HttpServer(app, s.http.host, s.http.port)
         await self.http.start()

@@ -3,6 +3,7 @@
 Dimensions name columns of the chargeback rows::
 
     identity  product_type  product_category  environment  resource  cost_type  rule
+    line  date
 
 ``aggregate`` lists one or more of them (``identity,product_type``); every distinct
 combination of their values is one entry of a set. A row without a resource or an
@@ -42,6 +43,8 @@ DIMENSIONS: dict[str, str] = {
     "resource": "resource_id",
     "cost_type": "cost_type",
     "rule": "rule",
+    "line": "line_id",
+    "date": "date",
 }
 """Dimension name -> the chargeback row column it reads."""
 

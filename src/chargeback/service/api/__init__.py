@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
@@ -31,14 +32,14 @@ from starlette.routing import BaseRoute, Mount, Route
 import chargeback
 from chargeback.service.api import allocation, explain, inventory, status
 from chargeback.service.api._auth import ApiTokens, TokenAuthMiddleware, scope_of
-from chargeback.service.api._endpoint import Endpoint, make_context
+from chargeback.service.api._endpoint import ApiContext, Endpoint, make_context
 from chargeback.service.api._openapi import openapi_document
 from chargeback.service.http import json_response, storage_of
 
 if TYPE_CHECKING:
     from chargeback.settings import AppSettings
 
-__all__ = ["ENDPOINTS", "PREFIX", "routes"]
+__all__ = ["ENDPOINTS", "PREFIX", "context_factory", "routes"]
 
 PREFIX = "/api/v1"
 DEFAULT_OPEN_DAYS = 3
@@ -80,6 +81,15 @@ def _open_days(settings: AppSettings | None, tenant: str) -> int:
     return settings.tenant_config(tenant).cutoff_days
 
 
+def context_factory(
+    settings: AppSettings | None,
+) -> Callable[[Request], Awaitable[ApiContext]]:
+    """Make each request's :class:`ApiContext` (the API's and the UI's routes share it)."""
+    return functools.partial(
+        make_context, today=_today, open_days=functools.partial(_open_days, settings)
+    )
+
+
 def routes(
     settings: AppSettings | None = None, *, tokens: ApiTokens | None = None
 ) -> list[BaseRoute]:
@@ -93,9 +103,7 @@ def routes(
         ConfigError: the token variable is malformed.
     """
     tokens = ApiTokens.from_env() if tokens is None else tokens
-    context = functools.partial(
-        make_context, today=_today, open_days=functools.partial(_open_days, settings)
-    )
+    context = context_factory(settings)
     document = openapi_document(ENDPOINTS, chargeback.__version__, PREFIX)
 
     async def openapi(request: Request) -> Response:

@@ -14,6 +14,7 @@ key, so pages are deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -25,6 +26,8 @@ from chargeback.core.query import (
     AllocationSet,
     AllocationSpec,
     Amounts,
+    Step,
+    Window,
     build_sets,
     parse_aggregate,
     parse_filters,
@@ -43,7 +46,14 @@ from chargeback.service.api._models import (
     WindowModel,
 )
 
-__all__ = ["CURRENCY", "NAMED_DIMENSIONS", "AllocationParams", "endpoint"]
+__all__ = [
+    "CURRENCY",
+    "NAMED_DIMENSIONS",
+    "AllocationParams",
+    "AllocationResult",
+    "compute_allocation",
+    "endpoint",
+]
 
 CURRENCY = "USD"
 """The bill's currency: Confluent Cloud's billing API states every amount in USD."""
@@ -65,7 +75,7 @@ class AllocationParams(TenantParams):
     aggregate: str | None = Field(
         None,
         description="comma-separated dimensions: identity (default), product_type, "
-        "product_category, environment, resource, cost_type, rule",
+        "product_category, environment, resource, cost_type, rule, line, date",
     )
     step: str | None = Field(None, description="1d, 1w or 1mo (default: the whole window)")
     accumulate: bool = Field(False, description="one set for the whole window, whatever the step")
@@ -137,13 +147,51 @@ def _csv_rows(
             ]  # fmt: skip
 
 
-async def allocation(ctx: ApiContext, p: AllocationParams) -> Response:
-    """Answer one allocation query (JSON or streamed CSV)."""
+@dataclass(frozen=True, slots=True)
+class AllocationResult:
+    """One allocation query, answered (what the JSON, the CSV and the UI render).
+
+    Attributes:
+        tenant: the tenant asked about.
+        window: the window.
+        step: the step (``None``: one set).
+        spec: dimensions, filters, sort and page.
+        sets: one per step.
+        names: display names of the page's identity, resource and environment keys.
+        billed: the window's billed total (minor units).
+        allocated: its allocated total.
+        unallocated: the part of ``allocated`` charged to UNALLOCATED.
+    """
+
+    tenant: str
+    window: Window
+    step: Step | None
+    spec: AllocationSpec
+    sets: list[AllocationSet]
+    names: dict[str, str]
+    billed: int
+    allocated: int
+    unallocated: int
+
+    @property
+    def missing_days(self) -> list[str]:
+        """The window's days not calculated yet."""
+        return [d.isoformat() for s in self.sets for d in s.missing_days]
+
+
+async def compute_allocation(
+    ctx: ApiContext, p: AllocationParams, *, unlimited: bool = False
+) -> AllocationResult:
+    """Answer an allocation query (``unlimited``: no default page size, as for CSV).
+
+    Raises:
+        QueryError: a malformed parameter.
+        ApiError: the tenant is outside the token's scope or unknown.
+    """
     tenant = await ctx.tenant(p.tenant)
     window = parse_window(p.window, ctx.today)
     step = None if p.accumulate else parse_step(p.step)
-    as_csv = wants_csv(ctx.request, p.format)
-    limit = p.limit if p.limit is not None or as_csv else DEFAULT_LIMIT
+    limit = p.limit if p.limit is not None or unlimited else DEFAULT_LIMIT
     spec = AllocationSpec(
         parse_aggregate(p.aggregate), parse_filters(p.filters), parse_sort(p.sort), limit, p.offset
     )
@@ -155,41 +203,56 @@ async def allocation(ctx: ApiContext, p: AllocationParams) -> Response:
     ]
     sets = build_sets(window, step, groups, totals, spec)
     names = await ctx.source.display_names(tenant, _name_ids(sets, spec.dimensions))
-    billed, allocated = sum(t.billed for t in totals), sum(t.allocated for t in totals)
-    missing = [d.isoformat() for s in sets for d in s.missing_days]
+    return AllocationResult(
+        tenant, window, step, spec, sets, names,
+        billed=sum(t.billed for t in totals),
+        allocated=sum(t.allocated for t in totals),
+        unallocated=sum(t.unallocated for t in totals),
+    )  # fmt: skip
+
+
+def _csv(r: AllocationResult) -> Response:
+    dims = r.spec.dimensions
+    named = [f"{d}_name" for d in dims if d in NAMED_DIMENSIONS]
+    header = ["window_start", "window_end", *dims, *named,
+              "cost", "usage", "shared", "unallocated", "other"]  # fmt: skip
+    return csv_response(
+        header,
+        _csv_rows(r.sets, dims, r.names),
+        filename=f"allocation-{r.tenant}-{r.window.start}-{r.window.last}.csv",
+        headers={
+            "x-chargeback-currency": CURRENCY,
+            "x-chargeback-billed": format_amount(r.billed),
+            "x-chargeback-allocated": format_amount(r.allocated),
+            "x-chargeback-missing-days": str(len(r.missing_days)),
+        },
+    )
+
+
+async def allocation(ctx: ApiContext, p: AllocationParams) -> Response:
+    """Answer one allocation query (JSON or streamed CSV)."""
+    as_csv = wants_csv(ctx.request, p.format)
+    r = await compute_allocation(ctx, p, unlimited=as_csv)
     if as_csv:
-        named = [f"{d}_name" for d in spec.dimensions if d in NAMED_DIMENSIONS]
-        header = ["window_start", "window_end", *spec.dimensions, *named,
-                  "cost", "usage", "shared", "unallocated", "other"]  # fmt: skip
-        return csv_response(
-            header,
-            _csv_rows(sets, spec.dimensions, names),
-            filename=f"allocation-{tenant}-{window.start}-{window.last}.csv",
-            headers={
-                "x-chargeback-currency": CURRENCY,
-                "x-chargeback-billed": format_amount(billed),
-                "x-chargeback-allocated": format_amount(allocated),
-                "x-chargeback-missing-days": str(len(missing)),
-            },
-        )
+        return _csv(r)
     return model_response(
         AllocationAnswer(
-            tenant=tenant,
+            tenant=r.tenant,
             currency=CURRENCY,
-            window=WindowModel(**window.to_wire()),
-            aggregate=list(spec.dimensions),
-            step=None if step is None else step.value,
+            window=WindowModel(**r.window.to_wire()),
+            aggregate=list(r.spec.dimensions),
+            step=None if r.step is None else r.step.value,
             accumulate=p.accumulate,
             filter=p.filters,
-            sort=spec.sort.value,
-            limit=spec.limit,
-            offset=spec.offset,
-            billed=format_amount(billed),
-            allocated=format_amount(allocated),
-            unallocated=format_amount(sum(t.unallocated for t in totals)),
-            reconciled=billed == allocated,
-            missing_days=missing,
-            sets=[_set_model(s, spec.dimensions, names) for s in sets],
+            sort=r.spec.sort.value,
+            limit=r.spec.limit,
+            offset=r.spec.offset,
+            billed=format_amount(r.billed),
+            allocated=format_amount(r.allocated),
+            unallocated=format_amount(r.unallocated),
+            reconciled=r.billed == r.allocated,
+            missing_days=r.missing_days,
+            sets=[_set_model(s, r.spec.dimensions, r.names) for s in r.sets],
         )
     )
 

@@ -35,7 +35,7 @@ from chargeback.service.api._endpoint import (
 from chargeback.service.api._models import ExplainAnswer, LineModel, PartModel
 from chargeback.service.api.allocation import CURRENCY
 
-__all__ = ["USAGE_NOTE", "endpoint"]
+__all__ = ["USAGE_NOTE", "ExplainParams", "endpoint", "explain_line"]
 
 USAGE_NOTE = (
     "usage figures are not stored yet (the usage ledger, DESIGN §13, comes with issue 15); "
@@ -99,31 +99,27 @@ def _parts(rows: list[ChargebackRow], amount: int, names: dict[str, str]) -> lis
     ]
 
 
-def _csv_rows(line: BillingLine, parts: list[PartModel]) -> Iterator[list[object]]:
+def _csv_rows(line: LineModel, parts: list[PartModel]) -> Iterator[list[object]]:
     for part in parts:
-        yield [line.day.isoformat(), line.line_id, line.product_type, line.resource_id or "",
-               format_amount(line.amount), part.identity_id, part.identity_name or "",
+        yield [line.date, line.line_id, line.product_type, line.resource_id or "",
+               line.amount, part.identity_id, part.identity_name or "",
                part.cost_type, part.rule, part.reason or "", part.amount,
                part.share or ""]  # fmt: skip
 
 
-async def explain(ctx: ApiContext, p: ExplainParams) -> Response:
-    """Explain one billing line."""
+async def explain_line(ctx: ApiContext, p: ExplainParams) -> ExplainAnswer:
+    """The explanation of one line (what the JSON, the CSV and the UI show).
+
+    Raises:
+        QueryError: the id occurs on several days and no date was given.
+        ApiError: no such line (404), or the tenant is outside the token's scope.
+    """
     tenant = await ctx.tenant(p.tenant)
     line = await _find_line(ctx, tenant, p)
     rows = await ctx.source.line_rows(tenant, line.day, line.line_id)
     ids = {r.identity_id for r in rows} | {line.resource_id or "", line.env_id or ""}
     names = await ctx.source.display_names(tenant, ids)
-    parts = _parts(rows, line.amount, names)
     allocated = sum(r.amount for r in rows)
-    if wants_csv(ctx.request, p.format):
-        header = ["date", "line_id", "product_type", "resource_id", "line_amount", "identity_id",
-                  "identity_name", "cost_type", "rule", "reason", "amount", "share"]  # fmt: skip
-        return csv_response(
-            header, _csv_rows(line, parts), filename=f"explain-{tenant}-{line.day}.csv",
-            headers={"x-chargeback-currency": CURRENCY,
-                     "x-chargeback-reconciled": str(allocated == line.amount).lower()},
-        )  # fmt: skip
     model = LineModel(
         date=line.day.isoformat(),
         line_id=line.line_id,
@@ -142,17 +138,26 @@ async def explain(ctx: ApiContext, p: ExplainParams) -> Response:
         description=line.description,
         error=line.error,
     )
-    return model_response(
-        ExplainAnswer(
-            tenant=tenant,
-            currency=CURRENCY,
-            line=model,
-            allocated=format_amount(allocated),
-            reconciled=allocated == line.amount,
-            parts=parts,
-            usage=USAGE_NOTE,
-        )
-    )
+    return ExplainAnswer(
+        tenant=tenant, currency=CURRENCY, line=model, allocated=format_amount(allocated),
+        reconciled=allocated == line.amount, parts=_parts(rows, line.amount, names),
+        usage=USAGE_NOTE,
+    )  # fmt: skip
+
+
+async def explain(ctx: ApiContext, p: ExplainParams) -> Response:
+    """Explain one billing line."""
+    answer = await explain_line(ctx, p)
+    if wants_csv(ctx.request, p.format):
+        header = ["date", "line_id", "product_type", "resource_id", "line_amount", "identity_id",
+                  "identity_name", "cost_type", "rule", "reason", "amount", "share"]  # fmt: skip
+        return csv_response(
+            header, _csv_rows(answer.line, answer.parts),
+            filename=f"explain-{answer.tenant}-{answer.line.date}.csv",
+            headers={"x-chargeback-currency": CURRENCY,
+                     "x-chargeback-reconciled": str(answer.reconciled).lower()},
+        )  # fmt: skip
+    return model_response(answer)
 
 
 endpoint = Endpoint(

@@ -19,7 +19,13 @@ from chargeback.service.api._endpoint import ApiContext, Endpoint, TenantParams,
 from chargeback.service.api._models import DateModel, DatesAnswer, RunModel, RunsAnswer, WindowModel
 from chargeback.service.api.allocation import CURRENCY
 
-__all__ = ["dates_endpoint", "run_model", "runs_endpoint"]
+__all__ = [
+    "DatesParams",
+    "compute_dates",
+    "dates_endpoint",
+    "run_model",
+    "runs_endpoint",
+]
 
 
 class DatesParams(TenantParams):
@@ -75,6 +81,11 @@ def _date_model(day: dt.date, state: DateState | None, status: str) -> DateModel
 
 async def dates(ctx: ApiContext, p: DatesParams) -> Response:
     """The status of every day of the window, newest first."""
+    return model_response(await compute_dates(ctx, p))
+
+
+async def compute_dates(ctx: ApiContext, p: DatesParams) -> DatesAnswer:
+    """The status of every day of the window, newest first (for the JSON and the UI)."""
     tenant = await ctx.tenant(p.tenant)
     window = parse_window(p.window, ctx.today)
     states = await ctx.storage.get_date_states(tenant, window.start, window.end)
@@ -82,18 +93,15 @@ async def dates(ctx: ApiContext, p: DatesParams) -> Response:
     first_closed = ctx.today - dt.timedelta(days=open_days)
     days = sorted(window.dates(), reverse=True)
     runs = await ctx.storage.list_runs(tenant, limit=1)
-    return model_response(
-        DatesAnswer(
-            tenant=tenant,
-            currency=CURRENCY,
-            window=WindowModel(**window.to_wire()),
-            open_days=open_days,
-            last_run=run_model(runs[0]) if runs else None,
-            dates=[
-                _date_model(d, states.get(d), "open" if d >= first_closed else "closed")
-                for d in days
-            ],
-        )
+    return DatesAnswer(
+        tenant=tenant,
+        currency=CURRENCY,
+        window=WindowModel(**window.to_wire()),
+        open_days=open_days,
+        last_run=run_model(runs[0]) if runs else None,
+        dates=[
+            _date_model(d, states.get(d), "open" if d >= first_closed else "closed") for d in days
+        ],
     )
 
 

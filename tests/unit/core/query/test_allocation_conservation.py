@@ -35,6 +35,7 @@ from chargeback.core.storage.sqlite import SQLiteBackend
 BASE = dt.date(2026, 1, 26)
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 IDENTITIES = ("sa-1", "sa-2", "u-3", UNALLOCATED)
+FILTER_VALUES = ("sa-1", UNALLOCATED, "lkc-1", "", "usage", "KAFKA_BASE", "l0", "2026-01-27")
 _files = itertools.count()
 
 line_st = st.fixed_dictionaries(
@@ -68,7 +69,7 @@ query_st = st.fixed_dictionaries(
             st.tuples(
                 st.sampled_from(sorted(DIMENSIONS)),
                 st.lists(
-                    st.sampled_from(("sa-1", UNALLOCATED, "lkc-1", "", "usage", "KAFKA_BASE")),
+                    st.sampled_from(FILTER_VALUES),
                     min_size=1, max_size=3,
                 ),
                 st.booleans(),
