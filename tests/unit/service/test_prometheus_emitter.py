@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from chargeback.core.emitters.prometheus import (
     PrometheusEmitter,
+    TeamView,
     _families,
     _publish,
     _render,
@@ -24,7 +25,16 @@ from chargeback.core.emitters.prometheus import (
 from chargeback.core.emitters.registry import create
 from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.money import to_minor
+from chargeback.core.ownership import (
+    Directory,
+    Matcher,
+    OwnershipSettings,
+    attribute,
+    compile_rules,
+    key_amounts,
+)
 from chargeback.core.storage.backend import CostTotal
+from chargeback.core.storage.ownership import ownership_store
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.errors import ConfigError
 
@@ -170,7 +180,7 @@ class TestCachedExposition:
         reg = CollectorRegistry(auto_describe=False)
         reg.register(emitter)
         assert emitter.exposition() == generate_latest(reg)
-        assert emitter.exposition().count(b"# TYPE ") == 3
+        assert emitter.exposition().count(b"# TYPE ") == 7  # 3 cost families, 4 ownership families
 
     async def test_cached_text_follows_refresh_and_tenant_changes(
         self, storage: SQLiteBackend
@@ -242,3 +252,64 @@ class TestDropLabels:
         """Dropping tenant or an unknown label fails at creation with the allowed list."""
         with pytest.raises(ConfigError, match="droppable"):
             create("prometheus", {"drop_labels": bad}, storage_backend=storage)
+
+
+teams_strategy = st.lists(st.tuples(label_text, amounts), max_size=5)
+
+
+class TestTeamSeries:
+    """Per-team series from the stored attributions (DESIGN §14)."""
+
+    @settings(max_examples=40, deadline=None)
+    @given(teams_strategy, teams_strategy, amounts, st.integers(0, 10**6), label_text)
+    def test_team_families_match_the_library_encoder(
+        self,
+        latest: list[tuple[str, int]],
+        mtd: list[tuple[str, int]],
+        unassigned: int,
+        unmapped: int,
+        tenant: str,
+    ) -> None:
+        """The team, unassigned and unmapped lines render as prometheus_client's encoder."""
+        view = TeamView(tuple(sorted(dict(latest).items())), tuple(sorted(dict(mtd).items())),
+                        unassigned, unmapped)  # fmt: skip
+        snap = _TenantSnapshot(dt.date(2026, 3, 9), (), (), teams=view)
+        rendered = _TenantSnapshot(snap.latest_day, (), (), _render(tenant, snap), view)
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(_Fixed(_families({tenant: snap})))
+        assert _publish({tenant: rendered}).text == generate_latest(reg)
+
+    async def test_refresh_reads_team_totals_of_the_attributions(
+        self, storage: SQLiteBackend
+    ) -> None:
+        """Team series sum the month exactly; unassigned and unmapped come from the latest day."""
+        store = ownership_store(storage)
+        rules = OwnershipSettings.model_validate(
+            {"rules": [{"team": "payments", "match": {"identity_id": "sa-1"}}]}
+        )
+        matcher = Matcher(compile_rules(rules, "acme"), Directory())
+        for day, shares in ((dt.date(2026, 3, 1), {"sa-1": "0.1", "sa-2": "0.2"}),
+                            (dt.date(2026, 3, 2), {"sa-1": "1.5", "sa-2": "2.25"})):  # fmt: skip
+            await commit(storage, "acme", day, shares)
+            rows = await storage.read_rows("acme", day)
+            att = attribute("acme", day, key_amounts(rows), matcher, calc_seq=1)
+            await store.write_attribution(att, rule_version=1, attributed_at=NOW, reemit=False)
+        emitter = make_prometheus_emitter(storage_backend=storage)
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(emitter)
+        await emitter.refresh()
+        team = {"tenant": "acme", "team": "payments"}
+        assert sample(reg, "chargeback_team_cost_latest_day", **team) == 1.5
+        assert sample(reg, "chargeback_team_cost_month_to_date", **team) == 1.6
+        unassigned = {"tenant": "acme", "team": "UNASSIGNED"}
+        assert sample(reg, "chargeback_team_cost_month_to_date", **unassigned) == 2.45
+        assert sample(reg, "chargeback_unassigned_cost_latest_day", tenant="acme") == 2.25
+        assert sample(reg, "chargeback_unmapped_identities_latest_day", tenant="acme") == 1
+        assert emitter.exposition() == generate_latest(reg)
+
+    async def test_no_attribution_no_team_series(self, storage: SQLiteBackend) -> None:
+        """A tenant whose latest day is not attributed has no team series (absent, not 0)."""
+        await commit(storage, "acme", dt.date(2026, 3, 1), {"sa-1": "1"})
+        emitter = make_prometheus_emitter(storage_backend=storage)
+        await emitter.refresh()
+        assert b"chargeback_unassigned_cost_latest_day{" not in emitter.exposition()

@@ -23,6 +23,17 @@ history, Prometheus a view of it)::
         cost from the 1st of that day's month to that day, currency units
     chargeback_latest_day_timestamp_seconds{tenant}
         start (00:00 UTC) of the latest calculated day
+    chargeback_team_cost_latest_day{tenant,team}
+    chargeback_team_cost_month_to_date{tenant,team}
+        the same costs per team of the ownership rules (DESIGN §14; ``UNASSIGNED``:
+        no rule matched), bounded by the number of teams; exact sums of the above
+    chargeback_unassigned_cost_latest_day{tenant}
+        the latest day's cost no rule assigns to a team, currency units
+    chargeback_unmapped_identities_latest_day{tenant}
+        identities charged that day that no rule maps to a team (alert when > 0)
+
+The ownership series of a tenant are absent (not zero) while its latest day is not
+attributed.
 
 A large organization makes ~100k series (identity x product type x cost type x env),
 which costs Prometheus itself several hundred ms a scrape. ``drop_labels`` (any of
@@ -36,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import zlib
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -46,9 +57,17 @@ from prometheus_client.registry import Collector
 
 from chargeback.core.models import ChargebackRow
 from chargeback.core.money import MINOR_UNITS_PER_UNIT, to_decimal
+from chargeback.core.ownership.attribution import TeamTotal
+from chargeback.core.ownership.store import OwnershipStore
 from chargeback.core.storage.backend import CostTotal, StorageBackend
 
-__all__ = ["DROPPABLE_LABELS", "PrometheusEmitter", "Published", "make_prometheus_emitter"]
+__all__ = [
+    "DROPPABLE_LABELS",
+    "PrometheusEmitter",
+    "Published",
+    "TeamView",
+    "make_prometheus_emitter",
+]
 
 _LABELS = ("tenant", "identity", "product_type", "cost_type", "env")
 DROPPABLE_LABELS = ("identity", "product_type", "cost_type", "env")
@@ -65,11 +84,24 @@ _ONE_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
+class TeamView:
+    """A tenant's latest day by team (from its stored attributions)."""
+
+    latest: tuple[tuple[str, int], ...]
+    """``(team, amount)`` of the latest day, by team."""
+    month_to_date: tuple[tuple[str, int], ...]
+    """``(team, amount)`` from the 1st of that month, by team."""
+    unassigned: int
+    unmapped_identities: int
+
+
+@dataclass(frozen=True, slots=True)
 class _TenantSnapshot:
     latest_day: dt.date
     latest: tuple[CostTotal, ...]
     month_to_date: tuple[CostTotal, ...]
     rendered: tuple[bytes, ...] = ()
+    teams: TeamView | None = None
     """Per family (in :data:`_FAMILIES` order), this tenant's sample lines as text."""
 
 
@@ -86,6 +118,24 @@ _FAMILIES = (
     (
         "chargeback_latest_day_timestamp_seconds",
         "Start (00:00 UTC) of the latest calculated day, as a Unix time.",
+    ),
+    (
+        "chargeback_team_cost_latest_day",
+        "Cost of the latest calculated day per team (UNASSIGNED: no ownership rule"
+        " matched), in currency units.",
+    ),
+    (
+        "chargeback_team_cost_month_to_date",
+        "Cost from the 1st of the latest calculated day's month to that day per team,"
+        " in currency units.",
+    ),
+    (
+        "chargeback_unassigned_cost_latest_day",
+        "Cost of the latest calculated day no ownership rule assigns to a team, in currency units.",
+    ),
+    (
+        "chargeback_unmapped_identities_latest_day",
+        "Identities charged on the latest calculated day that no ownership rule maps to a team.",
     ),
 )
 
@@ -124,8 +174,8 @@ _HEADERS = tuple(f"# HELP {name} {doc}\n# TYPE {name} gauge\n".encode() for name
 def _families(
     snapshot: dict[str, _TenantSnapshot], drop: frozenset[str] = frozenset()
 ) -> list[GaugeMetricFamily]:
-    """Build the three families from a snapshot of tenants."""
-    (latest_name, latest_doc), (mtd_name, mtd_doc), (ts_name, ts_doc) = _FAMILIES
+    """Build the families from a snapshot of tenants."""
+    (latest_name, latest_doc), (mtd_name, mtd_doc), (ts_name, ts_doc) = _FAMILIES[:3]
     kept = [label for label in _LABELS[1:] if label not in drop]
     latest = GaugeMetricFamily(latest_name, latest_doc, labels=("tenant", *kept))
     mtd = GaugeMetricFamily(mtd_name, mtd_doc, labels=("tenant", *kept))
@@ -138,7 +188,56 @@ def _families(
             for t in totals:
                 values = [getattr(t, _FIELDS[label]) or "" for label in kept]
                 family.add_metric([tenant, *values], float(to_decimal(t.amount)))
-    return [latest, mtd, day_ts]
+    return [latest, mtd, day_ts, *_team_families(snapshot)]
+
+
+def _team_families(snapshot: dict[str, _TenantSnapshot]) -> list[GaugeMetricFamily]:
+    """The four ownership families of a snapshot (see the module docstring)."""
+    (t_name, t_doc), (tm_name, tm_doc), (u_name, u_doc), (n_name, n_doc) = _FAMILIES[3:]
+    team = GaugeMetricFamily(t_name, t_doc, labels=("tenant", "team"))
+    team_mtd = GaugeMetricFamily(tm_name, tm_doc, labels=("tenant", "team"))
+    unassigned = GaugeMetricFamily(u_name, u_doc, labels=("tenant",))
+    unmapped = GaugeMetricFamily(n_name, n_doc, labels=("tenant",))
+    for tenant in sorted(snapshot):
+        view = snapshot[tenant].teams
+        if view is None:
+            continue
+        for family, sums in ((team, view.latest), (team_mtd, view.month_to_date)):
+            for name, amount in sums:
+                family.add_metric([tenant, name], float(to_decimal(amount)))
+        unassigned.add_metric([tenant], float(to_decimal(view.unassigned)))
+        unmapped.add_metric([tenant], float(view.unmapped_identities))
+    return [team, team_mtd, unassigned, unmapped]
+
+
+def _render_teams(t: str, view: TeamView | None) -> tuple[bytes, ...]:
+    """The ownership families' sample lines of one tenant (``t`` already escaped)."""
+    if view is None:
+        return (b"", b"", b"", b"")
+    names = [name for name, _doc in _FAMILIES[3:]]
+    out = [
+        "".join(
+            f'{name}{{team="{_escape(team)}",tenant="{t}"}} '
+            f"{_go_float(amount / MINOR_UNITS_PER_UNIT)}\n"
+            for team, amount in sums
+        ).encode()
+        for name, sums in zip(names[:2], (view.latest, view.month_to_date), strict=True)
+    ]
+    out.append(
+        f'{names[2]}{{tenant="{t}"}} {_go_float(view.unassigned / MINOR_UNITS_PER_UNIT)}\n'.encode()
+    )
+    out.append(
+        f'{names[3]}{{tenant="{t}"}} {_go_float(float(view.unmapped_identities))}\n'.encode()
+    )
+    return tuple(out)
+
+
+def _by_team(totals: Iterable[TeamTotal]) -> tuple[tuple[str, int], ...]:
+    """Sum team totals over their dimensions: ``(team, amount)`` sorted by team."""
+    sums: dict[str, int] = {}
+    for t in totals:
+        sums[t.team] = sums.get(t.team, 0) + t.amount
+    return tuple(sorted(sums.items()))
 
 
 def _summed(totals: Sequence[CostTotal], drop: frozenset[str]) -> tuple[CostTotal, ...]:
@@ -208,7 +307,7 @@ def _render(
     start = dt.datetime.combine(snap.latest_day, dt.time(), tzinfo=dt.UTC)
     ts_name = _FAMILIES[2][0]
     out.append(f'{ts_name}{{tenant="{t}"}} {_go_float(start.timestamp())}\n'.encode())
-    return tuple(out)
+    return (*out, *_render_teams(t, snap.teams))
 
 
 class PrometheusEmitter(Collector):
@@ -218,6 +317,7 @@ class PrometheusEmitter(Collector):
         storage_backend: where :meth:`refresh` reads from.
         tenants: limit the series to these tenants (``None``: every stored tenant).
         drop_labels: labels to sum away (see the module docstring).
+        ownership: where the team series come from (``None``: no team series).
 
     Raises:
         ValueError: ``drop_labels`` names a label that cannot be dropped.
@@ -229,6 +329,7 @@ class PrometheusEmitter(Collector):
         *,
         tenants: Collection[str] | None = None,
         drop_labels: Collection[str] = (),
+        ownership: OwnershipStore | None = None,
     ) -> None:
         if isinstance(drop_labels, str):
             drop_labels = [drop_labels]
@@ -240,6 +341,7 @@ class PrometheusEmitter(Collector):
             )
         self._drop = frozenset(drop_labels)
         self._storage = storage_backend
+        self._ownership = ownership
         self._tenants: frozenset[str] | None = None if tenants is None else frozenset(tenants)
         self._snapshot: dict[str, _TenantSnapshot] = {}
         self._published = _publish({})
@@ -271,13 +373,33 @@ class PrometheusEmitter(Collector):
                 tenant, latest.replace(day=1), latest + _ONE_DAY
             )
             drop = self._drop
-            snap = _TenantSnapshot(latest, _summed(day_rows, drop), _summed(mtd_rows, drop))
+            teams = await self._team_view(tenant, latest)
+            snap = _TenantSnapshot(
+                latest, _summed(day_rows, drop), _summed(mtd_rows, drop), teams=teams
+            )
             # Tens of thousands of series take a while to render: not on the event loop.
             rendered = await asyncio.to_thread(_render, tenant, snap, drop)
-            snapshot[tenant] = _TenantSnapshot(latest, snap.latest, snap.month_to_date, rendered)
+            snapshot[tenant] = _TenantSnapshot(
+                latest, snap.latest, snap.month_to_date, rendered, teams
+            )
         published = await asyncio.to_thread(_publish, snapshot)
         # Swapped together, between two awaits: a scrape sees the old or the new, never half.
         self._snapshot, self._published = snapshot, published
+
+    async def _team_view(self, tenant: str, latest: dt.date) -> TeamView | None:
+        """The tenant's latest day by team, ``None`` while that day is not attributed."""
+        if self._ownership is None:
+            return None
+        att = await self._ownership.read_attribution(tenant, latest)
+        if att is None:
+            return None
+        totals = await self._ownership.team_totals(tenant, latest.replace(day=1), latest + _ONE_DAY)
+        return TeamView(
+            latest=_by_team(totals.get(latest, [])),
+            month_to_date=_by_team(t for day_totals in totals.values() for t in day_totals),
+            unassigned=att.unassigned,
+            unmapped_identities=len(att.unmapped_identities()),
+        )
 
     def exposition(self) -> bytes:
         """Return the chargeback series as Prometheus text, from the cached rendering."""
@@ -309,7 +431,13 @@ def make_prometheus_emitter(
     *, storage_backend: StorageBackend, drop_labels: Collection[str] = ()
 ) -> PrometheusEmitter:
     """Factory for the emitter registry (type ``prometheus``; param ``drop_labels``)."""
-    return PrometheusEmitter(storage_backend, drop_labels=drop_labels)
+    from chargeback.core.storage.ownership import ownership_store  # noqa: PLC0415
+
+    try:
+        ownership: OwnershipStore | None = ownership_store(storage_backend)
+    except TypeError:  # a third-party backend without attributions: no team series
+        ownership = None
+    return PrometheusEmitter(storage_backend, drop_labels=drop_labels, ownership=ownership)
 
 
 make_prometheus_emitter.needs_storage_backend = True  # type: ignore[attr-defined]

@@ -66,6 +66,7 @@ class DateAttribution:
         shares: one per key, sorted by key.
         names: display names of the identities, resources and environments of the
             date's keys (as the inventory had them when attributed).
+        dimension_keys: the dimensions declared when attributed, in order.
     """
 
     tenant_id: str
@@ -74,6 +75,7 @@ class DateAttribution:
     calc_seq: int
     shares: tuple[KeyShare, ...]
     names: Mapping[str, str] = field(default_factory=dict)
+    dimension_keys: tuple[str, ...] = ()
     _index: dict[Key, Decision] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +135,7 @@ class DateAttribution:
             ],
             "shares": shares,
             "names": dict(sorted(self.names.items())),
+            "dimensions": list(self.dimension_keys),
         }
         return json.dumps(doc, separators=(",", ":"))
 
@@ -150,7 +153,8 @@ class DateAttribution:
             KeyShare(Key(i, r, e), int(a), int(n), outcomes[o])
             for i, r, e, a, n, o in doc["shares"]
         )
-        return cls(tenant_id, day, rule_version, calc_seq, shares, doc.get("names", {}))
+        keys = tuple(doc.get("dimensions", ()))
+        return cls(tenant_id, day, rule_version, calc_seq, shares, doc.get("names", {}), keys)
 
 
 _ROW_KEY = attrgetter("identity_id", "resource_id", "env_id")
@@ -195,7 +199,8 @@ def attribute(
     shares = tuple(KeyShare(k, a, n, decide(k, day)) for k, (a, n) in sorted(amounts.items()))
     directory = matcher.directory
     names = _names_of(shares, directory.names, directory.env_names)
-    result = DateAttribution(tenant_id, day, None, calc_seq, shares, names)
+    dims = matcher.rules.dimensions
+    result = DateAttribution(tenant_id, day, None, calc_seq, shares, names, dims)
     total = sum(t.amount for t in result.team_totals())
     want = sum(a for a, _ in amounts.values()) if expected_total is None else expected_total
     if total != want:

@@ -210,7 +210,9 @@ class Attributor:
             if [s.decision for s in att.shares] == [s.decision for s in old.shares]:
                 done.unchanged.append(day)
                 continue
-            att = DateAttribution(tenant, day, None, old.calc_seq, att.shares, old.names)
+            att = DateAttribution(
+                tenant, day, None, old.calc_seq, att.shares, old.names, att.dimension_keys
+            )
             await self._store_it(att, reemit=True)
             done.changed.append(day)
         await self._store.set_rule_version(tenant, done.unchanged, version)

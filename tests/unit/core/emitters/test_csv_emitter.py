@@ -9,10 +9,21 @@ from typing import Any, cast
 
 import pytest
 
-from chargeback.core.emitters.csv import HEADER, CsvEmitter, make_csv_emitter
-from chargeback.core.models import ChargebackRow
+from chargeback.core.emitters.csv import HEADER, NAME_COLUMNS, CsvEmitter, make_csv_emitter
+from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
+from chargeback.core.ownership import (
+    Directory,
+    Matcher,
+    OwnershipSettings,
+    attribute,
+    compile_rules,
+    key_amounts,
+)
+from chargeback.core.storage.ownership import ownership_store
+from chargeback.core.storage.sqlite import SQLiteBackend
 
 DAY = dt.date(2026, 3, 1)
+NOW = dt.datetime(2026, 3, 5, tzinfo=dt.UTC)
 
 
 def row(line_id: str, identity: str, amount: int, reason: str | None = None) -> ChargebackRow:
@@ -34,7 +45,9 @@ class TestCsvEmitter:
             "acme", DAY, [row("b", "sa-1", -1), row("a", "sa-2", 1_234_567_890_123, "why, ok")]
         )
         data = read(tmp_path / "acme" / "2026-03-01.csv")
-        assert tuple(data[0]) == HEADER
+        assert tuple(data[0]) == (*HEADER, *NAME_COLUMNS, "currency")
+        assert {r[-1] for r in data[1:]} == {"USD"}
+        assert {r[len(HEADER) + 3] for r in data[1:]} == {""}  # no store: team unknown
         assert [(r[2], r[3], r[10], r[11]) for r in data[1:]] == [
             ("a", "sa-2", "1234.567890123", "why, ok"),
             ("b", "sa-1", "-0.000000001", ""),
@@ -76,3 +89,57 @@ class TestCsvEmitter:
         """places outside 0..9 is rejected."""
         with pytest.raises(ValueError, match="between 0 and 9"):
             make_csv_emitter(str(tmp_path), places=12)
+
+
+class TestCsvNamesAndTeams:
+    async def test_names_team_dimensions_currency(self, tmp_path: Path) -> None:
+        """With attributions stored, each row carries names, its team, dimensions, currency."""
+        async with SQLiteBackend(tmp_path / "cb.db") as storage:
+            line = BillingLineItem("l1", DAY, "P", "C", 10, "lkc-1", "env-1")
+            rows = [
+                ChargebackRow("acme", DAY, "l1", "sa-1", "P", "C", "lkc-1", "env-1",
+                              "usage", "rule", 7, None),
+                ChargebackRow("acme", DAY, "l1", "sa-2", "P", "C", "lkc-1", "env-1",
+                              "usage", "rule", 3, None),
+            ]  # fmt: skip
+            state = await storage.commit_date(
+                "acme", DAY, lines=[line], rows=rows, plugin_rows=(), billing_fingerprint="b",
+                settings_fingerprint="s", inventory_fingerprint="i", calculated_at=NOW,
+            )  # fmt: skip
+            settings = OwnershipSettings.model_validate(
+                {"dimensions": ["cost_centre"], "rules": [
+                    {"team": "payments", "dimensions": {"cost_centre": "CC-1"},
+                     "match": {"identity_id": "sa-1"}}]}
+            )  # fmt: skip
+            directory = Directory.of(
+                [Resource("lkc-1", "kafka_cluster", "payments-ledger"),
+                 Resource("env-1", "environment", "payments-prod")],
+                [Identity("sa-1", "service_account", "ledger-writer")],
+            )  # fmt: skip
+            matcher = Matcher(compile_rules(settings, "acme"), directory)
+            att = attribute("acme", DAY, key_amounts(rows), matcher, calc_seq=state.calc_seq)
+            await ownership_store(storage).write_attribution(
+                att, rule_version=1, attributed_at=NOW, reemit=False
+            )
+            emitter = make_csv_emitter(
+                str(tmp_path / "csv"), currency="EUR", storage_backend=storage
+            )
+            await emitter("acme", DAY, rows)
+        with (tmp_path / "csv" / "acme" / "2026-03-01.csv").open(newline="") as fh:
+            data = list(csv.DictReader(fh))
+        picked = [
+            (r["identity_id"], r["identity_name"], r["resource_name"], r["env_name"], r["team"],
+             r["cost_centre"], r["currency"], r["amount"])
+            for r in data
+        ]  # fmt: skip
+        assert picked == [
+            ("sa-1", "ledger-writer", "payments-ledger", "payments-prod", "payments", "CC-1",
+             "EUR", "0.000000007"),
+            ("sa-2", "", "payments-ledger", "payments-prod", "UNASSIGNED", "", "EUR",
+             "0.000000003"),
+        ]  # fmt: skip
+
+    def test_bad_currency(self, tmp_path: Path) -> None:
+        """A currency that is not an ISO 4217 code is rejected."""
+        with pytest.raises(ValueError, match="ISO 4217"):
+            make_csv_emitter(str(tmp_path), currency="dollars")
