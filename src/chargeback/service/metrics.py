@@ -38,6 +38,22 @@ _RUN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 _API_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class _Factory:
+    """Builds the daemon's metrics in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(name, doc, labels, registry=self._registry)
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=self._registry)
+
+    def histogram(self, name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, (label,), buckets=buckets, registry=self._registry)
+
+
 class ServiceMetrics:
     """The daemon's metrics; also the :class:`~chargeback.core.telemetry.Telemetry` hook.
 
@@ -47,66 +63,65 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        make = _Factory(registry)
+        self._add_run_metrics(make)
+        self._add_api_metrics(make)
+        self.emits = make.counter(
+            "chargeback_emits",
+            "Emitter calls for one tenant-date, by outcome.",
+            ("emitter", "status"),
+        )
+        self.running = make.gauge("chargeback_tenants_running", "Tenant runs in progress.")
 
-        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
-
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry)
-
-        def histogram(name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(name, doc, (label,), buckets=buckets, registry=registry)
-
-        self.runs = counter(
+    def _add_run_metrics(self, make: _Factory) -> None:
+        """The metrics of tenant runs and what they calculated."""
+        self.runs = make.counter(
             "chargeback_runs", "Finished tenant runs by outcome.", ("tenant", "status")
         )
-        self.run_duration = histogram(
+        self.run_duration = make.histogram(
             "chargeback_run_duration_seconds",
             "Wall time of one tenant run.",
             "tenant",
             _RUN_BUCKETS,
         )
-        self.last_success = gauge(
+        self.last_success = make.gauge(
             "chargeback_last_success_timestamp_seconds",
             "Unix time at which the last successful run of the tenant finished.",
             ("tenant",),
         )
-        self.dates_calculated = counter(
+        self.dates_calculated = make.counter(
             "chargeback_dates_calculated", "Tenant-dates calculated and committed.", ("tenant",)
         )
-        self.lines_read = counter(
+        self.lines_read = make.counter(
             "chargeback_billing_lines_read", "Billing lines read from the cost input.", ("tenant",)
         )
-        self.rows_written = counter(
+        self.rows_written = make.counter(
             "chargeback_rows_written", "Chargeback rows written to storage.", ("tenant",)
         )
-        self.unallocated = gauge(
+        self.unallocated = make.gauge(
             "chargeback_unallocated_amount",
             "Cost charged to UNALLOCATED on the latest calculated day, in currency units.",
             ("tenant",),
         )
-        self.api_requests = counter(
+
+    def _add_api_metrics(self, make: _Factory) -> None:
+        """The metrics of the ecosystem API requests plugins make (the Telemetry hook)."""
+        self.api_requests = make.counter(
             "chargeback_api_requests",
             "Ecosystem API requests by host, endpoint template and status.",
             ("host", "endpoint", "status"),
         )
-        self.api_duration = histogram(
+        self.api_duration = make.histogram(
             "chargeback_api_request_duration_seconds",
             "Latency of ecosystem API requests.",
             "host",
             _API_BUCKETS,
         )
-        self.api_retries = counter(
+        self.api_retries = make.counter(
             "chargeback_api_retries",
             "Retried ecosystem API requests by host and reason.",
             ("host", "reason"),
         )
-        self.emits = counter(
-            "chargeback_emits",
-            "Emitter calls for one tenant-date, by outcome.",
-            ("emitter", "status"),
-        )
-        self.running = gauge("chargeback_tenants_running", "Tenant runs in progress.")
 
     # -- Telemetry ------------------------------------------------------------------------
     def api_request(self, host: str, endpoint: str, status: str, seconds: float) -> None:

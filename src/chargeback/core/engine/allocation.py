@@ -12,7 +12,7 @@ line always sum to its amount; the difference goes to ``UNALLOCATED`` with a rea
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
@@ -251,26 +251,7 @@ class Dispatcher:
                         unallocated += sum(
                             a for i, a in zip(idents, amounts, strict=True) if i == UNALLOCATED
                         )
-                    # All in C: one tuple per row, no Python-level __new__.
-                    rows.extend(
-                        map(
-                            _new_row,
-                            zip(
-                                repeat(tenant),
-                                repeat(day),
-                                repeat(line.line_id),
-                                idents,
-                                repeat(line.product_type),
-                                repeat(line.product_category),
-                                repeat(line.resource_id),
-                                repeat(line.env_id),
-                                map(_COST_TYPE, parts),
-                                map(_RULE, parts),
-                                amounts,
-                                map(_REASON, parts),
-                            ),
-                        )
-                    )
+                    rows.extend(_rows_of(tenant, day, line, parts, idents, amounts))
                     continue
                 errors += 1
                 _log_once(notes, "allocator_error", line.product_type, reason)
@@ -352,6 +333,35 @@ def _resolve(route: Route, line: BillingLineItem, context: ResolveContext) -> ob
     if route.handler is not None:
         return route.handler.resolve_identities(line, context)
     return IdentityResolution(identities=context["cached_identities"])
+
+
+def _rows_of(  # noqa: PLR0917  (the row's parts, in the row's order)
+    tenant: str,
+    day: dt.date,
+    line: BillingLineItem,
+    parts: Sequence[_Part],
+    idents: list[str],
+    amounts: list[int],
+) -> Iterator[ChargebackRow]:
+    """The chargeback rows of one line's checked parts, built in C (no Python-level
+    ``__new__`` per row)."""
+    return map(
+        _new_row,
+        zip(
+            repeat(tenant),
+            repeat(day),
+            repeat(line.line_id),
+            idents,
+            repeat(line.product_type),
+            repeat(line.product_category),
+            repeat(line.resource_id),
+            repeat(line.env_id),
+            map(_COST_TYPE, parts),
+            map(_RULE, parts),
+            amounts,
+            map(_REASON, parts),
+        ),
+    )
 
 
 def _unallocated_row(

@@ -87,6 +87,28 @@ def deletable_types(
     return frozenset(ok)
 
 
+async def _list_all(
+    tenant_id: str, handlers: Mapping[str, ServiceHandler], shared: Any
+) -> tuple[list[Resource], list[Identity], list[str]]:
+    """Every handler's listing: the resources, the identities, the handlers that failed."""
+    resources: list[Resource] = []
+    identities: list[Identity] = []
+    failed: list[str] = []
+    for service_type in sorted(handlers):
+        handler = handlers[service_type]
+        try:
+            resources.extend(await handler.gather_resources(tenant_id, shared))
+            identities.extend(await handler.gather_identities(tenant_id, shared))
+        except Exception as exc:  # plugin code may raise anything; keep what storage knows
+            failed.append(service_type)
+            log.warning(
+                "inventory listing failed",
+                service_type=service_type,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+    return resources, identities, failed
+
+
 async def gather_inventory(
     tenant_id: str,
     handlers: Mapping[str, ServiceHandler],
@@ -107,33 +129,18 @@ async def gather_inventory(
     creates and deletes nothing and the stored fingerprint is unchanged it is
     returned again instead of reloading (~10k items decoded from SQLite per run).
     """
-    resources: list[Resource] = []
-    identities: list[Identity] = []
-    failed: list[str] = []
-    for service_type in sorted(handlers):
-        handler = handlers[service_type]
-        try:
-            resources.extend(await handler.gather_resources(tenant_id, shared))
-            identities.extend(await handler.gather_identities(tenant_id, shared))
-        except Exception as exc:  # plugin code may raise anything; keep what storage knows
-            failed.append(service_type)
-            log.warning(
-                "inventory listing failed",
-                service_type=service_type,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+    resources, identities, failed = await _list_all(tenant_id, handlers, shared)
     if previous is None:
         known_resources, known_identities = await storage.load_inventory(tenant_id)
     else:
         known_resources, known_identities = previous.resources, previous.identities
     known = _ids_by_type(known_resources, known_identities, live_only=True)
-    if failed:
-        deletable: frozenset[str] = frozenset()
-        if known:
-            log.warning("deletion suppressed: a listing failed", failed=failed)
-    else:
+    deletable = frozenset[str]()
+    if not failed:
         listed = _ids_by_type(resources, identities, live_only=False)
         deletable = deletable_types(known, listed, guard_ratio)
+    elif known:
+        log.warning("deletion suppressed: a listing failed", failed=failed)
     delta = await storage.sync_inventory(
         tenant_id, resources, identities, seen_at, deletable_types=deletable
     )

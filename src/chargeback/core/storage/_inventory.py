@@ -99,6 +99,41 @@ async def _mark_missing(
     return len(listed - known), len(to_delete), suppressed
 
 
+def _resource_params(tenant_id: str, r: Resource, seen: str) -> tuple[object, ...]:
+    """The values of :data:`_UPSERT_RESOURCE` for one listed resource."""
+    return (
+        tenant_id,
+        r.resource_id,
+        r.resource_type,
+        r.display_name,
+        r.env_id,
+        r.parent_id,
+        r.owner_id,
+        opt_datetime_to_text(r.created_at),
+        opt_datetime_to_text(r.deleted_at),
+        seen,
+        seen,
+        attrs_to_text(r.attributes),
+    )
+
+
+def _identity_params(tenant_id: str, i: Identity, seen: str) -> tuple[object, ...]:
+    """The values of :data:`_UPSERT_IDENTITY` for one listed identity."""
+    return (
+        tenant_id,
+        i.identity_id,
+        i.identity_type,
+        i.display_name,
+        i.owner_id,
+        i.resource_id,
+        opt_datetime_to_text(i.created_at),
+        opt_datetime_to_text(i.deleted_at),
+        seen,
+        seen,
+        attrs_to_text(i.attributes),
+    )
+
+
 async def sync_inventory(
     conn: aiosqlite.Connection,
     *,
@@ -138,44 +173,11 @@ async def sync_inventory(
     )
     if by_resource:
         await conn.executemany(
-            _UPSERT_RESOURCE,
-            [
-                (
-                    tenant_id,
-                    r.resource_id,
-                    r.resource_type,
-                    r.display_name,
-                    r.env_id,
-                    r.parent_id,
-                    r.owner_id,
-                    opt_datetime_to_text(r.created_at),
-                    opt_datetime_to_text(r.deleted_at),
-                    seen,
-                    seen,
-                    attrs_to_text(r.attributes),
-                )
-                for r in by_resource.values()
-            ],
+            _UPSERT_RESOURCE, [_resource_params(tenant_id, r, seen) for r in by_resource.values()]
         )
     if by_identity:
         await conn.executemany(
-            _UPSERT_IDENTITY,
-            [
-                (
-                    tenant_id,
-                    i.identity_id,
-                    i.identity_type,
-                    i.display_name,
-                    i.owner_id,
-                    i.resource_id,
-                    opt_datetime_to_text(i.created_at),
-                    opt_datetime_to_text(i.deleted_at),
-                    seen,
-                    seen,
-                    attrs_to_text(i.attributes),
-                )
-                for i in by_identity.values()
-            ],
+            _UPSERT_IDENTITY, [_identity_params(tenant_id, i, seen) for i in by_identity.values()]
         )
     return InventoryDelta(
         created=r_created + i_created,

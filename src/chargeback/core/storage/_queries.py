@@ -25,11 +25,13 @@ __all__ = [
     "RECORD_EMISSION",
     "cost_totals",
     "date_states",
+    "latest_calculated_date",
     "list_runs",
     "pending_emissions",
     "pending_reruns",
     "read_rows",
     "reconcile",
+    "tenants",
 ]
 
 _DATE_ROWS = """date_state AS s CROSS JOIN chargeback_rows AS r
@@ -236,3 +238,23 @@ async def cost_totals(
         )
         for r in rows
     ]
+
+
+async def latest_calculated_date(conn: aiosqlite.Connection, tenant_id: str) -> dt.date | None:
+    """Return the newest calculated date of a tenant, if any."""
+    rows = await conn.execute_fetchall(
+        "SELECT MAX(date) FROM date_state WHERE tenant_id = ?", (tenant_id,)
+    )
+    for (value,) in rows:
+        return None if value is None else date_from_text(value)
+    return None
+
+
+async def tenants(conn: aiosqlite.Connection) -> list[str]:
+    """Return every tenant with stored state (dates, runs, reruns or inventory)."""
+    rows = await conn.execute_fetchall(
+        "SELECT tenant_id FROM date_state UNION SELECT tenant_id FROM runs "
+        "UNION SELECT tenant_id FROM rerun_requests UNION SELECT tenant_id FROM resources "
+        "UNION SELECT tenant_id FROM identities ORDER BY 1"
+    )
+    return [str(tenant) for (tenant,) in rows]

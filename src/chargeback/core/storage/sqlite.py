@@ -7,15 +7,8 @@ state through WAL snapshots and never waits for a long commit. An in-memory data
 process on a third connection (:mod:`~chargeback.core.storage._writer`), under the
 same write lock, with the same transaction.
 
-Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is
-atomic in every case: a killed process (SIGKILL, OOM) loses nothing that committed,
-and a half-written transaction is discarded when the file is next opened. Only an
-OS crash or power loss can lose the last few *committed* transactions (NORMAL skips
-the fsync per commit), and the database still opens consistent. That trade is safe
-here because everything about a tenant-date (its lines, rows, plugin rows and
-``date_state``) commits in one transaction: a lost commit just makes the date look
-uncalculated, and the next run calculates it again. FULL would add an fsync to every
-commit for no gain in consistency.
+Durability: WAL with ``synchronous=NORMAL``, every tenant-date one transaction (why
+that is safe: :mod:`~chargeback.core.storage._connection`).
 
 Errors from sqlite3/aiosqlite are translated into :class:`~chargeback.errors.StorageError`
 here, at the boundary, with what to do about them (locked, read-only, full, corrupt).
@@ -25,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,10 +28,10 @@ import structlog
 
 from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
 from chargeback.core.plugin.protocols import PluginRows, StorageModule
-from chargeback.core.storage import _commit, _inventory, _queries
+from chargeback.core.storage import _commit, _inventory, _queries, _runs
+from chargeback.core.storage._connection import check_read_only_schema, connect
 from chargeback.core.storage._ledger import SQLiteLedger
 from chargeback.core.storage._util import (
-    date_from_text,
     datetime_to_text,
     rollback_quietly,
     run_in_connection,
@@ -60,7 +51,6 @@ from chargeback.core.storage.migrations import (
     CORE_NAMESPACE,
     apply_migrations,
     ensure_migrations_table,
-    recorded_version,
 )
 from chargeback.errors import StorageError
 
@@ -104,9 +94,6 @@ class SQLiteBackend(SQLiteLedger):
         writer_process_min_rows: int | None = DEFAULT_WRITER_PROCESS_MIN_ROWS,
     ) -> None:
         self._path = str(path)
-        self._ro_uri = (
-            None if self._path == ":memory:" else Path(self._path).absolute().as_uri() + "?mode=ro"
-        )
         self._busy_timeout_ms = max(0, int(busy_timeout_s * 1000))
         self._read_only = read_only
         self._writer: aiosqlite.Connection | None = None
@@ -133,37 +120,7 @@ class SQLiteBackend(SQLiteLedger):
 
     # -- lifecycle ---------------------------------------------------------------------
     async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
-        if read_only and self._ro_uri is not None:
-            pending = aiosqlite.connect(self._ro_uri, uri=True, isolation_level=None)
-        else:
-            pending = aiosqlite.connect(self._path, isolation_level=None)
-        try:
-            conn = await pending
-        except BaseException:
-            await _join_worker(pending)
-            raise
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA temp_store = MEMORY")
-            await conn.execute("PRAGMA cache_size = -32000")  # 32 MB page cache
-            if not read_only:
-                # Persistent in the file; the first connection switches it.
-                modes = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
-                self._check_wal(str(next(iter(modes))[0]))
-                await conn.execute("PRAGMA synchronous = NORMAL")  # see module docstring
-                await conn.execute("PRAGMA journal_size_limit = 67108864")  # 64 MB WAL
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
-    def _check_wal(self, mode: str) -> None:
-        if mode.lower() != "wal" and self._path != ":memory:":
-            raise StorageError(
-                f"cannot switch {self._path} to WAL mode (got {mode!r}); "
-                "use a local filesystem (WAL needs shared memory)"
-            )
+        return await connect(self._path, busy_timeout_ms=self._busy_timeout_ms, read_only=read_only)
 
     async def open(self) -> None:
         """Open the database and apply the core migrations. Idempotent.
@@ -181,7 +138,7 @@ class SQLiteBackend(SQLiteLedger):
         try:
             async with self._lock:
                 if self._read_only:
-                    await self._check_read_only_schema(writer)
+                    await check_read_only_schema(writer, self._path)
                 else:
                     await ensure_migrations_table(writer)
                     applied = await apply_migrations(
@@ -200,29 +157,6 @@ class SQLiteBackend(SQLiteLedger):
             raise
         self._writer, self._reader = writer, reader
         log.debug("storage opened", path=self._path, read_only=self._read_only)
-
-    async def _check_read_only_schema(self, conn: aiosqlite.Connection) -> None:
-        tables = await conn.execute_fetchall(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        )
-        if not list(tables):
-            raise StorageError(
-                f"the database {self._path} has no chargeback schema; run chargeback "
-                "against it once (not read-only) to create it"
-            )
-        known = CORE_MIGRATIONS[-1].version
-        current = await recorded_version(conn, CORE_NAMESPACE)
-        if current > known:
-            raise StorageError(
-                f"the database records schema version {current} of 'core', but this "
-                f"chargeback knows only up to version {known}; upgrade chargeback"
-            )
-        if current < known:
-            raise StorageError(
-                f"the database {self._path} is at schema version {current} of 'core' and "
-                f"this chargeback reads version {known}; start the daemon ('chargeback run') "
-                "once to upgrade it"
-            )
 
     async def close(self) -> None:
         """Close both connections and stop the writer process. Idempotent."""
@@ -319,11 +253,7 @@ class SQLiteBackend(SQLiteLedger):
     ) -> None:
         """Record a run as started (status ``running``)."""
         async with self._write(f"recording the start of run {run_id!r}") as conn:
-            await conn.execute(
-                "INSERT INTO runs (run_id, tenant_id, trigger, status, started_at) "
-                "VALUES (?, ?, ?, 'running', ?)",
-                (run_id, tenant_id, trigger, datetime_to_text(started_at)),
-            )
+            await _runs.start_run(conn, tenant_id, run_id, trigger, started_at)
 
     async def finish_run(
         self,
@@ -341,30 +271,16 @@ class SQLiteBackend(SQLiteLedger):
         """
         action = f"recording the outcome of run {run_id!r}"
         async with self._write(action) as conn:
-            cursor = await conn.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, counts = ?, error = ? "
-                "WHERE run_id = ?",
-                (
-                    str(status),
-                    datetime_to_text(finished_at),
-                    json.dumps(dict(counts), sort_keys=True),
-                    error,
-                    run_id,
-                ),
+            found = await _runs.finish_run(
+                conn, run_id, status=status, finished_at=finished_at, counts=counts, error=error
             )
-            if cursor.rowcount != 1:
+            if not found:
                 raise StorageError(f"{action} failed: no run {run_id!r} was started")
 
     async def interrupt_stale_runs(self, finished_at: dt.datetime) -> int:
         """Mark every run still ``running`` as ``interrupted``; return how many."""
         async with self._write("marking interrupted runs") as conn:
-            cursor = await conn.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = ?, "
-                "error = 'the process stopped before the run finished' "
-                "WHERE status = 'running'",
-                (datetime_to_text(finished_at),),
-            )
-            return cursor.rowcount
+            return await _runs.interrupt_stale_runs(conn, finished_at)
 
     async def list_runs(self, tenant_id: str, limit: int = 20) -> list[RunRecord]:
         """Return the newest runs of a tenant, newest first."""
@@ -390,12 +306,7 @@ class SQLiteBackend(SQLiteLedger):
         if start > end:
             raise ValueError(f"a rerun range must have start <= end, got {start} > {end}")
         async with self._write(f"recording a rerun request for tenant {tenant_id!r}") as conn:
-            cursor = await conn.execute(
-                "INSERT INTO rerun_requests (tenant_id, start_date, end_date, requested_at) "
-                "VALUES (?, ?, ?, ?)",
-                (tenant_id, start.isoformat(), end.isoformat(), datetime_to_text(requested_at)),
-            )
-            request_id = cursor.lastrowid
+            request_id = await _runs.request_rerun(conn, tenant_id, start, end, requested_at)
         if request_id is None:  # pragma: no cover - sqlite always sets it after an INSERT
             raise StorageError("recording a rerun request failed: no id was assigned")
         return request_id
@@ -409,13 +320,8 @@ class SQLiteBackend(SQLiteLedger):
         """Mark rerun requests as done (unknown or already completed ids are ignored)."""
         if not request_ids:
             return
-        done = datetime_to_text(completed_at)
         async with self._write("completing rerun requests") as conn:
-            await conn.executemany(
-                "UPDATE rerun_requests SET completed_at = ? "
-                "WHERE request_id = ? AND completed_at IS NULL",
-                [(done, int(i)) for i in request_ids],
-            )
+            await _runs.complete_reruns(conn, request_ids, completed_at)
 
     # -- inventory ---------------------------------------------------------------------
     async def sync_inventory(
@@ -577,35 +483,12 @@ class SQLiteBackend(SQLiteLedger):
     async def latest_calculated_date(self, tenant_id: str) -> dt.date | None:
         """Return the newest calculated date of a tenant, if any."""
         async with self._read("reading the latest calculated date") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT MAX(date) FROM date_state WHERE tenant_id = ?", (tenant_id,)
-                )
-            )
-        value = rows[0][0] if rows else None
-        return None if value is None else date_from_text(value)
+            return await _queries.latest_calculated_date(conn, tenant_id)
 
     async def tenants(self) -> list[str]:
         """Return every tenant with stored state (dates, runs, reruns or inventory)."""
         async with self._read("listing tenants") as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT tenant_id FROM date_state UNION SELECT tenant_id FROM runs "
-                "UNION SELECT tenant_id FROM rerun_requests UNION SELECT tenant_id FROM resources "
-                "UNION SELECT tenant_id FROM identities ORDER BY 1"
-            )
-        return [str(r[0]) for r in rows]
-
-
-async def _join_worker(conn: aiosqlite.Connection) -> None:
-    """Wait for the worker thread of a connection that failed to open.
-
-    aiosqlite stops the thread itself when ``connect`` fails, and the thread then
-    reports to the event loop; waiting here keeps that report from arriving after the
-    loop has closed. (``_thread`` is aiosqlite's; without it there is nothing to wait for.)
-    """
-    thread = getattr(conn, "_thread", None)
-    if isinstance(thread, threading.Thread) and thread.is_alive():
-        await asyncio.to_thread(thread.join, 5.0)
+            return await _queries.tenants(conn)
 
 
 def _utcnow() -> dt.datetime:
