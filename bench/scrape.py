@@ -255,9 +255,11 @@ async def _run_and_wait(daemon: Any) -> None:
 
 async def daemon_side(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Start the daemon, scrape it from a subprocess during a backfill and after."""
+    from chargeback.service import gcpolicy  # noqa: PLC0415
     from chargeback.service.daemon import Daemon  # noqa: PLC0415  (heavy imports after args)
     from chargeback.settings import load_settings  # noqa: PLC0415
 
+    gcpolicy.configure()  # as `chargeback run` does; the daemon freezes its start-up
     sim, sim_url = await _start_sim(args)
     try:
         path = work / "settings.yaml"
