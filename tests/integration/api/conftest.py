@@ -23,6 +23,9 @@ import pytest
 from ccloud_sim import SimClock, create_app
 from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import RunStatus, TenantConfig
+from chargeback.core.ownership import OwnershipSettings, compile_rules
+from chargeback.core.ownership.attributor import Attributor
+from chargeback.core.storage.ownership import ownership_store
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.plugins.confluent_cloud import ConfluentCloudPlugin
 from chargeback.service import api
@@ -36,6 +39,15 @@ CUTOFF_DAYS = 3
 FIRST_DAY = NOW.date() - dt.timedelta(days=LOOKBACK_DAYS)
 LAST_DAY = NOW.date() - dt.timedelta(days=CUTOFF_DAYS)
 """The calculated days: FIRST_DAY..LAST_DAY, both included."""
+
+
+OWNERSHIP = {
+    "rules": [
+        {"name": "by-name", "team": "{team}",
+         "match": {"identity_name": "^(?:svc-)?(?P<team>[a-z]+)-"}},
+    ]
+}  # fmt: skip
+"""Teams from identity names (``svc-payments-x`` -> payments); the rest is UNASSIGNED."""
 
 
 async def _compute(path: Path) -> None:
@@ -58,7 +70,11 @@ async def _compute(path: Path) -> None:
         cutoff_days=CUTOFF_DAYS,
     )  # fmt: skip
     async with SQLiteBackend(path) as storage:
-        runtime = TenantRuntime(config, plugin, storage, clock=clock.now)
+        attributor = Attributor(
+            TENANT, compile_rules(OwnershipSettings.model_validate(OWNERSHIP), TENANT),
+            ownership_store(storage), storage, clock=clock.now,
+        )  # fmt: skip
+        runtime = TenantRuntime(config, plugin, storage, clock=clock.now, attributor=attributor)
         try:
             summary = await runtime.run()
         finally:

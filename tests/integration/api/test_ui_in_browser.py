@@ -13,7 +13,6 @@ from playwright.sync_api import Page, expect
 from tests.integration.api.conftest import FIRST_DAY, LAST_DAY, _Health, _Source
 from tests.support.browser import serve_in_thread
 
-from chargeback.core.models import UNALLOCATED
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.service import api, ui
 from chargeback.service.api._auth import ApiTokens
@@ -37,6 +36,12 @@ def totals_by(db: Path, column: str) -> list[tuple[str, int]]:
             "GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()
     return [(str(k), int(v)) for k, v in rows]
+
+
+def team_totals(db: Path) -> dict[str, int]:
+    with closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT team, SUM(amount) FROM ownership_team_totals GROUP BY 1")
+        return {str(t): int(a) for t, a in rows}
 
 
 @pytest.fixture
@@ -69,7 +74,15 @@ class TestOverview:
         expect(first).to_contain_text(cents(top_cost))
         expect(page.locator("svg.bars rect")).not_to_have_count(0)
         expect(page.locator("svg.columns rect")).not_to_have_count(0)
-        expect(page.locator("svg.bars")).to_contain_text(UNALLOCATED)
+        expect(
+            page.get_by_role("heading", name="Cost by team, stacked by product type")
+        ).to_be_visible()
+        expect(page.locator("svg.bars")).to_contain_text("UNASSIGNED")
+        expect(page.locator(".legend").first).to_contain_text("KAFKA_NETWORK_READ")
+        teams = team_totals(sim_db)
+        top_team = max(teams, key=lambda t: (teams[t], t))
+        expect(page.locator("#teams tbody tr").first).to_contain_text(top_team)
+        expect(page.locator("#teams tbody tr").first).to_contain_text(cents(teams[top_team]))
         page.screenshot(path=screenshot_file("overview"), full_page=True)
 
     def test_a_bad_window_says_what_is_expected(self, browser_page: Page, base: str) -> None:
@@ -79,14 +92,23 @@ class TestOverview:
 
 
 class TestDrillDown:
-    def test_identity_to_product_to_line_to_explanation(
+    def test_team_to_identity_to_product_to_line_to_explanation(
         self, browser_page: Page, base: str, sim_db: Path, screenshot_file: Shot
     ) -> None:
-        """Overview -> identity -> its lines of one product type -> one line's parts and reasons."""
+        """Team -> identity -> its lines of one product type -> one line's parts and reasons."""
         page = browser_page
         page.goto(f"{base}/ui/?window={WINDOW}")
-        top_id, top_cost = totals_by(sim_db, "identity_id")[0]
-        page.locator("#top-identities tbody tr").first.get_by_role("link").click()
+        page.locator("#teams").get_by_role("link", name="payments").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("team payments")
+        expect(page.locator(".sub")).to_contain_text(cents(team_totals(sim_db)["payments"]))
+        page.screenshot(path=screenshot_file("team"), full_page=True)
+        first = page.locator("#by-identity tbody tr").first
+        top_id = first.locator("td").first.inner_text()
+        with closing(sqlite3.connect(sim_db)) as conn:
+            (top_cost,) = conn.execute(
+                "SELECT SUM(amount) FROM chargeback_rows WHERE identity_id = ?", (top_id,)
+            ).fetchone()
+        first.get_by_role("link").first.click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("identity")
         expect(page.locator(".sub")).to_contain_text(cents(top_cost))
         expect(page.locator("#by-product_type tbody tr")).not_to_have_count(0)

@@ -3,7 +3,7 @@
 Dimensions name columns of the chargeback rows::
 
     identity  product_type  product_category  environment  resource  cost_type  rule
-    line  date
+    line  date  team
 
 ``aggregate`` lists one or more of them (``identity,product_type``); every distinct
 combination of their values is one entry of a set. A row without a resource or an
@@ -25,8 +25,10 @@ from enum import StrEnum
 from chargeback.errors import QueryError
 
 __all__ = [
+    "ALL_DIMENSIONS",
     "DIMENSIONS",
     "MAX_LIMIT",
+    "TEAM",
     "AllocationSpec",
     "Filter",
     "Sort",
@@ -47,6 +49,13 @@ DIMENSIONS: dict[str, str] = {
     "date": "date",
 }
 """Dimension name -> the chargeback row column it reads."""
+
+TEAM = "team"
+"""The team of a row's (identity, resource, environment) key on its day, from the
+ownership attribution (DESIGN §14): not a row column, resolved by :mod:`.teams`."""
+
+ALL_DIMENSIONS: tuple[str, ...] = (*DIMENSIONS, TEAM)
+"""Every dimension an aggregate or a filter may name."""
 
 MAX_LIMIT = 10_000
 """The most entries one page of a JSON answer holds."""
@@ -100,9 +109,9 @@ class AllocationSpec:
 
 def _dimension(name: str, parameter: str) -> str:
     name = name.strip().lower()
-    if name not in DIMENSIONS:
+    if name not in ALL_DIMENSIONS:
         raise QueryError(
-            f"{parameter}: unknown dimension {name!r}; expected one of {', '.join(DIMENSIONS)}",
+            f"{parameter}: unknown dimension {name!r}; expected one of {', '.join(ALL_DIMENSIONS)}",
             parameter=parameter,
         )
     return name

@@ -13,7 +13,8 @@ key, so pages are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from chargeback.core.money import format_amount
+from chargeback.core.ownership.matcher import Key
 from chargeback.core.query import (
     MAX_LIMIT,
     AllocationSet,
@@ -35,7 +37,11 @@ from chargeback.core.query import (
     parse_step,
     parse_window,
 )
-from chargeback.core.query.aggregate import DayTotal
+from chargeback.core.query.aggregate import DayTotal, GroupRow
+from chargeback.core.query.spec import TEAM
+from chargeback.core.query.teams import source_dimensions, team_groups
+from chargeback.core.storage.backend import DateState
+from chargeback.core.storage.ownership import ownership_store
 from chargeback.service.api._csv import csv_response, wants_csv
 from chargeback.service.api._endpoint import ApiContext, Endpoint, TenantParams, model_response
 from chargeback.service.api._models import (
@@ -75,7 +81,7 @@ class AllocationParams(TenantParams):
     aggregate: str | None = Field(
         None,
         description="comma-separated dimensions: identity (default), product_type, "
-        "product_category, environment, resource, cost_type, rule, line, date",
+        "product_category, environment, resource, cost_type, rule, line, date, team",
     )
     step: str | None = Field(None, description="1d, 1w or 1mo (default: the whole window)")
     accumulate: bool = Field(False, description="one set for the whole window, whatever the step")
@@ -195,8 +201,13 @@ async def compute_allocation(
     spec = AllocationSpec(
         parse_aggregate(p.aggregate), parse_filters(p.filters), parse_sort(p.sort), limit, p.offset
     )
-    groups = await ctx.source.allocation_groups(tenant, window, step, spec.dimensions, spec.filters)
     states = await ctx.storage.get_date_states(tenant, window.start, window.end)
+    if TEAM in spec.dimensions or any(f.dimension == TEAM for f in spec.filters):
+        groups = await _team_groups(ctx, tenant, window, spec, states)
+    else:
+        groups = await ctx.source.allocation_groups(
+            tenant, window, step, spec.dimensions, spec.filters
+        )
     totals = [
         DayTotal(s.day, s.billed_total, s.allocated_total, s.unallocated_total)
         for s in states.values()
@@ -209,6 +220,30 @@ async def compute_allocation(
         allocated=sum(t.allocated for t in totals),
         unallocated=sum(t.unallocated for t in totals),
     )  # fmt: skip
+
+
+async def _team_groups(
+    ctx: ApiContext,
+    tenant: str,
+    window: Window,
+    spec: AllocationSpec,
+    states: Mapping[dt.date, DateState],
+) -> list[GroupRow]:
+    """Groups keyed with the team of each day's attribution (:mod:`chargeback.core.query.teams`)."""
+    asked = source_dimensions(spec.dimensions)
+    row_filters = tuple(f for f in spec.filters if f.dimension != TEAM)
+    team_filters = [f for f in spec.filters if f.dimension == TEAM]
+    raw = await ctx.source.allocation_groups(tenant, window, Step.DAY, asked, row_filters)
+    try:
+        store = ownership_store(ctx.storage)
+    except TypeError:  # a backend without attributions: every day is not attributed
+        store = None
+    teams: dict[dt.date, dict[Key, str]] = {}
+    for day, state in states.items():
+        att = None if store is None else await store.read_attribution(tenant, day)
+        if att is not None and att.calc_seq == state.calc_seq:
+            teams[day] = {share.key: share.decision.team for share in att.shares}
+    return team_groups(raw, asked, spec.dimensions, teams, team_filters)
 
 
 def _csv(r: AllocationResult) -> Response:

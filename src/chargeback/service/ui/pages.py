@@ -31,6 +31,7 @@ from starlette.templating import Jinja2Templates
 from chargeback.core.models import UNALLOCATED
 from chargeback.core.money import format_amount, to_decimal
 from chargeback.core.query import AllocationSet
+from chargeback.core.query.teams import NOT_ATTRIBUTED
 from chargeback.errors import QueryError
 from chargeback.service.api._endpoint import ApiContext, ApiError
 from chargeback.service.api.allocation import (
@@ -48,7 +49,7 @@ __all__ = ["PAGES", "SLICE_DIMENSIONS", "templates"]
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
-SLICE_DIMENSIONS = ("identity", "resource", "environment", "product_type")
+SLICE_DIMENSIONS = ("team", "identity", "resource", "environment", "product_type")
 """What the slice page can be about."""
 
 DEFAULT_WINDOW = "30d"
@@ -139,8 +140,14 @@ def _one(result: AllocationResult) -> AllocationSet:
 
 async def overview(ctx: ApiContext, page: Page) -> dict[str, Any]:
     """The overview's data."""
-    by_identity = await _allocation(ctx, page, "identity,product_type")
+    by_team = await _allocation(ctx, page, "team,product_type")
+    pairs = _pairs(by_team)
+    attributed = set(pairs) - {NOT_ATTRIBUTED}
+    if not attributed:  # no ownership step: identities stand in for teams
+        by_team = await _allocation(ctx, page, "identity,product_type")
+        pairs = _pairs(by_team)
     days = await _allocation(ctx, page, "cost_type", step="1d")
+    teams = await _allocation(ctx, page, "team") if attributed else None
     identities = await _allocation(ctx, page, "identity", limit=TOP)
     environments = await _allocation(ctx, page, "environment")
     products = await _allocation(ctx, page, "product_type")
@@ -148,7 +155,10 @@ async def overview(ctx: ApiContext, page: Page) -> dict[str, Any]:
         "title": "Overview",
         "result": identities,
         "totals": _one(identities),
-        "bars": stacked_bars(_pairs(by_identity), labels=by_identity.names, top=TOP),
+        "bars": stacked_bars(pairs, labels=by_team.names, top=TOP),
+        "by": "team" if attributed else "identity",
+        "teams": None if teams is None else _one(teams),
+        "not_attributed": NOT_ATTRIBUTED in pairs,
         "columns": stacked_columns(_days(days), series=("usage", "shared", "unallocated")),
         "identities": _one(identities),
         "environments": _one(environments),
@@ -167,7 +177,7 @@ async def slice_page(ctx: ApiContext, page: Page) -> dict[str, Any]:
     only = [f"{dim}:{value}"]
     days = await _allocation(ctx, page, "cost_type", step="1d", filters=only)
     tables = {}
-    for other in ("product_type", "resource", "identity"):
+    for other in ("identity", "product_type", "resource"):
         if other != dim:
             tables[other] = await _allocation(ctx, page, other, filters=only, limit=200)
     names = {k: v for t in tables.values() for k, v in t.names.items()}
