@@ -80,6 +80,9 @@ class StorageSettings(_Section):
     ``postgresql://user@host:5432/db`` for PostgreSQL (see
     :mod:`chargeback.core.storage.factory`; the password from ``PGPASSWORD`` or a pgpass
     file, or the whole URL from ``CHARGEBACK_STORAGE__URL``: never logged)."""
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    """PostgreSQL with replicas: how long a tenant's lease outlives its last heartbeat
+    (every third of it); a replica that dies loses its tenants this long after."""
     writer_process_min_rows: int | None = Field(default=20_000, ge=0)
     """Date commits of at least this many lines plus rows are written by a child
     process, so allocation and SQLite use two cores; ``null`` writes every commit in

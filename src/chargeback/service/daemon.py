@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -56,6 +56,7 @@ from chargeback.service.heartbeat import HeartbeatWriter
 from chargeback.service.http import HttpServer, make_app
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.service.pidfile import remove_pid, write_pid
+from chargeback.service.replicas import start_leases
 from chargeback.service.scheduling import TenantScheduler, missed_run
 from chargeback.service.tenants import CountingEmitter, TenantPool
 from chargeback.settings import (
@@ -66,6 +67,9 @@ from chargeback.settings import (
     secret_values,
     validate_settings,
 )
+
+if TYPE_CHECKING:
+    from chargeback.core.storage.postgres.leases import LeaseManager
 
 __all__ = ["Daemon", "DaemonState"]
 
@@ -116,6 +120,7 @@ class Daemon:
         self.pool: TenantPool | None = None
         self.http: HttpServer | None = None
         self.storage: StorageBackend | None = None
+        self.leases: LeaseManager | None = None
         self._plugins = plugins
         self._clock = clock
         self._aux: set[asyncio.Task[None]] = set()
@@ -200,6 +205,8 @@ class Daemon:
         self.storage = storage
         stack.push_async_callback(storage.close)
         emitters = await self._open_emitters(storage, stack)
+        # PostgreSQL: replicas share the tenants, each run under its lease (DESIGN §18).
+        self.leases = await start_leases(storage, s, self._lease_wanted, self.registry, stack)
 
         if self._plugins is None:
             self._plugins = PluginRegistry.discover(s.plugins_path)
@@ -211,6 +218,7 @@ class Daemon:
             max_concurrent=s.scheduling.max_concurrent_tenants,
             context=context,
             after_run=self._exposition.flush,
+            gate=self.leases,
         )
         stack.push_async_callback(pool.aclose)
         for name in tenants:
@@ -326,6 +334,11 @@ class Daemon:
         if self.pool is not None:
             self.pool.request_run(name, "schedule")
 
+    def _lease_wanted(self, name: str) -> None:
+        """A tenant whose lease a dead replica left, or free with pending reruns: run it."""
+        if self.pool is not None and name in self.pool.names():
+            self.pool.request_run(name, "takeover")
+
     def request_run_all(self, trigger: str = "signal") -> list[str]:
         """Start a run of every tenant that is not running (what SIGUSR1 does)."""
         return [] if self.pool is None else self.pool.request_run_all(trigger)
@@ -405,6 +418,8 @@ class Daemon:
         register_secrets(secret_values(new))
         self.settings = new
         self._exposition.set_tenants(new.enabled_tenants())
+        if self.leases is not None:
+            self.leases.tenants = new.enabled_tenants()
         for name in [*removed, *changed]:
             if self._scheduler is not None:
                 self._scheduler.unschedule(name)
@@ -436,7 +451,16 @@ class Daemon:
     def health(self) -> dict[str, Any]:
         """Liveness details for ``/healthz``."""
         age = self._heartbeat.age_s()
-        return {"state": str(self.state), "heartbeat_age_s": age, "summary": self.summary_line()}
+        details: dict[str, Any] = {
+            "state": str(self.state),
+            "heartbeat_age_s": age,
+            "summary": self.summary_line(),
+        }
+        if self.leases is not None:
+            lease = self.leases.state()
+            details["leases"] = {"owner": lease.owner_id, "held": list(lease.held),
+                                 "renewed_s_ago": lease.last_renewal_age_s}  # fmt: skip
+        return details
 
     def readiness(self) -> list[str]:
         """Why the daemon is not ready for ``/readyz`` (empty: ready)."""
@@ -449,6 +473,8 @@ class Daemon:
             reasons.append(f"storage failing: {self.pool.storage_problem}")
         if self._scheduler is None or not self._scheduler.running:
             reasons.append("scheduler not running")
+        if self.leases is not None and self.leases.problem is not None:
+            reasons.append(self.leases.problem)
         return reasons
 
     # -- shutdown ---------------------------------------------------------------------------
@@ -472,6 +498,7 @@ class Daemon:
                 log.info("daemon stopped", summary=summary)
             self.http = None
             self.storage = None
+            self.leases = None
 
     @staticmethod
     def _need(value: _T | None) -> _T:

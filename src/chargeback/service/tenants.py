@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -32,7 +33,7 @@ from chargeback.errors import ChargebackError
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.settings import AppSettings
 
-__all__ = ["CountingEmitter", "TenantPool"]
+__all__ = ["CountingEmitter", "RunGate", "TenantPool"]
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,18 @@ class _Tenant:
     @property
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
+
+
+class RunGate(Protocol):
+    """Protocol: who may run a tenant now (replicas: its lease, DESIGN §18)."""
+
+    async def claim(self, tenant_id: str) -> bool:
+        """Whether this process may run the tenant now (then :meth:`release` after)."""
+        ...
+
+    async def release(self, tenant_id: str) -> None:
+        """The run is over."""
+        ...
 
 
 class CountingEmitter:
@@ -87,6 +100,8 @@ class TenantPool:
         context: the context run tasks start from (holds the telemetry hook).
         after_run: awaited after every finished run (the daemon refreshes the
             prometheus snapshot there).
+        gate: claimed before each run and released after (replicas' leases); a
+            tenant it refuses is skipped.
     """
 
     def __init__(
@@ -99,6 +114,7 @@ class TenantPool:
         max_concurrent: int,
         context: contextvars.Context,
         after_run: Callable[[], Awaitable[None]] | None = None,
+        gate: RunGate | None = None,
     ) -> None:
         self._storage = storage
         self._plugins = plugins
@@ -107,6 +123,7 @@ class TenantPool:
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._context = context
         self._after_run = after_run
+        self._gate = gate
         self._tenants: dict[str, _Tenant] = {}
         self._retired: list[_Tenant] = []
         self.tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
@@ -255,32 +272,54 @@ class TenantPool:
             log.error("run task crashed", run_key=key, error=f"{type(exc).__name__}: {exc}")
 
     async def _run(self, tenant: _Tenant, trigger: str) -> RunSummary | None:
-        name = tenant.name
         async with self._semaphore:
             if not self.accepting_runs:
                 return None
-            started = time.monotonic()
-            self._metrics.running.inc()
+            gate = self._gate
+            if gate is None:
+                return await self._run_claimed(tenant, trigger)
             try:
-                with structlog.contextvars.bound_contextvars(tenant_id=name):
-                    timeout = tenant.runtime.config.run_timeout_s + _SAFETY_MARGIN_S
-                    async with asyncio.timeout(timeout):
-                        summary = await tenant.runtime.run(trigger)
-            except TimeoutError:
-                self.counters["runs_failed"] += 1
-                self._metrics.run_aborted(name, time.monotonic() - started, status="timeout")
-                log.error("run timed out", tenant_id=name)  # noqa: TRY400  (expected; no traceback needed)
+                claimed = await gate.claim(tenant.name)
+            except ChargebackError as exc:
+                log.warning("run not started", tenant_id=tenant.name, error=str(exc))
                 return None
-            except asyncio.CancelledError:
-                self._metrics.run_aborted(name, time.monotonic() - started, status="cancelled")
-                raise
-            except Exception:  # the tenant boundary: one tenant never stops the others
-                self.counters["runs_failed"] += 1
-                self._metrics.run_aborted(name, time.monotonic() - started, status="failed")
-                log.exception("run crashed", tenant_id=name)
+            if not claimed:
+                self.counters["runs_skipped"] += 1
+                log.info("run skipped", tenant_id=tenant.name, trigger=trigger,
+                         reason="another replica holds the lease")  # fmt: skip
                 return None
+            try:
+                return await self._run_claimed(tenant, trigger)
             finally:
-                self._metrics.running.dec()
+                try:
+                    await gate.release(tenant.name)
+                except ChargebackError as exc:  # it expires on its own
+                    log.warning("lease not released", tenant_id=tenant.name, error=str(exc))
+
+    async def _run_claimed(self, tenant: _Tenant, trigger: str) -> RunSummary | None:
+        name = tenant.name
+        started = time.monotonic()
+        self._metrics.running.inc()
+        try:
+            with structlog.contextvars.bound_contextvars(tenant_id=name):
+                timeout = tenant.runtime.config.run_timeout_s + _SAFETY_MARGIN_S
+                async with asyncio.timeout(timeout):
+                    summary = await tenant.runtime.run(trigger)
+        except TimeoutError:
+            self.counters["runs_failed"] += 1
+            self._metrics.run_aborted(name, time.monotonic() - started, status="timeout")
+            log.error("run timed out", tenant_id=name)  # noqa: TRY400  (expected; no traceback needed)
+            return None
+        except asyncio.CancelledError:
+            self._metrics.run_aborted(name, time.monotonic() - started, status="cancelled")
+            raise
+        except Exception:  # the tenant boundary: one tenant never stops the others
+            self.counters["runs_failed"] += 1
+            self._metrics.run_aborted(name, time.monotonic() - started, status="failed")
+            log.exception("run crashed", tenant_id=name)
+            return None
+        finally:
+            self._metrics.running.dec()
         self._metrics.run_finished(summary, time.monotonic() - started, status=str(summary.status))
         ok = summary.status is RunStatus.SUCCESS
         self.counters["runs_ok" if ok else "runs_failed"] += 1

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from chargeback.core.storage._commit import CORE_TABLES, PreparedCommit
-from chargeback.errors import StorageError
+from chargeback.errors import ChargebackError, StorageError
 
 __all__ = ["Fence", "LeaseLostError", "write_commit"]
 
@@ -55,14 +55,21 @@ FOR SHARE
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """The lease a tenant's commits must still hold: its owner and the epoch claimed."""
+    """The lease a tenant's commits must still hold: its owner and the epoch claimed.
+
+    An epoch below 0 means "not held": every commit of the tenant is refused.
+    """
 
     owner_id: str
     epoch: int
 
 
-class LeaseLostError(StorageError):
-    """A commit was refused because this replica no longer holds the tenant's lease."""
+class LeaseLostError(ChargebackError):
+    """A commit was refused because this replica no longer holds the tenant's lease.
+
+    Not a StorageError: the database is fine (``/readyz`` stays ready); the run fails
+    and the replica that holds the lease now does the work.
+    """
 
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
@@ -71,6 +78,11 @@ Conn = psycopg.AsyncConnection[tuple[object, ...]]
 async def _check_fence(conn: Conn, tenant_id: str, fence: Fence | None) -> None:
     if fence is None:
         return
+    if fence.epoch < 0:
+        raise LeaseLostError(
+            f"the commit of tenant {tenant_id!r} was refused: this replica "
+            f"({fence.owner_id}) does not hold the tenant's lease; nothing was written"
+        )
     cur = await conn.execute(_FENCE, (tenant_id, fence.owner_id, fence.epoch))
     if await cur.fetchone() is None:
         raise LeaseLostError(

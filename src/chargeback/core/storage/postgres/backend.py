@@ -96,6 +96,7 @@ class PostgresBackend(PostgresLedger):
         self._connect_timeout = connect_timeout_s
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._fences: dict[str, Fence] = {}
+        self._unfenced: Fence | None = None  # what a tenant without a fence gets
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self._display!r})"
@@ -226,8 +227,13 @@ class PostgresBackend(PostgresLedger):
             raise self.storage_error(exc, action) from None
 
     # -- fencing (leases) ---------------------------------------------------------------
+    def require_leases(self, owner_id: str) -> None:
+        """From now on a tenant's date commits need its lease (:meth:`set_fence`)."""
+        self._unfenced = Fence(owner_id, -1)
+
     def set_fence(self, tenant_id: str, fence: Fence | None) -> None:
-        """Make the tenant's date commits require ``fence`` (``None``: no lease needed)."""
+        """Make the tenant's date commits require ``fence``; ``None``: the lease is not
+        held (commits refused once :meth:`require_leases` was called, else unfenced)."""
         if fence is None:
             self._fences.pop(tenant_id, None)
         else:
@@ -422,7 +428,8 @@ class PostgresBackend(PostgresLedger):
         pool = self._writable(action)
         try:
             async with pool.connection() as conn:
-                calc_seq = await write_commit(conn, prepared, self._fences.get(tenant_id))
+                fence = self._fences.get(tenant_id, self._unfenced)
+                calc_seq = await write_commit(conn, prepared, fence)
         except DB_ERRORS as exc:
             raise self.storage_error(exc, action) from None
         return shared_commit.date_state_of(prepared, calc_seq)
