@@ -197,13 +197,21 @@ def _probes(replica: Replica) -> tuple[dict[str, Any], str]:
     """``/healthz`` (lease state) and ``/metrics`` of a replica once it is ready."""
     base = f"http://127.0.0.1:{replica.port}"
 
+    last: list[str] = []
+
     def ready() -> bool:
         try:
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            answer = httpx.get(f"{base}/readyz", timeout=2)
+        except httpx.HTTPError as exc:
+            last[:] = [repr(exc)]
             return False
+        last[:] = [answer.text]
+        return answer.status_code == 200
 
-    _wait(ready, 30, "/readyz of a replica")
+    try:
+        _wait(ready, 30, "/readyz of a replica")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its last answer: {last}") from None
     return httpx.get(f"{base}/healthz").json(), httpx.get(f"{base}/metrics").text
 
 

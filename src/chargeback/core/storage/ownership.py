@@ -70,6 +70,9 @@ class _Dialect:
     fetch: Callable[[Any, str, Sequence[Any]], Any]
     execute: Callable[[Any, str, Sequence[Any]], Any]
     executemany: Callable[[Any, str, Sequence[Sequence[Any]]], Any]
+    serialize: str | None = None
+    """Run first in a transaction that reads then writes a tenant's rule versions, so
+    replicas starting one tenant at once record its rules once (SQLite: its write lock)."""
 
 
 async def _sqlite_fetch(conn: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -95,7 +98,10 @@ async def _pg_many(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
 
 
 _SQLITE = _Dialect("?", dt.date.isoformat, datetime_to_text, _sqlite_fetch, _execute, _sqlite_many)
-_POSTGRES = _Dialect("%s", lambda d: d, lambda t: t, _pg_fetch, _execute, _pg_many)
+_POSTGRES = _Dialect(
+    "%s", lambda d: d, lambda t: t, _pg_fetch, _execute, _pg_many,
+    serialize="SELECT pg_advisory_xact_lock(hashtext('ownership rules ' || %s))",
+)  # fmt: skip
 
 
 def _day(value: Any) -> dt.date:
@@ -122,6 +128,8 @@ class _SqlOwnershipStore:
         """Return the version of ``rules`` for the tenant, recording it if new."""
         d, sql = self._d, self._sql
         async with self._write(f"recording the ownership rules of {tenant_id!r}") as conn:
+            if d.serialize is not None:
+                await d.fetch(conn, d.serialize, (tenant_id,))
             found = await d.fetch(conn, sql(_VERSION), (tenant_id, rules.fingerprint))
             if not found:
                 params = (tenant_id, rules.fingerprint, rules.document, d.time(created_at))

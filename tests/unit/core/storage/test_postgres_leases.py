@@ -141,3 +141,28 @@ class TestExpiry:
         a = await replica("a")
         assert await a.claim("t1")
         assert await b.wanted() == []  # a runs it: it will pick the request up
+
+
+class TestReplicasStartingOneTenant:
+    async def test_ownership_rules_are_recorded_once_by_concurrent_replicas(
+        self, pg_settings: StorageSettings
+    ) -> None:
+        """Six replicas starting one tenant at once agree on one rule version (no
+        unique-key failure: the read-then-insert is serialised per tenant)."""
+        from chargeback.core.ownership import OwnershipSettings, compile_rules  # noqa: PLC0415
+        from chargeback.core.storage.ownership import ownership_store  # noqa: PLC0415
+
+        settings = OwnershipSettings.model_validate(
+            {"rules": [{"team": "a", "match": {"identity_id": "sa-1"}}]}
+        )
+        rules = compile_rules(settings, "t1")
+        assert pg_settings.url is not None
+        stores = [PostgresBackend(pg_settings.url) for _ in range(6)]
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+            versions = await asyncio.gather(
+                *(ownership_store(s).rule_version("t1", rules, NOW) for s in stores)
+            )
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+        assert versions == [1] * 6
