@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import aiosqlite
 
 from chargeback.core.storage._util import datetime_to_text
+from chargeback.core.storage.owner import current_owner, owner_is_gone
 
 __all__ = ["complete_reruns", "finish_run", "interrupt_stale_runs", "request_rerun", "start_run"]
 
@@ -17,11 +18,11 @@ __all__ = ["complete_reruns", "finish_run", "interrupt_stale_runs", "request_rer
 async def start_run(
     conn: aiosqlite.Connection, tenant_id: str, run_id: str, trigger: str, started_at: dt.datetime
 ) -> None:
-    """Insert the run as ``running``."""
+    """Insert the run as ``running``, owned by this process (:mod:`.owner`)."""
     await conn.execute(
-        "INSERT INTO runs (run_id, tenant_id, trigger, status, started_at) "
-        "VALUES (?, ?, ?, 'running', ?)",
-        (run_id, tenant_id, trigger, datetime_to_text(started_at)),
+        "INSERT INTO runs (run_id, tenant_id, trigger, status, started_at, owner) "
+        "VALUES (?, ?, ?, 'running', ?, ?)",
+        (run_id, tenant_id, trigger, datetime_to_text(started_at), current_owner()),
     )
 
 
@@ -49,14 +50,16 @@ async def finish_run(
 
 
 async def interrupt_stale_runs(conn: aiosqlite.Connection, finished_at: dt.datetime) -> int:
-    """Mark every run still ``running`` as ``interrupted``; return how many."""
-    cursor = await conn.execute(
+    """Mark every run still ``running`` whose owner is gone ``interrupted``; return how many."""
+    running = await conn.execute_fetchall("SELECT run_id, owner FROM runs WHERE status = 'running'")
+    orphans = [str(r[0]) for r in running if owner_is_gone(r[1])]
+    await conn.executemany(
         "UPDATE runs SET status = 'interrupted', finished_at = ?, "
         "error = 'the process stopped before the run finished' "
-        "WHERE status = 'running'",
-        (datetime_to_text(finished_at),),
+        "WHERE run_id = ? AND status = 'running'",
+        [(datetime_to_text(finished_at), run_id) for run_id in orphans],
     )
-    return cursor.rowcount
+    return len(orphans)
 
 
 async def request_rerun(

@@ -173,10 +173,12 @@ class StorageBackend(Protocol):
         ...
 
     async def interrupt_stale_runs(self, finished_at: dt.datetime) -> int:
-        """Mark every run still ``running`` as ``interrupted``; return how many.
+        """Mark every run still ``running`` whose owner is gone as ``interrupted``.
 
-        Called by the daemon at start-up, as the single writer: a run row left
-        ``running`` belongs to a process that was killed.
+        Returns how many. ``start_run`` records the calling process as the run's owner
+        (:func:`~chargeback.core.storage.owner.current_owner`); a run whose owner
+        :func:`~chargeback.core.storage.owner.owner_is_gone` was killed. Called at the
+        start of the daemon, ``once`` and ``rerun --now``; a live process's run stays.
         """
         ...
 

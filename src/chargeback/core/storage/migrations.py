@@ -297,11 +297,19 @@ CREATE TABLE usage_ledger (
 ) WITHOUT ROWID;
 """
 
+_V5_RUN_OWNERS = """
+-- The process that started each run (host/pid/start, see core.storage.owner): a run left
+-- 'running' by a process that is gone is marked 'interrupted' by the next process that
+-- opens the database, while a live process's run is left alone. NULL: written before.
+ALTER TABLE runs ADD COLUMN owner TEXT;
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_ROW_RANGES),
     Migration(3, "ownership attributions", _V3_OWNERSHIP),
     Migration(4, "usage ledger", _V4_USAGE_LEDGER),
+    Migration(5, "the owner process of each run", _V5_RUN_OWNERS),
 )
 """The core schema's steps, oldest first. Append new steps; never edit applied ones."""
 

@@ -251,7 +251,7 @@ class SQLiteBackend(SQLiteLedger):
     async def start_run(
         self, tenant_id: str, run_id: str, trigger: str, started_at: dt.datetime
     ) -> None:
-        """Record a run as started (status ``running``)."""
+        """Record a run as started (status ``running``, owned by this process)."""
         async with self._write(f"recording the start of run {run_id!r}") as conn:
             await _runs.start_run(conn, tenant_id, run_id, trigger, started_at)
 
@@ -278,7 +278,10 @@ class SQLiteBackend(SQLiteLedger):
                 raise StorageError(f"{action} failed: no run {run_id!r} was started")
 
     async def interrupt_stale_runs(self, finished_at: dt.datetime) -> int:
-        """Mark every run still ``running`` as ``interrupted``; return how many."""
+        """Mark every run still ``running`` whose owner process is gone ``interrupted``.
+
+        Returns how many (see :mod:`~chargeback.core.storage.owner`).
+        """
         async with self._write("marking interrupted runs") as conn:
             return await _runs.interrupt_stale_runs(conn, finished_at)
 
