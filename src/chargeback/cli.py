@@ -29,11 +29,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from chargeback import export_cli, storage_cli
-from chargeback.core.engine.types import RunStatus
+from chargeback.core.engine.types import RunStatus, RunSummary
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
 from chargeback.service import gcpolicy
@@ -44,6 +45,9 @@ from chargeback.settings import (
     secret_values,
     validate_settings,
 )
+
+if TYPE_CHECKING:
+    from chargeback.core.storage.backend import RunRecord
 
 __all__ = ["main"]
 
@@ -153,12 +157,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
 
 
-def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None) -> int:
+def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None, *, again: str) -> int:
+    """Run tenants once in this process; report each outcome; return the exit status.
+
+    Exit 1 when a run failed or any emit failed (the emit is retried by the next run),
+    ``128 + signal`` when SIGTERM/SIGINT stopped the runs early.
+    """
     from chargeback.service.daemon import Daemon  # noqa: PLC0415
 
-    summaries = asyncio.run(Daemon(settings, handle_signals=False).run_once(tenants))
-    failed = [s for s in summaries if s.status is not RunStatus.SUCCESS]
+    daemon = Daemon(settings, handle_signals=True)
+    summaries = asyncio.run(daemon.run_once(tenants))
+    failed = False
+    for summary in summaries:
+        failed |= _report_outcome(summary, again=again.format(tenant=summary.tenant_id))
+    if daemon.stopped_by is not None:
+        print(
+            f"chargeback: stopped by {daemon.stopped_by.name}: committed dates are kept, the "
+            f"rest was not calculated; to finish, run `{again.format(tenant='T')}` again",
+            file=sys.stderr,
+        )
+        return 128 + int(daemon.stopped_by)
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _report_outcome(summary: RunSummary, *, again: str) -> bool:
+    """Print one tenant's outcome (and what to do about a failure); return whether it failed."""
+    counts = (
+        f"{summary.dates_calculated} dates calculated, {summary.emitted} emitted, "
+        f"{summary.emit_failures} emits failed"
+    )
+    if summary.status is RunStatus.SUCCESS and not summary.emit_failures:
+        print(f"tenant {summary.tenant_id}: {summary.status}: {counts}", file=sys.stderr)
+        return False
+    if summary.status is RunStatus.SUCCESS:
+        what = (
+            "the dates are stored; the failed emits are retried by the next run of the "
+            f"tenant: fix the emitter (see the log) and run `{again}`"
+        )
+    else:
+        what = (
+            f"nothing retries this run on its own: fix the cause (see the log) and run "
+            f"`{again}` again (a running daemon's next scheduled run also picks it up)"
+        )
+    print(
+        f"tenant {summary.tenant_id}: {summary.status}: {counts}"
+        + (f"; error: {summary.error}" if summary.error else "")
+        + f"\n  what to do: {what}",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
@@ -166,7 +213,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
     register_secrets(secret_values(settings))
     asyncio.run(validate_settings(settings, str(args.config)))
-    return _run_in_process(settings, args.tenant)
+    again = f"chargeback once --config {args.config} --tenant {{tenant}}"
+    return _run_in_process(settings, args.tenant, again=again)
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
@@ -186,24 +234,47 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
         print("chargeback: --to is before --from", file=sys.stderr)
         return EXIT_CONFIG
 
-    async def record() -> int:
+    async def record() -> tuple[int, RunRecord | None]:
         async with open_backend(settings.storage) as storage:
-            return await storage.request_rerun(
+            await storage.interrupt_stale_runs(dt.datetime.now(dt.UTC))
+            request_id = await storage.request_rerun(
                 args.tenant, args.start, args.end, dt.datetime.now(dt.UTC)
             )
+            runs = await storage.list_runs(args.tenant, limit=1)
+        return request_id, next((r for r in runs if r.status == "running"), None)
 
-    request_id = asyncio.run(record())
+    request_id, running = asyncio.run(record())
     print(f"rerun request {request_id} recorded: {args.tenant} {args.start}..{args.end}")
     if args.now:
         asyncio.run(validate_settings(settings, str(args.config)))
-        return _run_in_process(settings, [args.tenant])
+        again = f"chargeback rerun --config {args.config} --tenant {{tenant}} --from ... --now"
+        return _run_in_process(settings, [args.tenant], again=again)
+    print(_signal_daemon(settings, args.tenant, running))
+    return EXIT_OK
+
+
+def _signal_daemon(settings: AppSettings, tenant: str, running: RunRecord | None) -> str:
+    """Wake the daemon for a recorded rerun request; return what will happen."""
     pid = _daemon_pid(settings.daemon.pid_file)
     if pid is None:
-        print("no running daemon found; the next run will pick the request up")
-        return EXIT_OK
+        from chargeback.service.scheduling import latest_fire_time, next_fire_time  # noqa: PLC0415
+
+        now = dt.datetime.now(dt.UTC)
+        expr = settings.tenant_schedule(tenant)
+        nxt = next_fire_time(expr, now) or latest_fire_time(expr, now)
+        return (
+            f"no running daemon found ({settings.daemon.pid_file}): the request waits for the "
+            f"next run of {tenant} (its schedule {expr!r} next fires at {nxt:%Y-%m-%d %H:%M} "
+            "UTC, if a daemon runs then), or run this command again with --now"
+        )
     os.kill(pid, signal.SIGUSR1)
-    print(f"signalled the daemon (pid {pid}) to run now")
-    return EXIT_OK
+    if running is not None:
+        return (
+            f"signalled the daemon (pid {pid}): {tenant} is running now (run "
+            f"{running.run_id[:12]}, since {running.started_at:%H:%M:%S} UTC); the request "
+            "runs right after that run ends"
+        )
+    return f"signalled the daemon (pid {pid}): {tenant} runs the request now"
 
 
 def _daemon_pid(path: Path) -> int | None:

@@ -134,6 +134,8 @@ class Daemon:
             lambda: self.settings.daemon, self.summary_line, lambda: str(self.state), clock
         )
         self._serving = False
+        self.stopped_by: signal.Signals | None = None
+        """The stop signal that ended ``run_once`` early, if one did."""
 
     # -- entry points ---------------------------------------------------------------------
     def run(self) -> int:
@@ -152,8 +154,12 @@ class Daemon:
     async def run_once(self, tenants: Sequence[str] | None = None) -> list[RunSummary]:
         """Run ``tenants`` (default: every enabled tenant) once; return their summaries.
 
+        With ``handle_signals``, SIGTERM/SIGINT stop the runs as they stop the daemon:
+        running tenants get ``shutdown_grace_s`` to finish, then are cancelled (a date
+        being committed commits whole or rolls back); :attr:`stopped_by` names the signal.
+
         Raises:
-            ConfigError: a named tenant is not configured or not enabled.
+            ConfigError: a named tenant is not configured or not enabled, or no tenant is.
         """
         names = list(tenants) if tenants else self.settings.enabled_tenants()
         unknown = [n for n in names if n not in self.settings.enabled_tenants()]
@@ -163,16 +169,38 @@ class Daemon:
                 f"unknown or disabled tenant(s): {', '.join(unknown)}; enabled: {known}",
                 field="tenants",
             )
+        if not names:
+            raise ConfigError(
+                "no enabled tenant to run: add one under 'tenants:' in the settings file",
+                field="tenants",
+            )
+        tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
         try:
             pool = await self._open_core(names)
             self.state = DaemonState.RUNNING
+            if self.handle_signals:
+                self._install_stop_signals()
             keys = {n: pool.request_run(n, "once") for n in names}
             tasks = {n: pool.tasks[k] for n, k in keys.items() if k is not None}
-            if tasks:
-                await asyncio.wait(tasks.values())
+            await self._wait_unless_stopped(list(tasks.values()))
         finally:
             await self.aclose()
+            if self.handle_signals:
+                self._remove_stop_signals()
         return [self._summary_of(name, tasks.get(name)) for name in names]
+
+    async def _wait_unless_stopped(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
+        """Wait for ``tasks`` until they are done or a stop was asked (then aclose drains)."""
+        stop = asyncio.create_task(self._need(self._stop).wait(), name="stop-wait")
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        try:
+            while pending and not stop.done():
+                _, pending = await asyncio.wait(
+                    {*pending, stop}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stop)
+        finally:
+            await self._cancel(stop)
 
     def _summary_of(self, name: str, task: asyncio.Task[Any] | None) -> RunSummary:
         """The summary a ``once`` run's task returned, or a failed one saying it did not."""
@@ -204,6 +232,10 @@ class Daemon:
         await storage.open()
         self.storage = storage
         stack.push_async_callback(storage.close)
+        # A run still "running" whose process is gone was killed (storage.owner).
+        interrupted = await storage.interrupt_stale_runs(self._clock())
+        if interrupted:
+            log.warning("runs of a stopped process marked interrupted", runs=interrupted)
         emitters = await self._open_emitters(storage, stack)
         # PostgreSQL: replicas share the tenants, each run under its lease (DESIGN §18).
         self.leases = await start_leases(storage, s, self._lease_wanted, self.registry, stack)
@@ -267,10 +299,6 @@ class Daemon:
             if self._stack is not None:
                 self._stack.callback(remove_pid, s.daemon.pid_file)
         stack = self._need(self._stack)
-        # The daemon is the single writer (pid file): a run still "running" was killed.
-        interrupted = await self._need(self.storage).interrupt_stale_runs(self._clock())
-        if interrupted:
-            log.warning("runs interrupted by an earlier stop", runs=interrupted)
         if s.http.enabled:
             await self._start_http(stack)
         self._scheduler = TenantScheduler(
@@ -351,6 +379,16 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         loop.add_signal_handler(signal.SIGUSR1, self._on_usr1)
 
+    def _install_stop_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_stop_signal, sig)
+
+    def _remove_stop_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
@@ -369,6 +407,7 @@ class Daemon:
             log.warning("shutdown forced", signal=sig.name, cancelled=cancelled)
             return
         log.info("shutdown requested", signal=sig.name, running=running)
+        self.stopped_by = sig
         self.stop()
 
     def stop(self) -> None:
@@ -441,11 +480,11 @@ class Daemon:
     def summary_line(self) -> str:
         """One line of counters, for the heartbeat and its log line."""
         if self.pool is None:
-            return "tenants=0 running=0 ok=0 failed=0 skipped=0"
+            return "tenants=0 running=0 ok=0 failed=0 queued=0"
         c = self.pool.counters
         return (
             f"tenants={len(self.pool)} running={len(self.pool.tasks)} "
-            f"ok={c['runs_ok']} failed={c['runs_failed']} skipped={c['runs_skipped']}"
+            f"ok={c['runs_ok']} failed={c['runs_failed']} queued={c['runs_queued']}"
         )
 
     def health(self) -> dict[str, Any]:
@@ -508,7 +547,7 @@ class Daemon:
         return value
 
     @staticmethod
-    async def _cancel(task: asyncio.Task[None]) -> None:
+    async def _cancel(task: asyncio.Task[Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["TenantScheduler", "cron_trigger", "latest_fire_time", "missed_run"]
+__all__ = ["TenantScheduler", "cron_trigger", "latest_fire_time", "missed_run", "next_fire_time"]
 
 _DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -86,6 +86,13 @@ def latest_fire_time(expr: str, now: dt.datetime) -> dt.datetime | None:
         if latest is not None:
             return latest
     return None
+
+
+def next_fire_time(expr: str, now: dt.datetime) -> dt.datetime | None:
+    """Return the next time ``> now`` at which cron ``expr`` (UTC) fires, if any."""
+    trigger = cron_trigger(expr)
+    fire: dt.datetime | None = trigger.get_next_fire_time(None, now + _TICK)
+    return fire
 
 
 def missed_run(expr: str, last_success: dt.datetime | None, now: dt.datetime) -> bool:

@@ -2,9 +2,10 @@
 
 :class:`TenantPool` holds one :class:`~chargeback.core.engine.orchestrator.TenantRuntime`
 per enabled tenant and every run task, in a dict keyed by run key. A done callback
-reaps each task and surfaces a crash; a tenant never runs twice at once (a request
-while it runs is skipped, not queued), at most ``max_concurrent`` tenants run
-together, and one tenant's failure is logged and counted without touching the others.
+reaps each task and surfaces a crash; a tenant never runs twice at once (requests
+that arrive while it runs are coalesced into one run that starts right after the
+current one: never lost), at most ``max_concurrent`` tenants run together, and one
+tenant's failure is logged and counted without touching the others.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class _Tenant:
     schedule: str
     runtime: TenantRuntime
     task: asyncio.Task[RunSummary | None] | None = None
+    queued: str | None = None
+    """The trigger of a run requested while this one runs (it starts right after)."""
 
     @property
     def running(self) -> bool:
@@ -128,7 +131,7 @@ class TenantPool:
         self._retired: list[_Tenant] = []
         self.tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
         self.accepting_runs = True
-        self.counters = {"runs_ok": 0, "runs_failed": 0, "runs_skipped": 0}
+        self.counters = {"runs_ok": 0, "runs_failed": 0, "runs_queued": 0}
         self.storage_problem: str | None = None
         """The last run's database failure, until a run succeeds again (for /readyz)."""
 
@@ -240,14 +243,21 @@ class TenantPool:
 
     # -- runs -----------------------------------------------------------------------------
     def request_run(self, name: str, trigger: str) -> str | None:
-        """Start a run of tenant ``name`` unless it is running; return the run key or None."""
+        """Start a run of tenant ``name``; return its run key.
+
+        While the tenant runs, the request is queued instead (None is returned): the
+        requests that arrive during one run make one more run right after it.
+        """
         tenant = self._tenants.get(name)
         if not self.accepting_runs or tenant is None:
-            log.info("run not started", tenant_id=name, trigger=trigger, reason="not accepting")
+            reason = "shutting down" if tenant is not None else "no such tenant"
+            log.info("run not started", tenant_id=name, trigger=trigger, reason=reason)
             return None
         if tenant.running:
-            self.counters["runs_skipped"] += 1
-            log.info("run skipped", tenant_id=name, trigger=trigger, reason="already running")
+            if tenant.queued is None:
+                self.counters["runs_queued"] += 1
+                tenant.queued = trigger
+            log.info("run queued: it starts when the current run ends", trigger=trigger)
             return None
         key = uuid.uuid4().hex[:12]
         task = asyncio.create_task(
@@ -255,21 +265,32 @@ class TenantPool:
         )
         tenant.task = task
         self.tasks[key] = task
-        task.add_done_callback(lambda t: self._reap(key, t))
+        task.add_done_callback(lambda t: self._reap(key, tenant, t))
         return key
+
+    def queued(self, name: str) -> bool:
+        """Whether a run of tenant ``name`` waits for its current run to end."""
+        tenant = self._tenants.get(name)
+        return tenant is not None and tenant.queued is not None
 
     def request_run_all(self, trigger: str) -> list[str]:
         """Start a run of every tenant that is not running; return the run keys."""
         keys = [self.request_run(name, trigger) for name in self.names()]
         return [k for k in keys if k is not None]
 
-    def _reap(self, key: str, task: asyncio.Task[RunSummary | None]) -> None:
+    def _reap(self, key: str, tenant: _Tenant, task: asyncio.Task[RunSummary | None]) -> None:
         self.tasks.pop(key, None)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:  # _run catches ordinary failures; this is a bug surfacing
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # _run catches ordinary failures; this is a bug surfacing
             log.error("run task crashed", run_key=key, error=f"{type(exc).__name__}: {exc}")
+        trigger, tenant.queued = tenant.queued, None
+        if trigger is None:
+            return
+        if self._tenants.get(tenant.name) is tenant and self.accepting_runs:
+            log.info("queued run starting", tenant_id=tenant.name, trigger=trigger)
+            self.request_run(tenant.name, trigger)
+        else:  # a rerun request stays pending in storage for the next start
+            log.info("queued run dropped", tenant_id=tenant.name, reason="shutting down")
 
     async def _run(self, tenant: _Tenant, trigger: str) -> RunSummary | None:
         async with self._semaphore:

@@ -7,7 +7,10 @@ import datetime as dt
 import os
 import shutil
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -167,21 +170,28 @@ class TestDaemonInProcess:
     async def test_one_tenant_never_runs_twice(
         self, make_daemon: Any, registry: GatedRegistry
     ) -> None:
-        """A run requested while the tenant runs is skipped, not started or queued."""
+        """Requests while the tenant runs are queued as one run that starts right after."""
         d: Daemon = await make_daemon("  acme: {ecosystem: gated}\n")
         assert d.pool is not None
         async with asyncio.timeout(10):
             await registry.entered.wait()
         assert d.request_run_all("signal") == []
-        assert d.pool.counters["runs_skipped"] == 1
+        assert d.request_run_all("signal") == []  # coalesced with the first request
+        assert d.pool.counters["runs_queued"] == 1
+        assert d.pool.queued("acme")
+        assert len(d.pool.tasks) == 1  # never two runs of one tenant at once
         registry.gate.set()
         await wait_idle(d)
+        assert not d.pool.queued("acme")
         assert (
             d.registry.get_sample_value(
                 "chargeback_runs_total", {"tenant": "acme", "status": "success"}
             )
-            == 1
+            == 2
         )
+        assert d.storage is not None
+        runs = await d.storage.list_runs("acme")
+        assert [r.trigger for r in runs] == ["signal", "missed"]
 
     async def test_failing_tenant_leaves_others_alone(self, make_daemon: Any) -> None:
         """A broken tenant fails and is counted; the other tenant succeeds."""
@@ -302,6 +312,8 @@ class TestStorageHealth:
         async with SQLiteBackend(var / "cb.db") as storage:
             started = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
             await storage.start_run("acme", "killed-run", "schedule", started)
+        with sqlite3.connect(var / "cb.db") as conn:  # as if a process now gone owned it
+            conn.execute("UPDATE runs SET owner = ? WHERE run_id = 'killed-run'", (dead_owner(),))
         d: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
         await wait_idle(d)
         assert d.storage is not None
@@ -309,6 +321,13 @@ class TestStorageHealth:
         assert runs["killed-run"].status == "interrupted"
         assert runs["killed-run"].finished_at is not None
         assert [r.status for r in runs.values() if r.run_id != "killed-run"] == ["success"]
+
+
+def dead_owner() -> str:
+    """The owner string of a process of this host that has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return f"{socket.gethostname()}/{int(child.stdout)}/1"
 
 
 def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:

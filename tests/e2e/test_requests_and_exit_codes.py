@@ -1,0 +1,194 @@
+"""Every request honoured, every failure in the exit status (issue 16, first part).
+
+The daemon and ``chargeback once`` run as real processes against ccloud_sim over HTTP;
+the database is read with the sqlite3 module, as an operator would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.e2e.test_daemon_e2e import (
+    CLI,
+    Proc,
+    cli,
+    daemon_env,
+    free_port,
+    http_ok,
+    metric_value,
+    procs,
+    settings,
+    sim,
+    tenant,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+__all__ = ["procs", "sim"]  # fixtures, imported to be used here
+
+SLOW_USAGE = {"rate_slow": 1.0, "slow_seconds": 3, "paths": ["/v2/metrics"]}
+
+
+def runs(config_dir: Path) -> list[dict[str, str | None]]:
+    """The ``runs`` rows of the test's database, oldest first (none before it exists)."""
+    path = config_dir / "var" / "cb.db"
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute("SELECT * FROM runs ORDER BY started_at, rowid").fetchall()
+    except sqlite3.OperationalError:  # not created yet, or its tables not yet
+        return []
+    return [dict(r) for r in rows]
+
+
+def pending_reruns(config_dir: Path) -> int:
+    """How many rerun requests are not completed yet."""
+    with sqlite3.connect(config_dir / "var" / "cb.db") as conn:
+        (n,) = conn.execute(
+            "SELECT COUNT(*) FROM rerun_requests WHERE completed_at IS NULL"
+        ).fetchone()
+    return int(n)
+
+
+def write_config(tmp_path: Path, sim: str, *, grace_s: float = 20) -> Path:
+    config = tmp_path / "settings.yaml"
+    text = settings(tmp_path, free_port(), tenant("demo", sim), grace_s=grace_s)
+    # No scheduled run during a test: only the runs the test asks for.
+    text = text.replace("scheduling: {", "scheduling: {schedule: '0 0 1 1 *', ")
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+class TestRerunDuringARun:
+    def test_rerun_sent_during_a_run_runs_right_after_it(
+        self, tmp_path: Path, sim: str, procs: Callable[..., Proc]
+    ) -> None:
+        """A rerun asked for while the tenant runs is queued, says so, and runs right after."""
+        config = write_config(tmp_path, sim)
+        port = int(config.read_text("utf-8").split("port: ")[1].split("}")[0])
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(f"{sim}/_sim/faults", json=SLOW_USAGE).status_code == 200
+        daemon = procs([*CLI, "run", "--config", str(config)], tmp_path / "d.log", daemon_env())
+        wait_until(lambda: http_ok(f"{base}/readyz"), 30, "/readyz")
+        daemon.signal(signal.SIGUSR1)
+        wait_until(
+            lambda: (
+                metric_value(httpx.get(f"{base}/metrics").text, "chargeback_tenants_running") == 1
+            ),
+            30,
+            "the first run to be in progress",
+        )
+        day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=8)).isoformat()
+        rerun = cli("rerun", "--tenant", "demo", "--from", day, "--to", day, config=config)
+        assert rerun.returncode == 0, rerun.stderr
+        assert "demo is running now" in rerun.stdout
+        assert "the request runs right after that run ends" in rerun.stdout
+        # The schedule never fires in the test: only the queued run can take the request.
+        wait_until(lambda: pending_reruns(tmp_path) == 0, 90, "the rerun request to be done")
+        finished = [r for r in runs(tmp_path) if r["status"] == "success"]
+        assert [r["trigger"] for r in finished] == ["signal", "signal"]
+        counts = json.loads(str(finished[1]["counts"]))
+        assert counts["dates_calculated"] >= 1  # the rerun date really was recalculated
+        assert "run queued: it starts when the current run ends" in daemon.text()
+
+
+class TestOnceExitStatus:
+    def test_once_exits_1_when_an_emit_failed_and_the_next_run_retries_it(
+        self, tmp_path: Path, sim: str
+    ) -> None:
+        """A failed CSV write makes ``once`` exit 1 saying what to do; the next once emits it."""
+        config = write_config(tmp_path, sim)
+        blocker = tmp_path / "var" / "csv" / "demo"
+        blocker.parent.mkdir(parents=True)
+        blocker.write_text("a file where the tenant's CSV directory should be", "utf-8")
+        first = cli("once", config=config)
+        assert first.returncode == 1, first.stderr
+        assert "emits failed" in first.stderr
+        assert "the failed emits are retried by the next run" in first.stderr
+        assert not any(r["status"] == "running" for r in runs(tmp_path))
+        blocker.unlink()
+        second = cli("once", config=config)
+        assert second.returncode == 0, second.stderr
+        calculated = int(first.stderr.split(" dates calculated")[0].rsplit(" ", 1)[1])
+        assert calculated >= 3
+        written = sorted(p.name for p in blocker.glob("*.csv"))
+        assert len(written) == calculated  # every date of the first run, emitted now
+        assert "0 emits failed" in second.stderr
+
+    def test_once_with_a_failing_api_says_what_the_operator_should_do(
+        self, tmp_path: Path, sim: str
+    ) -> None:
+        """A failed run exits 1 and tells the operator to fix the cause and run once again."""
+        config = write_config(tmp_path, sim)
+        down = {"rate_503": 1.0, "paths": ["/billing"]}
+        assert httpx.post(f"{sim}/_sim/faults", json=down).status_code == 200
+        done = cli("once", config=config)
+        assert done.returncode == 1
+        assert "nothing retries this run on its own" in done.stderr
+        assert f"chargeback once --config {config} --tenant demo" in done.stderr
+
+
+class TestOnceStops:
+    def test_sigterm_stops_once_like_the_daemon(
+        self, tmp_path: Path, sim: str, procs: Callable[..., Proc]
+    ) -> None:
+        """SIGTERM during ``once``: a log line, the run recorded cancelled, exit 143."""
+        config = write_config(tmp_path, sim, grace_s=0.5)
+        assert httpx.post(f"{sim}/_sim/faults", json=SLOW_USAGE).status_code == 200
+        once = procs([*CLI, "once", "--config", str(config)], tmp_path / "o.log", daemon_env())
+        wait_until(lambda: '"dates selected"' in once.text(), 60, "the run to reach usage")
+        once.signal(signal.SIGTERM)
+        assert once.wait(30) == 128 + signal.SIGTERM
+        log = once.text()
+        assert '"shutdown requested"' in log
+        assert "stopped by SIGTERM" in log
+        assert [r["status"] for r in runs(tmp_path)] == ["cancelled"]
+
+    def test_a_killed_once_leaves_a_run_the_next_start_marks_interrupted(
+        self, tmp_path: Path, sim: str, procs: Callable[..., Proc]
+    ) -> None:
+        """``kill -9`` of ``once`` leaves 'running'; the next ``once`` marks it 'interrupted'."""
+        config = write_config(tmp_path, sim)
+        assert httpx.post(f"{sim}/_sim/faults", json=SLOW_USAGE).status_code == 200
+        once = procs([*CLI, "once", "--config", str(config)], tmp_path / "o.log", daemon_env())
+        wait_until(lambda: '"dates selected"' in once.text(), 60, "the run to reach usage")
+        once.signal(signal.SIGKILL)
+        once.wait(10)
+        assert [r["status"] for r in runs(tmp_path)] == ["running"]
+        assert httpx.post(f"{sim}/_sim/faults", json={"rate_slow": 0}).status_code == 200
+        again = cli("once", config=config)
+        assert again.returncode == 0, again.stderr
+        statuses = [(r["status"], r["error"]) for r in runs(tmp_path)]
+        assert statuses[0] == ("interrupted", "the process stopped before the run finished")
+        assert statuses[1][0] == "success"
+        assert "runs of a stopped process marked interrupted" in again.stdout
+
+
+def test_a_live_process_run_is_not_interrupted(tmp_path: Path, sim: str) -> None:
+    """A run of a process still alive (a slow ``once``) stays 'running' when another starts."""
+    config = write_config(tmp_path, sim)
+    assert httpx.post(f"{sim}/_sim/faults", json=SLOW_USAGE).status_code == 200
+    slow = subprocess.Popen(
+        [*CLI, "once", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=daemon_env(),
+    )
+    try:
+        wait_until(lambda: bool(runs(tmp_path)), 60, "the slow run to start")
+        check = cli("rerun", "--tenant", "demo", "--from", "2020-01-01", "--to", "2020-01-01",
+                    config=config)  # fmt: skip
+        assert check.returncode == 0, check.stderr
+        assert [r["status"] for r in runs(tmp_path)] == ["running"]
+    finally:
+        slow.terminate()
+        slow.wait(30)
