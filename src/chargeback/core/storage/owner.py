@@ -19,7 +19,7 @@ import os
 import socket
 from pathlib import Path
 
-__all__ = ["current_owner", "owner_is_gone"]
+__all__ = ["current_owner", "owner_alive_here", "owner_is_gone"]
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -57,6 +57,15 @@ def owner_is_gone(owner: str | None) -> bool:
     """Whether the process recorded as ``owner`` has certainly ended (on this host)."""
     if not owner:
         return True
+    if owner.partition("/")[0] != _host():
+        return False
+    return not owner_alive_here(owner)
+
+
+def owner_alive_here(owner: str | None) -> bool:
+    """Whether ``owner`` is a live process of this host (the very process it was)."""
+    if not owner:
+        return False
     host, _, rest = owner.partition("/")
     pid_text, _, start = rest.partition("/")
     if host != _host():
@@ -64,8 +73,8 @@ def owner_is_gone(owner: str | None) -> bool:
     try:
         pid = int(pid_text)
     except ValueError:
-        return True
+        return False
     if not _pid_alive(pid):
-        return True
+        return False
     now_start = _start_ticks(pid)
-    return start not in ("", "-") and now_start is not None and now_start != start
+    return start in ("", "-") or now_start is None or now_start == start

@@ -38,6 +38,7 @@ from chargeback.core.storage.backend import (
 )
 from chargeback.core.storage.factory import redact_url
 from chargeback.core.storage.migrations import CORE_NAMESPACE
+from chargeback.core.storage.owner import current_owner, owner_alive_here
 from chargeback.core.storage.postgres import _inventory, _migrate, _queries
 from chargeback.core.storage.postgres._commit import Fence, write_commit
 from chargeback.core.storage.postgres._errors import DB_ERRORS, translate_error
@@ -274,12 +275,12 @@ class PostgresBackend(PostgresLedger):
     async def start_run(
         self, tenant_id: str, run_id: str, trigger: str, started_at: dt.datetime
     ) -> None:
-        """Record a run as started (status ``running``)."""
+        """Record a run as started (status ``running``, owned by this process)."""
         async with self._write(f"recording the start of run {run_id!r}") as conn:
             await conn.execute(
-                "INSERT INTO runs (run_id, tenant_id, trigger, status, started_at) "
-                "VALUES (%s, %s, %s, 'running', %s)",
-                (run_id, tenant_id, trigger, started_at),
+                "INSERT INTO runs (run_id, tenant_id, trigger, status, started_at, owner) "
+                "VALUES (%s, %s, %s, 'running', %s, %s)",
+                (run_id, tenant_id, trigger, started_at, current_owner()),
             )
 
     async def finish_run(
@@ -312,17 +313,24 @@ class PostgresBackend(PostgresLedger):
 
         With replicas, a run is stale only if no live lease covers its tenant (another
         replica may be running it right now): runs of tenants without a lease row, or
-        whose lease expired, are interrupted.
+        whose lease expired, are interrupted, unless their owner is a live process of
+        this host (a ``chargeback once`` beside the daemon holds no lease).
         """
         async with self._write("marking interrupted runs") as conn:
             cur = await conn.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = %s, "
-                "error = 'the process stopped before the run finished' "
-                "WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM tenant_leases AS l "
-                "WHERE l.tenant_id = runs.tenant_id AND l.expires_at > now())",
-                (finished_at,),
+                "SELECT run_id, owner FROM runs WHERE status = 'running' AND NOT EXISTS "
+                "(SELECT 1 FROM tenant_leases AS l "
+                "WHERE l.tenant_id = runs.tenant_id AND l.expires_at > now())"
             )
-            return cur.rowcount
+            stale = [str(r[0]) for r in await cur.fetchall() if not owner_alive_here(r[1])]
+            if stale:
+                await conn.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = %s, "
+                    "error = 'the process stopped before the run finished' "
+                    "WHERE status = 'running' AND run_id = ANY(%s)",
+                    (finished_at, stale),
+                )
+            return len(stale)
 
     async def list_runs(self, tenant_id: str, limit: int = 20) -> list[RunRecord]:
         """Return the newest runs of a tenant, newest first."""

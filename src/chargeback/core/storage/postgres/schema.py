@@ -215,11 +215,17 @@ CREATE TABLE usage_ledger (
 );
 """
 
+_V5_RUN_OWNERS = """
+-- The process that started each run (host/pid/start, see core.storage.owner), as on SQLite.
+ALTER TABLE runs ADD COLUMN owner TEXT;
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_NOTHING),
     Migration(3, "ownership attributions", _V3_OWNERSHIP),
     Migration(4, "usage ledger", _V4_USAGE_LEDGER),
+    Migration(5, "the owner process of each run", _V5_RUN_OWNERS),
 )
 """PostgreSQL's core steps: one per SQLite core step, same version and name."""
 
