@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from chargeback.settings import load_settings
+
 COMPOSE = Path(__file__).resolve().parents[3] / "deploy" / "compose"
 
 
@@ -28,14 +30,34 @@ class TestServices:
     """The five services and how they reach each other."""
 
     def test_the_five_services_exist(self, compose_file: dict[str, Any]) -> None:
-        """chargeback, the one-shot history, ccloud-sim, prometheus and grafana are defined."""
-        assert set(compose_file["services"]) == {
-            "chargeback",
-            "history",
-            "ccloud-sim",
-            "prometheus",
-            "grafana",
+        """chargeback, the one-shot history, ccloud-sim, prometheus and grafana are defined
+        (the PostgreSQL services only come up with their profile)."""
+        default = {n for n, svc in compose_file["services"].items() if "profiles" not in svc}
+        assert default == {"chargeback", "history", "ccloud-sim", "prometheus", "grafana"}
+
+    def test_the_postgres_profile_runs_replicas_after_migrate(
+        self, compose_file: dict[str, Any]
+    ) -> None:
+        """--profile postgres: a server, a one-shot migrate, then several replicas on one
+        database, the password the server was given and the profile's own settings."""
+        services = compose_file["services"]
+        profile = {n for n, svc in services.items() if svc.get("profiles") == ["postgres"]}
+        assert profile == {"postgres", "chargeback-pg-migrate", "chargeback-pg"}
+        password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+        replicas = services["chargeback-pg"]
+        assert replicas["deploy"]["replicas"] >= 2
+        assert replicas["depends_on"]["chargeback-pg-migrate"] == {
+            "condition": "service_completed_successfully"
         }
+        assert services["chargeback-pg-migrate"]["command"][:2] == ["chargeback", "migrate"]
+        for name in ("chargeback-pg", "chargeback-pg-migrate"):
+            assert services[name]["environment"] == {"PGPASSWORD": password}
+            assert services[name]["volumes"] == [
+                "./settings.postgres.yaml:/etc/chargeback/settings.yaml:ro"
+            ]
+        settings = load_settings(COMPOSE / "settings.postgres.yaml")
+        assert settings.storage.url == "postgresql://chargeback@postgres:5432/chargeback"
+        assert password not in (COMPOSE / "settings.postgres.yaml").read_text()
 
     def test_daemon_and_sim_share_the_repository_image(self, compose_file: dict[str, Any]) -> None:
         """Both are built from the repository's Dockerfile (one image, two commands)."""
