@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from chargeback.core.jsontext import compact
 from chargeback.core.models import BillingLineItem
@@ -21,6 +22,7 @@ from chargeback.core.storage.backend import DateState, RerunRequest
 __all__ = [
     "BillingDigest",
     "DateWindow",
+    "Span",
     "billing_fingerprint",
     "dates_to_allocate",
     "dates_to_fetch",
@@ -76,17 +78,25 @@ def rerun_dates(requests: Iterable[RerunRequest], last: dt.date) -> set[dt.date]
     return out
 
 
-def spans(days: Sequence[dt.date], max_gap: int = 7) -> list[tuple[dt.date, dt.date]]:
+class Span(NamedTuple):
+    """The days ``start <= day < end``."""
+
+    start: dt.date
+    end: dt.date
+
+
+def spans(days: Sequence[dt.date], max_gap: int = 7) -> list[Span]:
     """Group sorted days into ``[start, end)`` spans, splitting where the gap exceeds ``max_gap``.
 
     One billing fetch per span: a far-away rerun date does not pull in every day between.
     """
-    out: list[tuple[dt.date, dt.date]] = []
+    out: list[Span] = []
     for day in sorted(days):
-        if out and (day - out[-1][1]).days < max_gap:
-            out[-1] = (out[-1][0], day + dt.timedelta(days=1))
+        next_day = day + dt.timedelta(days=1)
+        if out and (day - out[-1].end).days < max_gap:
+            out[-1] = out[-1]._replace(end=next_day)
         else:
-            out.append((day, day + dt.timedelta(days=1)))
+            out.append(Span(day, next_day))
     return out
 
 

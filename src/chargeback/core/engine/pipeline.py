@@ -371,10 +371,10 @@ def billing_chunks(fetch: Sequence[dt.date], days: int) -> list[Chunk]:
     wanted = set(fetch)
     out: list[Chunk] = []
     step = dt.timedelta(days=days)
-    for span_start, span_end in datesel.spans(fetch):
-        start = span_start
-        while start < span_end:
-            end = min(start + step, span_end)
+    for span in datesel.spans(fetch):
+        start = span.start
+        while start < span.end:
+            end = min(start + step, span.end)
             dates = [
                 start + dt.timedelta(days=i)
                 for i in range((end - start).days)

@@ -13,10 +13,12 @@ are left out, so renaming a service account does not trigger recalculations.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import aiosqlite
 
@@ -209,47 +211,39 @@ async def inventory_fingerprint(conn: aiosqlite.Connection, tenant_id: str) -> s
     return digest.hexdigest()
 
 
+_RESOURCE_COLUMNS = tuple(f.name for f in dataclasses.fields(Resource))
+_IDENTITY_COLUMNS = tuple(f.name for f in dataclasses.fields(Identity))
+"""The stored columns of resources and identities: their types' fields."""
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "created_at": opt_datetime_from_text,
+    "deleted_at": opt_datetime_from_text,
+    "attributes": attrs_from_text,
+}
+"""How the stored columns that are not plain text are read back."""
+
+
+def _decoded(columns: tuple[str, ...], row: Iterable[Any]) -> dict[str, Any]:
+    """One stored row as its type's keyword arguments."""
+    values = dict(zip(columns, row, strict=True))
+    for name, decode in _DECODE.items():
+        values[name] = decode(values[name])
+    return values
+
+
 async def load_inventory(
     conn: aiosqlite.Connection, tenant_id: str
 ) -> tuple[list[Resource], list[Identity]]:
     """Return every resource and identity ever seen for the tenant, sorted by id."""
     resource_rows = await conn.execute_fetchall(
-        "SELECT resource_id, resource_type, display_name, env_id, parent_id, owner_id, "
-        "created_at, deleted_at, attributes FROM resources WHERE tenant_id = ? "
+        f"SELECT {', '.join(_RESOURCE_COLUMNS)} FROM resources WHERE tenant_id = ? "
         "ORDER BY resource_id",
         (tenant_id,),
     )
-    resources = [
-        Resource(
-            resource_id=r[0],
-            resource_type=r[1],
-            display_name=r[2],
-            env_id=r[3],
-            parent_id=r[4],
-            owner_id=r[5],
-            created_at=opt_datetime_from_text(r[6]),
-            deleted_at=opt_datetime_from_text(r[7]),
-            attributes=attrs_from_text(r[8]),
-        )
-        for r in resource_rows
-    ]
+    resources = [Resource(**_decoded(_RESOURCE_COLUMNS, r)) for r in resource_rows]
     identity_rows = await conn.execute_fetchall(
-        "SELECT identity_id, identity_type, display_name, owner_id, resource_id, "
-        "created_at, deleted_at, attributes FROM identities WHERE tenant_id = ? "
+        f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM identities WHERE tenant_id = ? "
         "ORDER BY identity_id",
         (tenant_id,),
     )
-    identities = [
-        Identity(
-            identity_id=i[0],
-            identity_type=i[1],
-            display_name=i[2],
-            owner_id=i[3],
-            resource_id=i[4],
-            created_at=opt_datetime_from_text(i[5]),
-            deleted_at=opt_datetime_from_text(i[6]),
-            attributes=attrs_from_text(i[7]),
-        )
-        for i in identity_rows
-    ]
+    identities = [Identity(**_decoded(_IDENTITY_COLUMNS, i)) for i in identity_rows]
     return resources, identities

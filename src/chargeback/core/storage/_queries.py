@@ -74,9 +74,11 @@ GROUP BY s.tenant_id, r.identity_id, r.product_type, r.cost_type, COALESCE(r.env
 ORDER BY 1, 2, 3, 4, 5
 """
 
+_ROW_VALUES = ", ".join(f"r.{c}" for c in ChargebackRow._fields if c not in ("tenant_id", "date"))
+"""A stored row's columns after its tenant and date: the row type's other fields, in order."""
+
 _READ_ROWS = f"""
-SELECT r.line_id, r.identity_id, r.product_type, r.product_category, r.resource_id, r.env_id,
-    r.cost_type, r.rule, r.amount, r.reason
+SELECT {_ROW_VALUES}
 FROM {_DATE_ROWS}
 WHERE s.tenant_id = ? AND s.date = ?
 ORDER BY r.row_id
@@ -109,32 +111,41 @@ async def list_runs(conn: aiosqlite.Connection, tenant_id: str, limit: int) -> l
     )
     return [
         RunRecord(
-            run_id=r[0],
-            tenant_id=r[1],
-            trigger=r[2],
-            status=r[3],
-            started_at=datetime_from_text(r[4]),
-            finished_at=opt_datetime_from_text(r[5]),
-            counts={str(k): int(v) for k, v in json.loads(r[6]).items()},
-            error=r[7],
+            run_id=run_id,
+            tenant_id=tenant,
+            trigger=trigger,
+            status=status,
+            started_at=datetime_from_text(started_at),
+            finished_at=opt_datetime_from_text(finished_at),
+            counts={str(k): int(v) for k, v in json.loads(counts).items()},
+            error=error,
         )
-        for r in rows
+        for run_id, tenant, trigger, status, started_at, finished_at, counts, error in rows
     ]
 
 
-def _date_state(r: sqlite3.Row) -> DateState:
+_STATE_COLUMNS = (
+    "date", "billing_fingerprint", "settings_fingerprint", "inventory_fingerprint", "calc_seq",
+    "calculated_at", "line_count", "row_count", "billed_total", "allocated_total",
+    "unallocated_total",
+)  # fmt: skip
+"""The ``date_state`` columns a :class:`DateState` is read from."""
+
+
+def _date_state(row: sqlite3.Row) -> DateState:
+    value = dict(zip(_STATE_COLUMNS, row, strict=True))
     return DateState(
-        day=date_from_text(r[0]),
-        billing_fingerprint=r[1],
-        settings_fingerprint=r[2],
-        inventory_fingerprint=r[3],
-        calc_seq=int(r[4]),
-        calculated_at=datetime_from_text(r[5]),
-        line_count=int(r[6]),
-        row_count=int(r[7]),
-        billed_total=int(r[8]),
-        allocated_total=int(r[9]),
-        unallocated_total=int(r[10]),
+        day=date_from_text(value["date"]),
+        billing_fingerprint=value["billing_fingerprint"],
+        settings_fingerprint=value["settings_fingerprint"],
+        inventory_fingerprint=value["inventory_fingerprint"],
+        calc_seq=int(value["calc_seq"]),
+        calculated_at=datetime_from_text(value["calculated_at"]),
+        line_count=int(value["line_count"]),
+        row_count=int(value["row_count"]),
+        billed_total=int(value["billed_total"]),
+        allocated_total=int(value["allocated_total"]),
+        unallocated_total=int(value["unallocated_total"]),
     )
 
 
@@ -143,9 +154,7 @@ async def date_states(
 ) -> dict[dt.date, DateState]:
     """Return the state of every calculated date with ``start <= day < end``."""
     rows = await conn.execute_fetchall(
-        "SELECT date, billing_fingerprint, settings_fingerprint, inventory_fingerprint, "
-        "calc_seq, calculated_at, line_count, row_count, billed_total, allocated_total, "
-        "unallocated_total FROM date_state "
+        f"SELECT {', '.join(_STATE_COLUMNS)} FROM date_state "
         "WHERE tenant_id = ? AND date >= ? AND date < ? ORDER BY date",
         (tenant_id, start.isoformat(), end.isoformat()),
     )
@@ -163,13 +172,13 @@ async def pending_reruns(conn: aiosqlite.Connection, tenant_id: str) -> list[Rer
     )
     return [
         RerunRequest(
-            request_id=r[0],
-            tenant_id=r[1],
-            start=date_from_text(r[2]),
-            end=date_from_text(r[3]),
-            requested_at=datetime_from_text(r[4]),
+            request_id=request_id,
+            tenant_id=tenant,
+            start=date_from_text(start),
+            end=date_from_text(end),
+            requested_at=datetime_from_text(requested_at),
         )
-        for r in rows
+        for request_id, tenant, start, end, requested_at in rows
     ]
 
 
@@ -184,7 +193,7 @@ async def pending_emissions(
         "WHERE s.tenant_id = ? AND e.emitted_seq IS NOT s.calc_seq ORDER BY s.date",
         (emitter, tenant_id),
     )
-    return [(date_from_text(r[0]), int(r[1])) for r in rows]
+    return [(date_from_text(day), int(calc_seq)) for day, calc_seq in rows]
 
 
 async def read_rows(
@@ -204,13 +213,13 @@ async def reconcile(
     )
     return [
         ReconcileRow(
-            day=date_from_text(r[0]),
-            product_type=r[1],
-            billed=int(r[2]),
-            allocated=int(r[3]),
-            lines=int(r[4]),
+            day=date_from_text(day),
+            product_type=product_type,
+            billed=int(billed),
+            allocated=int(allocated),
+            lines=int(lines),
         )
-        for r in rows
+        for day, product_type, billed, allocated, lines in rows
     ]
 
 
@@ -229,14 +238,14 @@ async def cost_totals(
     rows = await conn.execute_fetchall(sql, params)
     return [
         CostTotal(
-            tenant_id=r[0],
-            identity_id=r[1],
-            product_type=r[2],
-            cost_type=r[3],
-            env_id=r[4],
-            amount=int(r[5]),
+            tenant_id=tenant,
+            identity_id=identity_id,
+            product_type=product_type,
+            cost_type=cost_type,
+            env_id=env_id,
+            amount=int(amount),
         )
-        for r in rows
+        for tenant, identity_id, product_type, cost_type, env_id, amount in rows
     ]
 
 
