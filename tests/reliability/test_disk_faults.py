@@ -136,13 +136,16 @@ class TestDiskFull:
     async def test_full_disk_fails_cleanly_then_completes(
         self, make_harness: HarnessFactory, tmp_path: Path
     ) -> None:
-        """A 192 KiB filesystem fills mid-backfill: 'full' error, whole dates, later equal."""
+        """A 512 KiB filesystem fills mid-backfill: 'full' error, whole dates, later equal.
+
+        (The empty schema with its WAL takes ~220 KiB, so the open itself succeeds.)
+        """
         clean = make_harness(name="clean", lookback_days=40)
         assert (await (await clean.runtime()).run()).status is RunStatus.SUCCESS
-        with small_tmpfs(tmp_path / "small", "192k") as mount:
+        with small_tmpfs(tmp_path / "small", "512k") as mount:
             h = make_harness(name="full", lookback_days=40, db_dir=mount)
             summary = await (await h.runtime()).run()
-            assert summary.status is RunStatus.FAILED, "192 KiB should not hold 38 days"
+            assert summary.status is RunStatus.FAILED, "512 KiB should not hold 38 days"
             assert summary.error is not None
             assert summary.error.startswith("StorageError:"), summary.error
             assert "full" in summary.error, summary.error
