@@ -3,9 +3,16 @@
 :func:`gather_inventory` lists everything the handlers need, concurrently (the
 client bounds the concurrency per host), and returns an immutable
 :class:`Inventory` that :meth:`ConfluentCloudPlugin.build_shared_context` hands to
-every handler. Parsing of each API item into a
-:class:`~chargeback.core.models.Resource` or :class:`~chargeback.core.models.Identity`
-lives here too, so the handlers only slice and index.
+every handler. The crawl goes in three waves, each needing the one before:
+
+1. the environments;
+2. the IAM listings (service accounts, users, API keys, identity providers) and,
+   per environment, its Kafka, ksqlDB, Schema Registry clusters and Flink pools;
+3. per Kafka cluster its connectors, per identity provider its identity pools, and
+   per (regional host, org, environment) of the Flink pools their statements.
+
+Each API item is parsed by :mod:`chargeback.plugins.confluent_cloud._items`, so the
+handlers only slice and index.
 
 Resource types: ``environment``, ``kafka_cluster``, ``connector``, ``ksqldb_cluster``,
 ``schema_registry``, ``flink_compute_pool``, ``flink_statement``,
@@ -16,8 +23,7 @@ Resource types: ``environment``, ``kafka_cluster``, ``connector``, ``ksqldb_clus
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +32,24 @@ import structlog
 from chargeback.core.models import Identity, Resource
 from chargeback.core.sources import Credentials, HttpClient
 from chargeback.errors import ChargebackError
+from chargeback.plugins.confluent_cloud._items import (
+    CONNECTOR_CREDENTIALS_MASKED,
+    CONNECTOR_OWNER_UNKNOWN,
+    SENTINELS,
+    connector_owner,
+    field_at,
+    org_id_from_crn,
+    parse_api_key,
+    parse_cluster,
+    parse_connector,
+    parse_identity,
+    parse_ksql,
+    parse_pool,
+    parse_registry,
+    parse_resource,
+    parse_statement,
+    text,
+)
 from chargeback.plugins.confluent_cloud.config import CCloudSettings
 
 __all__ = [
@@ -40,15 +64,7 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 
-CONNECTOR_CREDENTIALS_MASKED = "CONNECTOR_CREDENTIALS_MASKED"
-"""Owner of connectors whose ``kafka.api.key`` the API returned masked (``****``)."""
-CONNECTOR_OWNER_UNKNOWN = "CONNECTOR_OWNER_UNKNOWN"
-"""Owner of connectors whose credentials name nobody we know."""
-
-SENTINELS = (
-    Identity(CONNECTOR_CREDENTIALS_MASKED, "sentinel", "connector credentials masked by the API"),
-    Identity(CONNECTOR_OWNER_UNKNOWN, "sentinel", "connector owner unknown"),
-)
+Items = list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,104 +87,11 @@ class Inventory:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
-def _ts(value: object) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for name in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(name)
-    return obj
-
-
-def _s(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def org_id_from_crn(crn: str | None) -> str | None:
-    """Return the organization id of a CRN (``crn://confluent.cloud/organization=<id>/...``)."""
-    if not crn:
-        return None
-    for part in crn.split("/"):
-        if part.startswith("organization="):
-            return part.split("=", 1)[1] or None
-    return None
-
-
-def _times(item: Mapping[str, Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
-    return _ts(_get(item, "metadata", "created_at")), _ts(_get(item, "metadata", "deleted_at"))
-
-
-def _resource(
-    item: Mapping[str, Any],
-    rtype: str,
-    *,
-    env_id: str | None,
-    parent_id: str | None = None,
-    owner_id: str | None = None,
-    attrs: Mapping[str, str | None] | None = None,
-) -> Resource | None:
-    rid = _s(item.get("id"))
-    if rid is None:
-        return None
-    created, deleted = _times(item)
-    name = _s(_get(item, "spec", "display_name")) or _s(item.get("display_name"))
-    return Resource(
-        rid, rtype, name, env_id, parent_id, owner_id, created, deleted,
-        {k: v for k, v in (attrs or {}).items() if v is not None},
-    )  # fmt: skip
-
-
-def _identity(
-    item: Mapping[str, Any], itype: str, *, owner_id: str | None = None,
-    resource_id: str | None = None, attrs: Mapping[str, str | None] | None = None,
-) -> Identity | None:  # fmt: skip
-    iid = _s(item.get("id"))
-    if iid is None:
-        return None
-    created, deleted = _times(item)
-    name = (
-        _s(item.get("display_name")) or _s(_get(item, "spec", "display_name"))
-        or _s(item.get("full_name")) or _s(item.get("email"))
-    )  # fmt: skip
-    return Identity(
-        iid, itype, name, owner_id, resource_id, created, deleted,
-        {k: v for k, v in (attrs or {}).items() if v is not None},
-    )  # fmt: skip
-
-
-def connector_owner(config: Mapping[str, Any], key_owner: Mapping[str, str]) -> tuple[str, str]:
-    """Return ``(owner id, auth mode)`` of a connector from its ``info.config``.
-
-    ``SERVICE_ACCOUNT`` -> ``kafka.service.account.id``; ``KAFKA_API_KEY`` -> the key's
-    owner (the key id itself when the key is not listed: resolved again later); a
-    masked key -> :data:`CONNECTOR_CREDENTIALS_MASKED`; anything else ->
-    :data:`CONNECTOR_OWNER_UNKNOWN`. A missing ``kafka.auth.mode`` is inferred from
-    which credential keys are present.
-    """
-    mode = _s(config.get("kafka.auth.mode"))
-    sa = _s(config.get("kafka.service.account.id"))
-    key = _s(config.get("kafka.api.key"))
-    if mode is None:
-        mode = "SERVICE_ACCOUNT" if sa else "KAFKA_API_KEY" if key else "UNKNOWN"
-    mode = mode.upper()
-    if mode == "SERVICE_ACCOUNT":
-        return (sa or CONNECTOR_OWNER_UNKNOWN), mode
-    if mode == "KAFKA_API_KEY":
-        if key is None:
-            return CONNECTOR_OWNER_UNKNOWN, mode
-        if set(key) <= {"*"}:
-            return CONNECTOR_CREDENTIALS_MASKED, mode
-        return key_owner.get(key, key), mode
-    return CONNECTOR_OWNER_UNKNOWN, mode
+_COUNTED = (
+    "environments", "clusters", "connectors", "ksql_clusters", "schema_registries",
+    "flink_pools", "flink_statements", "service_accounts", "users", "api_keys",
+    "identity_pools",
+)  # fmt: skip
 
 
 async def gather_inventory(client: HttpClient, settings: CCloudSettings) -> Inventory:
@@ -181,7 +104,7 @@ async def gather_inventory(client: HttpClient, settings: CCloudSettings) -> Inve
         SourceError: a listing failed after its retries (the run fails cleanly).
     """
     try:
-        return await _crawl(client, settings)
+        inventory = await _crawl(_Lister(client, settings))
     except ExceptionGroup as group:
         leaves = _leaves(group)
         first = next((e for e in leaves if isinstance(e, ChargebackError)), None)
@@ -190,6 +113,9 @@ async def gather_inventory(client: HttpClient, settings: CCloudSettings) -> Inve
         if len(leaves) > 1:
             _log.warning("ccloud inventory listings failed", failed=len(leaves))
         raise first from group
+    counts = {name: len(getattr(inventory, name)) for name in _COUNTED}
+    _log.info("ccloud inventory gathered", **counts)
+    return replace(inventory, counts=counts)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -199,195 +125,166 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-async def _crawl(client: HttpClient, settings: CCloudSettings) -> Inventory:
-    base = settings.base_url
-    page = {"page_size": settings.http.list_page_size}
+class _Lister:
+    """The listings of one crawl: the client, the base URL and the page size."""
 
-    async def listing(path: str, endpoint: str, **params: str) -> list[dict[str, Any]]:
-        return await client.list_all(base + path, endpoint=endpoint, params={**page, **params})
+    __slots__ = ("client", "settings")
 
-    envs_raw = await listing("/org/v2/environments", "/org/v2/environments")
-    environments = [
-        r for r in (_resource(e, "environment", env_id=_s(e.get("id"))) for e in envs_raw) if r
-    ]
-    env_ids = [e.resource_id for e in environments]
-    async with asyncio.TaskGroup() as tg:
-        t_sa = tg.create_task(listing("/iam/v2/service-accounts", "/iam/v2/service-accounts"))
-        t_users = tg.create_task(listing("/iam/v2/users", "/iam/v2/users"))
-        t_keys = tg.create_task(listing("/iam/v2/api-keys", "/iam/v2/api-keys"))
-        t_idp = tg.create_task(listing("/iam/v2/identity-providers", "/iam/v2/identity-providers"))
-        per_env = {
-            env: (
-                tg.create_task(listing("/cmk/v2/clusters", "/cmk/v2/clusters", environment=env)),
-                tg.create_task(
-                    listing("/ksqldbcm/v2/clusters", "/ksqldbcm/v2/clusters", environment=env)
-                ),
-                tg.create_task(listing("/srcm/v3/clusters", "/srcm/v3/clusters", environment=env)),
-                tg.create_task(
-                    listing("/fcpm/v2/compute-pools", "/fcpm/v2/compute-pools", environment=env)
-                ),
-            )
-            for env in env_ids
-        }
-    api_keys = [k for k in (_api_key(i) for i in t_keys.result()) if k]
-    key_owner = {k.identity_id: k.owner_id for k in api_keys if k.owner_id}
-    clusters: list[Resource] = []
-    ksql: list[Resource] = []
-    registries: list[Resource] = []
-    pools: list[Resource] = []
+    def __init__(self, client: HttpClient, settings: CCloudSettings) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def listing(self, path: str, **params: str) -> Items:
+        """Every item of a paginated listing under the base URL (its path as endpoint)."""
+        return await self.client.list_all(
+            self.settings.base_url + path,
+            endpoint=path,
+            params={"page_size": self.settings.http.list_page_size, **params},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvListings:
+    """The listings of one environment (wave 2)."""
+
+    clusters: asyncio.Task[Items]
+    ksql: asyncio.Task[Items]
+    registries: asyncio.Task[Items]
+    pools: asyncio.Task[Items]
+
+    @classmethod
+    def start(cls, tg: asyncio.TaskGroup, lister: _Lister, env: str) -> _EnvListings:
+        """Start the four listings of ``env``."""
+        return cls(
+            tg.create_task(lister.listing("/cmk/v2/clusters", environment=env)),
+            tg.create_task(lister.listing("/ksqldbcm/v2/clusters", environment=env)),
+            tg.create_task(lister.listing("/srcm/v3/clusters", environment=env)),
+            tg.create_task(lister.listing("/fcpm/v2/compute-pools", environment=env)),
+        )
+
+
+@dataclass(slots=True)
+class _Clusters:
+    """The parsed clusters and pools of every environment, and the org id they name."""
+
+    kafka: list[Resource] = field(default_factory=list)
+    ksql: list[Resource] = field(default_factory=list)
+    registries: list[Resource] = field(default_factory=list)
+    pools: list[Resource] = field(default_factory=list)
     org_id: str | None = None
-    for env, (t_cl, t_ks, t_sr, t_fp) in per_env.items():
-        for item in t_cl.result():
-            org_id = org_id or org_id_from_crn(_s(_get(item, "metadata", "resource_name")))
-        clusters.extend(r for r in (_cluster(i, env) for i in t_cl.result()) if r)
-        ksql.extend(r for r in (_ksql(i, env) for i in t_ks.result()) if r)
-        registries.extend(r for r in (_registry(i, env) for i in t_sr.result()) if r)
-        for item in t_fp.result():
-            pool = _pool(item, env)
+
+    def add(self, env: str, listings: _EnvListings) -> None:
+        """Parse one environment's listings; the first org id seen (in a cluster's CRN,
+        else a pool's) is the tenant's."""
+        for item in listings.clusters.result():
+            self.org_id = self.org_id or org_id_from_crn(
+                text(field_at(item, "metadata", "resource_name"))
+            )
+        self.kafka.extend(
+            r for r in (parse_cluster(i, env) for i in listings.clusters.result()) if r
+        )
+        self.ksql.extend(r for r in (parse_ksql(i, env) for i in listings.ksql.result()) if r)
+        self.registries.extend(
+            r for r in (parse_registry(i, env) for i in listings.registries.result()) if r
+        )
+        for item in listings.pools.result():
+            pool = parse_pool(item, env)
             if pool is not None:
-                pools.append(pool)
-                org_id = org_id or pool.attributes.get("org_id")
-    providers_raw = t_idp.result()
+                self.pools.append(pool)
+                self.org_id = self.org_id or pool.attributes.get("org_id")
+
+
+async def _crawl(lister: _Lister) -> Inventory:
+    """The three waves of the crawl (module docstring), parsed into an :class:`Inventory`."""
+    envs_raw = await lister.listing("/org/v2/environments")
+    environments = [
+        r
+        for r in (parse_resource(e, "environment", env_id=text(e.get("id"))) for e in envs_raw)
+        if r
+    ]
     async with asyncio.TaskGroup() as tg:
-        t_conn = [(c, tg.create_task(_connectors(client, base, c))) for c in clusters if c.env_id]
+        t_sa = tg.create_task(lister.listing("/iam/v2/service-accounts"))
+        t_users = tg.create_task(lister.listing("/iam/v2/users"))
+        t_keys = tg.create_task(lister.listing("/iam/v2/api-keys"))
+        t_idp = tg.create_task(lister.listing("/iam/v2/identity-providers"))
+        per_env = {
+            e.resource_id: _EnvListings.start(tg, lister, e.resource_id) for e in environments
+        }
+    api_keys = [k for k in (parse_api_key(i) for i in t_keys.result()) if k]
+    found = _Clusters()
+    for env, listings in per_env.items():
+        found.add(env, listings)
+    providers = t_idp.result()
+    connectors, identity_pools, statements = await _third_wave(
+        lister, found, providers, {k.identity_id: k.owner_id for k in api_keys if k.owner_id}
+    )
+    return Inventory(
+        environments=tuple(environments),
+        clusters=tuple(found.kafka),
+        connectors=tuple(connectors),
+        ksql_clusters=tuple(found.ksql),
+        schema_registries=tuple(found.registries),
+        flink_pools=tuple(found.pools),
+        flink_statements=tuple(statements),
+        identity_providers=tuple(
+            r for r in (parse_resource(p, "identity_provider", env_id=None) for p in providers) if r
+        ),
+        service_accounts=_identities(t_sa.result(), "service_account"),
+        users=_identities(t_users.result(), "user"),
+        identity_pools=tuple(identity_pools),
+        api_keys=tuple(api_keys),
+        org_id=found.org_id,
+    )
+
+
+def _identities(items: Items, identity_type: str) -> tuple[Identity, ...]:
+    return tuple(i for i in (parse_identity(x, identity_type) for x in items) if i)
+
+
+async def _third_wave(
+    lister: _Lister, found: _Clusters, providers: Items, key_owner: Mapping[str, str]
+) -> tuple[list[Resource], list[Identity], list[Resource]]:
+    """The connectors, identity pools and Flink statements, parsed."""
+    client = lister.client
+    async with asyncio.TaskGroup() as tg:
+        t_conn = [(c, tg.create_task(_connectors(lister, c))) for c in found.kafka if c.env_id]
         t_pools = [
-            (p, tg.create_task(
-                client.list_all(
-                    f"{base}/iam/v2/identity-providers/{p['id']}/identity-pools",
-                    endpoint="/iam/v2/identity-providers/{id}/identity-pools",
-                    params=page, not_found_empty=True,
-                )
-            ))
-            for p in providers_raw if _s(p.get("id"))
+            (p, tg.create_task(_identity_pools(lister, p["id"])))
+            for p in providers if text(p.get("id"))
         ]  # fmt: skip
-        t_stmts = _statement_tasks(tg, client, settings, pools)
-    connectors: list[Resource] = []
-    for cluster, task in t_conn:
-        for name, item in task.result().items():
-            conn = _connector(name, item, cluster, key_owner)
-            if conn is not None:
-                connectors.append(conn)
+        t_stmts = _statement_tasks(tg, client, lister.settings, found.pools)
+    connectors = [
+        conn
+        for cluster, task in t_conn
+        for name, item in task.result().items()
+        if (conn := parse_connector(name, item, cluster, key_owner)) is not None
+    ]
     identity_pools = [
         ident
         for provider, task in t_pools
         for ident in (
-            _identity(i, "identity_pool", attrs={"provider_id": _s(provider.get("id"))})
+            parse_identity(i, "identity_pool", attrs={"provider_id": text(provider.get("id"))})
             for i in task.result()
         )
         if ident
     ]
-    statements = [s for task in t_stmts for s in task.result()]
-    inv = Inventory(
-        environments=tuple(environments),
-        clusters=tuple(clusters),
-        connectors=tuple(connectors),
-        ksql_clusters=tuple(ksql),
-        schema_registries=tuple(registries),
-        flink_pools=tuple(pools),
-        flink_statements=tuple(statements),
-        identity_providers=tuple(
-            r for r in (_resource(p, "identity_provider", env_id=None) for p in providers_raw) if r
-        ),
-        service_accounts=tuple(
-            i for i in (_identity(x, "service_account") for x in t_sa.result()) if i
-        ),
-        users=tuple(i for i in (_identity(x, "user") for x in t_users.result()) if i),
-        identity_pools=tuple(identity_pools),
-        api_keys=tuple(api_keys),
-        org_id=org_id,
+    return connectors, identity_pools, [s for task in t_stmts for s in task.result()]
+
+
+async def _identity_pools(lister: _Lister, provider_id: str) -> Items:
+    """List an identity provider's pools (404: the provider is gone, no pools)."""
+    return await lister.client.list_all(
+        f"{lister.settings.base_url}/iam/v2/identity-providers/{provider_id}/identity-pools",
+        endpoint="/iam/v2/identity-providers/{id}/identity-pools",
+        params={"page_size": lister.settings.http.list_page_size},
+        not_found_empty=True,
     )
-    counts = {
-        name: len(getattr(inv, name))
-        for name in (
-            "environments", "clusters", "connectors", "ksql_clusters", "schema_registries",
-            "flink_pools", "flink_statements", "service_accounts", "users", "api_keys",
-            "identity_pools",
-        )
-    }  # fmt: skip
-    _log.info("ccloud inventory gathered", **counts)
-    return replace(inv, counts=counts)
 
 
-def _api_key(item: Mapping[str, Any]) -> Identity | None:
-    owner = _s(_get(item, "spec", "owner", "id"))
-    res = _get(item, "spec", "resource")
-    res_id = _s(_get(res, "id"))
-    env = _get(res, "environment")
-    env_id = _s(env) if isinstance(env, str) else _s(_get(env, "id"))
-    return _identity(
-        item, "api_key", owner_id=owner, resource_id=res_id,
-        attrs={"resource_kind": _s(_get(res, "kind")), "env_id": env_id},
-    )  # fmt: skip
-
-
-def _env_of(item: Mapping[str, Any], default: str) -> str:
-    return _s(_get(item, "spec", "environment", "id")) or default
-
-
-def _cluster(item: Mapping[str, Any], env: str) -> Resource | None:
-    spec = item.get("spec") or {}
-    return _resource(
-        item, "kafka_cluster", env_id=_env_of(item, env),
-        attrs={
-            "cloud": _s(_get(spec, "cloud")), "region": _s(_get(spec, "region")),
-            "kind": _s(_get(spec, "config", "kind")),
-        },
-    )  # fmt: skip
-
-
-def _ksql(item: Mapping[str, Any], env: str) -> Resource | None:
-    return _resource(
-        item, "ksqldb_cluster", env_id=_env_of(item, env),
-        parent_id=_s(_get(item, "spec", "kafka_cluster", "id")),
-        owner_id=_s(_get(item, "spec", "credential_identity", "id")),
-    )  # fmt: skip
-
-
-def _registry(item: Mapping[str, Any], env: str) -> Resource | None:
-    return _resource(
-        item, "schema_registry", env_id=_env_of(item, env),
-        attrs={"package": _s(_get(item, "spec", "package"))},
-    )  # fmt: skip
-
-
-def _pool(item: Mapping[str, Any], env: str) -> Resource | None:
-    spec = item.get("spec") or {}
-    return _resource(
-        item, "flink_compute_pool", env_id=_env_of(item, env),
-        attrs={
-            "cloud": _s(_get(spec, "cloud")), "region": _s(_get(spec, "region")),
-            "org_id": org_id_from_crn(_s(_get(item, "metadata", "resource_name"))),
-        },
-    )  # fmt: skip
-
-
-def _connector(
-    name: str, item: Any, cluster: Resource, key_owner: Mapping[str, str]
-) -> Resource | None:
-    if not isinstance(item, dict):
-        return None
-    cid = _s(_get(item, "id", "id"))
-    if cid is None:
-        return None
-    config = _get(item, "info", "config")
-    config = config if isinstance(config, dict) else {}
-    owner, mode = connector_owner(config, key_owner)
-    key = _s(config.get("kafka.api.key"))
-    return Resource(
-        cid, "connector", name, cluster.env_id, cluster.resource_id, owner,
-        attributes={
-            k: v for k, v in {
-                "auth_mode": mode, "kafka_api_key": key if key and set(key) - {"*"} else None,
-                "connector_class": _s(config.get("connector.class")),
-                "state": _s(_get(item, "status", "connector", "state")),
-            }.items() if v is not None
-        },
-    )  # fmt: skip
-
-
-async def _connectors(client: HttpClient, base: str, cluster: Resource) -> dict[str, Any]:
+async def _connectors(lister: _Lister, cluster: Resource) -> dict[str, Any]:
     """List a cluster's connectors (Connect v1: a map, not paginated; 404 -> none)."""
-    body = await client.get_json(
+    base = lister.settings.base_url
+    body = await lister.client.get_json(
         f"{base}/connect/v1/environments/{cluster.env_id}/clusters/{cluster.resource_id}/connectors",
         endpoint="/connect/v1/environments/{env}/clusters/{cluster}/connectors",
         params={"expand": "info,status,id"},
@@ -400,7 +297,7 @@ def _statement_tasks(
     tg: asyncio.TaskGroup,
     client: HttpClient,
     settings: CCloudSettings,
-    pools: list[Resource],
+    pools: Sequence[Resource],
 ) -> list[asyncio.Task[list[Resource]]]:
     """Start one statements listing per (regional host, org, environment) of the pools."""
     key, secret = settings.flink_credentials()
@@ -429,18 +326,4 @@ async def _statements(  # noqa: PLR0917  (internal helper)
         credentials=creds,
         not_found_empty=True,
     )
-    out: list[Resource] = []
-    for item in items:
-        name = _s(item.get("name"))
-        pool = _s(_get(item, "spec", "compute_pool_id"))
-        if name is None or pool is None:
-            continue
-        created, deleted = _times(item)
-        out.append(
-            Resource(
-                f"{env}/{name}", "flink_statement", name, env, pool,
-                _s(_get(item, "spec", "principal")), created, deleted,
-                {"statement_name": name, "phase": _s(_get(item, "status", "phase")) or ""},
-            )
-        )  # fmt: skip
-    return out
+    return [s for s in (parse_statement(item, env) for item in items) if s is not None]
