@@ -11,7 +11,13 @@
 
 from __future__ import annotations
 
-from chargeback.core.sources.http import Credentials, HttpClient, HttpSettings, retry_after_seconds
+from chargeback.core.sources.http import (
+    Credentials,
+    HttpClient,
+    HttpSettings,
+    RateLimit,
+    retry_after_seconds,
+)
 from chargeback.core.sources.prometheus import PrometheusSettings, PrometheusSource
 from chargeback.core.sources.values import day_of, parse_decimal, usage_value
 
@@ -21,6 +27,7 @@ __all__ = [
     "HttpSettings",
     "PrometheusSettings",
     "PrometheusSource",
+    "RateLimit",
     "day_of",
     "parse_decimal",
     "retry_after_seconds",

@@ -27,6 +27,7 @@ Tests inject an ``httpx.AsyncClient`` or a transport (``httpx.MockTransport``,
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import random
@@ -43,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from chargeback.core.telemetry import current_telemetry
 from chargeback.errors import AuthenticationError, SourceError
 
-__all__ = ["Credentials", "HttpClient", "HttpSettings", "retry_after_seconds"]
+__all__ = ["Credentials", "HttpClient", "HttpSettings", "RateLimit", "retry_after_seconds"]
 
 _log = structlog.get_logger(__name__)
 
@@ -98,13 +99,32 @@ class Credentials:
         return httpx.BasicAuth(self.key, self.secret.get_secret_value())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """At most ``requests`` request starts in any ``per_s`` seconds.
+
+    ``RateLimit(requests=1, per_s=0.05)`` spaces starts 50 ms apart (20 a second);
+    ``RateLimit(requests=280, per_s=60)`` lets 280 go at once, then one more each time
+    the oldest of the last 280 is a minute old.
+    """
+
+    requests: int
+    per_s: float
+
+    @classmethod
+    def per_second(cls, rps: float | None) -> RateLimit | None:
+        """Evenly spaced starts, ``rps`` a second (``None``: no limit)."""
+        return None if rps is None else cls(requests=1, per_s=1.0 / rps)
+
+
 @dataclass(slots=True)
 class _HostLimits:
     """The concurrency bound and rate limiter of one API host or rate pool."""
 
     semaphore: asyncio.Semaphore
-    interval: float
-    next_start: float = 0.0
+    rate: RateLimit | None
+    starts: collections.deque[float]
+    """The booked starts of the last ``rate.requests`` requests (some in the future)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -150,8 +170,8 @@ class HttpClient:
         rng: returns a float in ``[0, 1)`` for the jitter.
         auth_hint: what a 401/403 message tells the operator to check (the plugin
             knows which roles its APIs need).
-        rate_pools: request starts per second of named pools (``None``: unlimited).
-            A request that names a pool (``pool=``) is paced and bounded by it
+        rate_pools: the rate limits of named pools (``None``: unlimited). A request
+            that names a pool (``pool=``) is paced and bounded by it
             instead of by its host: an API with a documented limit of its own (the
             Confluent Metrics API: 300 requests per minute per IP) keeps to it even
             where it shares a host with other APIs (a proxy, the simulator). A
@@ -168,7 +188,7 @@ class HttpClient:
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         auth_hint: str = _DEFAULT_AUTH_HINT,
-        rate_pools: Mapping[str, float | None] | None = None,
+        rate_pools: Mapping[str, RateLimit | None] | None = None,
     ) -> None:
         self._creds = credentials
         self._rate_pools = dict(rate_pools or {})
@@ -334,7 +354,7 @@ class HttpClient:
 
     def _limits(self, host: str) -> _HostLimits:
         """The limits of a host: ``http.requests_per_second`` and ``max_concurrency``."""
-        return self._limiter(host, self._settings.requests_per_second)
+        return self._limiter(host, RateLimit.per_second(self._settings.requests_per_second))
 
     def _pool(self, name: str) -> _HostLimits | None:
         """The limits of a named rate pool (its own rate, ``max_concurrency``), if any."""
@@ -342,24 +362,33 @@ class HttpClient:
             return None
         return self._limiter(f"pool {name}", self._rate_pools[name])
 
-    def _limiter(self, key: str, rps: float | None) -> _HostLimits:
+    def _limiter(self, key: str, rate: RateLimit | None) -> _HostLimits:
         limits = self._hosts.get(key)
         if limits is None:
             limits = _HostLimits(
                 semaphore=asyncio.Semaphore(self._settings.max_concurrency),
-                interval=0.0 if rps is None else 1.0 / rps,
+                rate=rate,
+                starts=collections.deque(maxlen=rate.requests if rate else 1),
             )
             self._hosts[key] = limits
         return limits
 
     async def _pace(self, limits: _HostLimits) -> None:
-        """Space request starts on one host at least ``1 / requests_per_second`` apart."""
-        if limits.interval <= 0:
+        """Wait for this request's turn: its start is booked at the first moment that
+        keeps the last ``rate.requests`` starts within the limit, and never before an
+        earlier booking (first come, first served)."""
+        rate = limits.rate
+        if rate is None:
             return
         async with limits.lock:
             now = time.monotonic()
-            start = max(now, limits.next_start)
-            limits.next_start = start + limits.interval
+            starts = limits.starts
+            start = now
+            if len(starts) == starts.maxlen:
+                start = max(start, starts[0] + rate.per_s)
+            if starts:
+                start = max(start, starts[-1])
+            starts.append(start)
         if start > now:
             await self._sleep(start - now)
 

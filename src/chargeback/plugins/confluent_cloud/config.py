@@ -64,11 +64,12 @@ class MetricsSettings(_Strict):
     prometheus: PrometheusSettings | None = None
     limit: int = Field(default=1000, ge=1, le=1000)
     """Groups per Metrics API page."""
-    requests_per_minute: float | None = Field(default=280.0, gt=0)
-    """Request starts per minute to the Metrics API, whatever its host. The API allows
-    300 per minute per IP (reference §4.3); the default keeps a margin for requests
-    that arrive closer together than they left. Tenants that share an IP share that
-    limit: give each its part. ``null``: only ``http.requests_per_second`` applies."""
+    requests_per_minute: int | None = Field(default=280, ge=1)
+    """Metrics API request starts in any minute, whatever its host (at once, then as
+    the oldest of them turn a minute old). The API allows 300 per minute per IP
+    (reference §4.3); the default keeps a margin for requests that arrive closer
+    together than they left. Tenants that share an IP share that limit: give each its
+    part. ``null``: the host's ``http.requests_per_second`` applies instead."""
     resources_per_query: int = Field(default=100, ge=1, le=1000)
     """Resources (clusters, compute pools) asked for in one Metrics API query: an OR of
     their ids, grouped by resource and principal, paged by ``limit``. The reference

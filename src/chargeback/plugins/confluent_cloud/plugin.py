@@ -9,7 +9,7 @@ import httpx
 import structlog
 
 from chargeback.core.rules import FallbackAllocator
-from chargeback.core.sources import Credentials, HttpClient, PrometheusSource
+from chargeback.core.sources import Credentials, HttpClient, PrometheusSource, RateLimit
 from chargeback.errors import PluginError
 from chargeback.plugins.confluent_cloud.config import CCloudSettings
 from chargeback.plugins.confluent_cloud.cost_input import CCloudCostInput
@@ -102,7 +102,7 @@ class ConfluentCloudPlugin:
             client=self._http,
             transport=self._transport,
             auth_hint=AUTH_HINT,
-            rate_pools={RATE_POOL: _metrics_rate(settings)},
+            rate_pools=_rate_pools(settings),
             **extra,
         )
         self._handlers = {
@@ -155,7 +155,10 @@ class ConfluentCloudPlugin:
             await self._client.aclose()
 
 
-def _metrics_rate(settings: CCloudSettings) -> float | None:
-    """Request starts per second of the Metrics API's rate pool."""
+def _rate_pools(settings: CCloudSettings) -> dict[str, RateLimit | None]:
+    """The Metrics API's rate pool: ``metrics.requests_per_minute`` in any minute (none:
+    its requests are paced by their host's ``http.requests_per_second``)."""
     per_minute = settings.metrics.requests_per_minute
-    return settings.http.requests_per_second if per_minute is None else per_minute / 60
+    if per_minute is None:
+        return {}
+    return {RATE_POOL: RateLimit(requests=per_minute, per_s=60.0)}

@@ -11,7 +11,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from chargeback.core.sources import Credentials, HttpClient, HttpSettings, retry_after_seconds
+from chargeback.core.sources import (
+    Credentials,
+    HttpClient,
+    HttpSettings,
+    RateLimit,
+    retry_after_seconds,
+)
 from chargeback.core.telemetry import set_telemetry
 from chargeback.errors import AuthenticationError, SourceError
 
@@ -215,9 +221,11 @@ class TestLimits:
         # the fake sleep lets no time pass, so the starts are booked 0.5 s apart
         assert sleeps == pytest.approx([0.5, 1.0], abs=0.1)
 
-    async def test_a_rate_pool_paces_its_requests_apart_from_the_host(self) -> None:
-        """Requests naming a rate pool keep to the pool's rate, whatever host they go
-        to, and do not use up the host's turns; an unknown pool is the host's."""
+    async def test_a_rate_pool_keeps_its_window_apart_from_the_host(self) -> None:
+        """Requests naming a rate pool keep to the pool's limit (here 2 in any second:
+        two at once, then each waits for the oldest to turn a second old), whatever
+        host they go to, and use none of the host's turns; an unknown pool is the
+        host's."""
         sleeps: list[float] = []
 
         async def fake_sleep(seconds: float) -> None:
@@ -228,14 +236,19 @@ class TestLimits:
             HttpSettings(requests_per_second=None),
             transport=httpx.MockTransport(FakeAPI()),
             sleep=fake_sleep,
-            rate_pools={"metrics": 4.0},
+            rate_pools={"metrics": RateLimit(requests=2, per_s=1.0)},
         )
-        for _ in range(3):
+        for _ in range(5):
             await client.get_json("http://h/x", endpoint="/x")  # the host: no limit
             await client.request_json("POST", "http://h/q", endpoint="/q", pool="metrics")
         await client.request_json("GET", "http://h/x", endpoint="/x", pool="unknown")
-        # the fake sleep lets no time pass, so the pool's starts are booked 0.25 s apart
-        assert sleeps == pytest.approx([0.25, 0.5], abs=0.1)
+        # the fake sleep lets no time pass: starts booked at 0, 0, 1, 1, 2
+        assert sleeps == pytest.approx([1.0, 1.0, 2.0], abs=0.1)
+
+    def test_rate_limit_per_second(self) -> None:
+        """``per_second`` spaces starts evenly; ``None`` is no limit."""
+        assert RateLimit.per_second(20) == RateLimit(requests=1, per_s=0.05)
+        assert RateLimit.per_second(None) is None
 
     async def test_telemetry_reports_endpoint_templates(
         self, telemetry: RecordingTelemetry
