@@ -3,13 +3,14 @@
 :func:`gather_inventory` lists everything the handlers need, concurrently (the
 client bounds the concurrency per host), and returns an immutable
 :class:`Inventory` that :meth:`ConfluentCloudPlugin.build_shared_context` hands to
-every handler. The crawl goes in three waves, each needing the one before:
+every handler. After the environments, everything is listed concurrently, each
+listing as soon as what it needs is known:
 
-1. the environments;
-2. the IAM listings (service accounts, users, API keys, identity providers) and,
-   per environment, its Kafka, ksqlDB, Schema Registry clusters and Flink pools;
-3. per Kafka cluster its connectors, per identity provider its identity pools, and
-   per (regional host, org, environment) of the Flink pools their statements.
+- the IAM listings: service accounts, users, API keys, and the identity providers,
+  each then with its identity pools;
+- per environment its Kafka clusters (each then with its connectors), ksqlDB and
+  Schema Registry clusters and Flink pools; once every environment's pools are
+  known, the statements per (regional host, org, environment) of the pools.
 
 Each API item is parsed by :mod:`chargeback.plugins.confluent_cloud._items`, so the
 handlers only slice and index.
@@ -145,57 +146,100 @@ class _Lister:
 
 @dataclass(frozen=True, slots=True)
 class _EnvListings:
-    """The listings of one environment (wave 2)."""
+    """What one environment lists: its clusters (each Kafka cluster with its
+    connectors, listed as soon as the clusters are known) and compute pools."""
 
-    clusters: asyncio.Task[Items]
-    ksql: asyncio.Task[Items]
-    registries: asyncio.Task[Items]
-    pools: asyncio.Task[Items]
+    clusters: Items
+    connectors: list[tuple[Resource, dict[str, Any]]]
+    ksql: Items
+    registries: Items
+    pools: Items
 
-    @classmethod
-    def start(cls, tg: asyncio.TaskGroup, lister: _Lister, env: str) -> _EnvListings:
-        """Start the four listings of ``env``."""
-        return cls(
-            tg.create_task(lister.listing("/cmk/v2/clusters", environment=env)),
-            tg.create_task(lister.listing("/ksqldbcm/v2/clusters", environment=env)),
-            tg.create_task(lister.listing("/srcm/v3/clusters", environment=env)),
-            tg.create_task(lister.listing("/fcpm/v2/compute-pools", environment=env)),
-        )
+
+async def _environment(lister: _Lister, env: str) -> _EnvListings:
+    """List one environment, and the connectors of each of its Kafka clusters."""
+
+    async def kafka() -> tuple[Items, list[tuple[Resource, dict[str, Any]]]]:
+        items = await lister.listing("/cmk/v2/clusters", environment=env)
+        clusters = [c for c in (parse_cluster(i, env) for i in items) if c and c.env_id]
+        found = await asyncio.gather(*(_connectors(lister, c) for c in clusters))
+        return items, list(zip(clusters, found, strict=True))
+
+    async with asyncio.TaskGroup() as tg:
+        t_kafka = tg.create_task(kafka())
+        t_ksql = tg.create_task(lister.listing("/ksqldbcm/v2/clusters", environment=env))
+        t_sr = tg.create_task(lister.listing("/srcm/v3/clusters", environment=env))
+        t_pools = tg.create_task(lister.listing("/fcpm/v2/compute-pools", environment=env))
+    clusters, connectors = t_kafka.result()
+    return _EnvListings(clusters, connectors, t_ksql.result(), t_sr.result(), t_pools.result())
 
 
 @dataclass(slots=True)
 class _Clusters:
-    """The parsed clusters and pools of every environment, and the org id they name."""
+    """The parsed clusters and pools of every environment, the org id they name, the
+    raw connectors of each Kafka cluster and the statements of the pools."""
 
     kafka: list[Resource] = field(default_factory=list)
     ksql: list[Resource] = field(default_factory=list)
     registries: list[Resource] = field(default_factory=list)
     pools: list[Resource] = field(default_factory=list)
+    connectors: list[tuple[Resource, dict[str, Any]]] = field(default_factory=list)
+    statements: list[Resource] = field(default_factory=list)
     org_id: str | None = None
 
     def add(self, env: str, listings: _EnvListings) -> None:
         """Parse one environment's listings; the first org id seen (in a cluster's CRN,
         else a pool's) is the tenant's."""
-        for item in listings.clusters.result():
+        for item in listings.clusters:
             self.org_id = self.org_id or org_id_from_crn(
                 text(field_at(item, "metadata", "resource_name"))
             )
-        self.kafka.extend(
-            r for r in (parse_cluster(i, env) for i in listings.clusters.result()) if r
-        )
-        self.ksql.extend(r for r in (parse_ksql(i, env) for i in listings.ksql.result()) if r)
+        self.kafka.extend(r for r in (parse_cluster(i, env) for i in listings.clusters) if r)
+        self.connectors.extend(listings.connectors)
+        self.ksql.extend(r for r in (parse_ksql(i, env) for i in listings.ksql) if r)
         self.registries.extend(
-            r for r in (parse_registry(i, env) for i in listings.registries.result()) if r
+            r for r in (parse_registry(i, env) for i in listings.registries) if r
         )
-        for item in listings.pools.result():
+        for item in listings.pools:
             pool = parse_pool(item, env)
             if pool is not None:
                 self.pools.append(pool)
                 self.org_id = self.org_id or pool.attributes.get("org_id")
 
 
+async def _clusters(lister: _Lister, environments: Sequence[Resource]) -> _Clusters:
+    """Every environment's listings, then the statements of all their Flink pools."""
+    async with asyncio.TaskGroup() as tg:
+        per_env = {e.resource_id: tg.create_task(_environment(lister, e.resource_id))
+                   for e in environments}  # fmt: skip
+    found = _Clusters()
+    for env, task in per_env.items():
+        found.add(env, task.result())
+    async with asyncio.TaskGroup() as tg:
+        t_stmts = _statement_tasks(tg, lister.client, lister.settings, found.pools)
+    found.statements = [s for task in t_stmts for s in task.result()]
+    return found
+
+
+async def _providers(lister: _Lister) -> list[tuple[dict[str, Any], Items]]:
+    """The identity providers, each with its identity pools."""
+    providers = await lister.listing("/iam/v2/identity-providers")
+
+    async def pools_of(provider: dict[str, Any]) -> Items:
+        pid = text(provider.get("id"))
+        return [] if pid is None else await _identity_pools(lister, pid)
+
+    pools = await asyncio.gather(*(pools_of(p) for p in providers))
+    return list(zip(providers, pools, strict=True))
+
+
 async def _crawl(lister: _Lister) -> Inventory:
-    """The three waves of the crawl (module docstring), parsed into an :class:`Inventory`."""
+    """The crawl (module docstring), parsed into an :class:`Inventory`.
+
+    Every listing starts as soon as what it needs is known: the connectors of a
+    cluster once its environment's clusters are listed, not after the (long,
+    sequential) API key pages; only parsing a connector's owner waits for the keys.
+    """
     envs_raw = await lister.listing("/org/v2/environments")
     environments = [
         r
@@ -206,18 +250,26 @@ async def _crawl(lister: _Lister) -> Inventory:
         t_sa = tg.create_task(lister.listing("/iam/v2/service-accounts"))
         t_users = tg.create_task(lister.listing("/iam/v2/users"))
         t_keys = tg.create_task(lister.listing("/iam/v2/api-keys"))
-        t_idp = tg.create_task(lister.listing("/iam/v2/identity-providers"))
-        per_env = {
-            e.resource_id: _EnvListings.start(tg, lister, e.resource_id) for e in environments
-        }
+        t_idp = tg.create_task(_providers(lister))
+        t_found = tg.create_task(_clusters(lister, environments))
     api_keys = [k for k in (parse_api_key(i) for i in t_keys.result()) if k]
-    found = _Clusters()
-    for env, listings in per_env.items():
-        found.add(env, listings)
-    providers = t_idp.result()
-    connectors, identity_pools, statements = await _third_wave(
-        lister, found, providers, {k.identity_id: k.owner_id for k in api_keys if k.owner_id}
-    )
+    key_owner = {k.identity_id: k.owner_id for k in api_keys if k.owner_id}
+    found, providers = t_found.result(), t_idp.result()
+    connectors = [
+        conn
+        for cluster, listed in found.connectors
+        for name, item in listed.items()
+        if (conn := parse_connector(name, item, cluster, key_owner)) is not None
+    ]
+    identity_pools = [
+        ident
+        for provider, items in providers
+        for ident in (
+            parse_identity(i, "identity_pool", attrs={"provider_id": text(provider.get("id"))})
+            for i in items
+        )
+        if ident
+    ]
     return Inventory(
         environments=tuple(environments),
         clusters=tuple(found.kafka),
@@ -225,9 +277,9 @@ async def _crawl(lister: _Lister) -> Inventory:
         ksql_clusters=tuple(found.ksql),
         schema_registries=tuple(found.registries),
         flink_pools=tuple(found.pools),
-        flink_statements=tuple(statements),
+        flink_statements=tuple(found.statements),
         identity_providers=tuple(
-            r for r in (parse_resource(p, "identity_provider", env_id=None) for p in providers) if r
+            r for p, _ in providers if (r := parse_resource(p, "identity_provider", env_id=None))
         ),
         service_accounts=_identities(t_sa.result(), "service_account"),
         users=_identities(t_users.result(), "user"),
@@ -239,36 +291,6 @@ async def _crawl(lister: _Lister) -> Inventory:
 
 def _identities(items: Items, identity_type: str) -> tuple[Identity, ...]:
     return tuple(i for i in (parse_identity(x, identity_type) for x in items) if i)
-
-
-async def _third_wave(
-    lister: _Lister, found: _Clusters, providers: Items, key_owner: Mapping[str, str]
-) -> tuple[list[Resource], list[Identity], list[Resource]]:
-    """The connectors, identity pools and Flink statements, parsed."""
-    client = lister.client
-    async with asyncio.TaskGroup() as tg:
-        t_conn = [(c, tg.create_task(_connectors(lister, c))) for c in found.kafka if c.env_id]
-        t_pools = [
-            (p, tg.create_task(_identity_pools(lister, p["id"])))
-            for p in providers if text(p.get("id"))
-        ]  # fmt: skip
-        t_stmts = _statement_tasks(tg, client, lister.settings, found.pools)
-    connectors = [
-        conn
-        for cluster, task in t_conn
-        for name, item in task.result().items()
-        if (conn := parse_connector(name, item, cluster, key_owner)) is not None
-    ]
-    identity_pools = [
-        ident
-        for provider, task in t_pools
-        for ident in (
-            parse_identity(i, "identity_pool", attrs={"provider_id": text(provider.get("id"))})
-            for i in task.result()
-        )
-        if ident
-    ]
-    return connectors, identity_pools, [s for task in t_stmts for s in task.result()]
 
 
 async def _identity_pools(lister: _Lister, provider_id: str) -> Items:
