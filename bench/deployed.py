@@ -13,13 +13,14 @@ number of API calls and the limits they run into. This one
 3. moves the sim's clock and the tenant's one day on and runs the tenant again from a
    fresh runtime (the next day's scheduled run of a restarted daemon).
 
-Reported per run: wall time, the daemon's CPU time (this process), the writer
-child's and the sim's CPU time, the sim's request counts by endpoint and status
-(429s included), and the run summary. Targets (issue 15, large org): next-day run
-under 450 calls and 25 s, backfill under 60 s.
+Reported per run: wall time (and the inventory crawl's part of it), the daemon's CPU
+time (this process), the writer child's and the sim's CPU time, the sim's request
+counts by endpoint and status (429s included), and the run summary. Targets (issue
+15, large org): next-day run under 450 calls and 25 s, backfill under 60 s.
 
     .venv/bin/python -m bench.deployed                       # large, 90 days
     .venv/bin/python -m bench.deployed --scale medium --days 30 --out var/deployed.json
+    .venv/bin/python -m bench.deployed --keep-db /tmp/deployed-90.sqlite --next-day-runs 3
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import asyncio
 import datetime as dt
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -117,6 +119,20 @@ def serve_sim(scale: str, seed: int, telemetry_per_minute: int) -> Iterator[OutO
         proc.wait(timeout=30)
 
 
+class TimedPlugin(ConfluentCloudPlugin):
+    """The plugin, timing its inventory crawl (``build_shared_context``)."""
+
+    inventory_s = 0.0
+
+    async def build_shared_context(self, tenant_id: str) -> Any:
+        """Crawl as the plugin does, adding the wall time to :attr:`inventory_s`."""
+        t0 = time.perf_counter()
+        try:
+            return await super().build_shared_context(tenant_id)
+        finally:
+            self.inventory_s += time.perf_counter() - t0
+
+
 def _settings(base: str) -> dict[str, Any]:
     """The plugin's settings: every host at the sim, every limit at its default."""
     return {
@@ -135,7 +151,8 @@ async def _run(
         name=TENANT, ecosystem="confluent_cloud", plugin_settings=_settings(sim.base),
         lookback_days=days, cutoff_days=3, recalc_days=3, run_timeout_s=24 * 3600.0,
     )  # fmt: skip
-    runtime = TenantRuntime(config, ConfluentCloudPlugin(), storage, clock=lambda: now)
+    plugin = TimedPlugin()
+    runtime = TenantRuntime(config, plugin, storage, clock=lambda: now)
     sim.reset_stats()
     sim_cpu0, children0 = sim.cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -152,6 +169,7 @@ async def _run(
         raise SystemExit(f"{trigger} run failed: {summary.error}")
     return {
         "wall_s": round(wall, 2),
+        "inventory_wall_s": round(plugin.inventory_s, 2),
         "cpu_s": round(cpu, 2),
         "writer_cpu_s": round(writer_cpu, 2),
         "sim_cpu_s": round(sim.cpu_s() - sim_cpu0, 2),
@@ -178,6 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--telemetry-per-minute", type=int, default=300)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--keep-db", type=Path,
+        help="keep the backfilled database here; if it exists, measure only the next day",
+    )  # fmt: skip
+    parser.add_argument("--next-day-runs", type=int, default=1)
     args = parser.parse_args(argv)
     quiet_logs()
     with (
@@ -185,12 +208,26 @@ def main(argv: list[str] | None = None) -> None:
         serve_sim(args.scale, args.seed, args.telemetry_per_minute) as sim,
     ):
         db = Path(tmp) / "bench.sqlite"
-        backfill = asyncio.run(_run(sim, db, days=args.days, now=NOW, trigger="backfill"))
-        print(f"  backfill: {backfill['wall_s']} s, {backfill['calls']['total']} calls",
-              file=sys.stderr)  # fmt: skip
+        backfill: dict[str, Any] | None = None
+        if args.keep_db is None or not args.keep_db.exists():
+            backfill = asyncio.run(_run(sim, db, days=args.days, now=NOW, trigger="backfill"))
+            print(f"  backfill: {backfill['wall_s']} s, {backfill['calls']['total']} calls",
+                  file=sys.stderr)  # fmt: skip
+            if args.keep_db is not None:
+                shutil.copyfile(db, args.keep_db)
         tomorrow = NOW + dt.timedelta(days=1)
         sim.set_now(tomorrow)
-        next_day = asyncio.run(_run(sim, db, days=args.days, now=tomorrow, trigger="schedule"))
+        runs = []
+        for _ in range(args.next_day_runs):  # each from the backfilled database
+            shutil.copyfile(args.keep_db or db, Path(tmp) / "next.sqlite")
+            runs.append(
+                asyncio.run(
+                    _run(sim, Path(tmp) / "next.sqlite", days=args.days, now=tomorrow,
+                         trigger="schedule")
+                )
+            )  # fmt: skip
+            print(f"  next day: {runs[-1]['wall_s']} s", file=sys.stderr)
+    next_day = sorted(runs, key=lambda r: float(r["wall_s"]))[len(runs) // 2]
     report = {
         "scale": args.scale,
         "seed": args.seed,
@@ -198,11 +235,13 @@ def main(argv: list[str] | None = None) -> None:
         "telemetry_limit_per_minute": args.telemetry_per_minute,
         "backfill": backfill,
         "next_day": next_day,
+        "next_day_walls_s": [r["wall_s"] for r in runs],
         "targets": TARGETS,
         "met": {
             "next_day_calls": next_day["calls"]["total"] < TARGETS["next_day_calls"],
             "next_day_wall_s": next_day["wall_s"] < TARGETS["next_day_wall_s"],
-            "backfill_wall_s": backfill["wall_s"] < TARGETS["backfill_wall_s"],
+            "backfill_wall_s": backfill is not None
+            and backfill["wall_s"] < TARGETS["backfill_wall_s"],
         },
     }
     write_report(report, args.out)

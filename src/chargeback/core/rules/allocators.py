@@ -62,7 +62,11 @@ NO_IDENTITIES = "no_identities"
 UNKNOWN_PRINCIPAL = "unknown_principal"
 FALLBACK = "fallback_unallocated"
 
-# Plain str values: the engine's fast path takes parts whose cost types are exactly str.
+# The parts carry plain str cost types, which the engine's check accepts as they are
+# (CostType members, from a plugin's own allocator, are converted part by part), and
+# are built in C. Both are the core's own business: a plugin using these functions or
+# writing its own allocator need not know. What each pays: bench/README.md, "building
+# blocks" (bench/alloc_fastpath.py).
 _USAGE = str(CostType.USAGE)
 _SHARED = str(CostType.SHARED)
 _UNALLOCATED_TYPE = str(CostType.UNALLOCATED)
