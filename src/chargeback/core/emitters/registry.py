@@ -8,7 +8,7 @@ emitter with the YAML ``params``. A factory that sets
     make_my_emitter.needs_storage_backend = True
     register("my_emitter", make_my_emitter)
 
-The built-ins ``csv`` and ``prometheus`` are registered lazily by dotted path, so
+The built-ins ``csv``, ``prometheus`` and ``query_rollup`` are registered lazily by dotted path, so
 importing this module imports neither.
 """
 
@@ -29,6 +29,7 @@ EmitterFactory = Callable[..., Emitter]
 _BUILTINS: dict[str, str] = {
     "csv": "chargeback.core.emitters.csv:make_csv_emitter",
     "prometheus": "chargeback.core.emitters.prometheus:make_prometheus_emitter",
+    "query_rollup": "chargeback.core.emitters.query_rollup:make_query_rollup_emitter",
 }
 _factories: dict[str, EmitterFactory] = {}
 

@@ -25,6 +25,7 @@ from chargeback.core.query.source import BillingLine
 from chargeback.core.query.spec import DIMENSIONS, Filter
 from chargeback.core.query.window import Step, Window
 from chargeback.core.storage._util import date_from_text, translate_error
+from chargeback.core.storage.query_rollup import ROLLUPS
 
 __all__ = ["SQLiteQuerySource"]
 
@@ -52,20 +53,72 @@ _LINE_COLUMNS = (
 )
 
 
-def _column(dimension: str) -> str:
+def _column(dimension: str, rollup: str | None = None) -> str:
+    if dimension == "date":
+        return "s.date"
+    if rollup is not None:  # rollup columns are never NULL
+        return f"t.{DIMENSIONS[dimension]}"
     return f"COALESCE(r.{DIMENSIONS[dimension]}, '')"
 
 
-def _filter_sql(filters: Sequence[Filter], params: dict[str, object]) -> str:
-    clauses: list[str] = []
+_CURRENT = """EXISTS (SELECT 1 FROM query_rollup_state AS q WHERE q.tenant_id = s.tenant_id
+    AND q.date = s.date AND q.calc_seq = s.calc_seq)"""
+"""A date whose rollups sum its current calculation."""
+
+
+def _has_rollups(conn: sqlite3.Connection) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'query_rollup_state'"
+    ).fetchone()
+    return found is not None
+
+
+def _group_sql(
+    rollup: str | None,
+    step: Step | None,
+    dimensions: Sequence[str],
+    where: Sequence[tuple[str, str]],
+    *,
+    skip_rolled: bool = False,
+) -> str:
+    """One grouped read: from a rollup table (its current dates) or from the rows."""
+    keys = ", ".join(_column(d, rollup) for d in dimensions)
+    if rollup is None:
+        source = _DATE_ROWS
+        cost, amount = "r.cost_type", "r.amount"
+    else:
+        source = (
+            f"date_state AS s CROSS JOIN {rollup} AS t "
+            "ON t.tenant_id = s.tenant_id AND t.date = s.date"
+        )
+        cost, amount = "t.cost_type", "t.amount"
+    condition = "s.tenant_id = :tenant AND s.date >= :start AND s.date < :end"
+    if rollup is not None:
+        condition += f" AND {_CURRENT}"
+    elif skip_rolled:
+        condition += f" AND NOT {_CURRENT}"
+    filters = _render_filters(where, rollup)
+    return (
+        f"SELECT {_BUCKET[step]} AS bucket, {keys}, {cost}, SUM({amount}) FROM {source} "
+        f"WHERE {condition}{filters} GROUP BY bucket, {keys}, {cost}"
+    )
+
+
+def _filter_sql(filters: Sequence[Filter], params: dict[str, object]) -> list[tuple[str, str]]:
+    """Each filter as (dimension, ``IN (...)`` condition), its values bound in ``params``."""
+    clauses: list[tuple[str, str]] = []
     for i, f in enumerate(filters):
         names = []
         for j, value in enumerate(f.values):
             params[f"f{i}_{j}"] = value
             names.append(f":f{i}_{j}")
         op = "NOT IN" if f.negate else "IN"
-        clauses.append(f" AND {_column(f.dimension)} {op} ({', '.join(names)})")
-    return "".join(clauses)
+        clauses.append((f.dimension, f"{op} ({', '.join(names)})"))
+    return clauses
+
+
+def _render_filters(clauses: Sequence[tuple[str, str]], rollup: str | None) -> str:
+    return "".join(f" AND {_column(d, rollup)} {cond}" for d, cond in clauses)
 
 
 class SQLiteQuerySource:
@@ -101,25 +154,31 @@ class SQLiteQuerySource:
         dimensions: tuple[str, ...],
         filters: tuple[Filter, ...],
     ) -> list[GroupRow]:
-        """See :meth:`~chargeback.core.query.QuerySource.allocation_groups`."""
+        """See :meth:`~chargeback.core.query.QuerySource.allocation_groups`.
+
+        Dates whose rollup (:mod:`.query_rollup`) is current and covers the query's
+        dimensions are read from it; every other date from its rows.
+        """
         params: dict[str, object] = {
             "tenant": tenant_id,
             "start": window.start.isoformat(),
             "end": window.end.isoformat(),
         }
-        keys = ", ".join(_column(d) for d in dimensions)
-        bucket = _BUCKET[step]
-        sql = (
-            f"SELECT {bucket} AS bucket, {keys}, r.cost_type, SUM(r.amount) FROM {_DATE_ROWS} "
-            f"WHERE s.tenant_id = :tenant AND s.date >= :start AND s.date < :end"
-            f"{_filter_sql(filters, params)} "
-            f"GROUP BY bucket, {keys}, r.cost_type"
-        )
+        where = _filter_sql(filters, params)
+        needed = {*dimensions, *(f.dimension for f in filters)}
+        rollup = next((t for t, dims in ROLLUPS.items() if needed <= dims), None)
         width = len(dimensions)
 
         def read(conn: sqlite3.Connection) -> list[GroupRow]:
+            statements = [_group_sql(None, step, dimensions, where)]
+            if rollup is not None and _has_rollups(conn):
+                statements = [
+                    _group_sql(rollup, step, dimensions, where),
+                    _group_sql(None, step, dimensions, where, skip_rolled=True),
+                ]
             return [
                 GroupRow(date_from_text(r[0]), tuple(r[1 : 1 + width]), r[1 + width], r[2 + width])
+                for sql in statements
                 for r in conn.execute(sql, params)
             ]
 
