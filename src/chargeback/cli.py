@@ -8,6 +8,7 @@
     chargeback check-config --config F                       validate, print effective settings
     chargeback reconcile    --config F --tenant T [--from D --to D]   (exit 1 on a mismatch)
     chargeback check        --config F                       health check for Docker/k8s (0/1)
+    chargeback ownership    --config F --tenant T [--date D]  test the ownership rules
     chargeback migrate      --config F                       apply storage migrations, exit
     chargeback export openmetrics --config F --tenant T [--from D --to D] [--output F]
     chargeback copy-db      --from sqlite:///F --to postgresql://...   move without recomputing
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from chargeback import export_cli, storage_cli
+from chargeback import export_cli, ownership_cli, storage_cli
 from chargeback.core.engine.types import RunStatus, RunSummary
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     add("check", "exit 0 when the running daemon is healthy, 1 otherwise")
     storage_cli.add_commands(add)
     export_cli.add_commands(add)
+    ownership_cli.add_commands(add)
     if importlib.util.find_spec("chargeback.demo") is not None:
         demo = add("demo", "start ccloud_sim and the daemon and compute a chargeback")
         importlib.import_module("chargeback.demo").add_arguments(demo)
@@ -122,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": storage_cli.cmd_migrate,
         "copy-db": storage_cli.cmd_copy_db,
         "export": export_cli.cmd_export,
+        "ownership": ownership_cli.cmd_ownership,
     }
     try:
         return commands[args.command](args)

@@ -46,6 +46,7 @@ from chargeback.settings import (
 
 if TYPE_CHECKING:
     from chargeback.core.engine.types import RunSummary
+    from chargeback.core.ownership.report import WindowTeams
     from chargeback.core.reconcile import ReconcileReport
     from chargeback.core.storage.backend import StorageBackend
     from chargeback.service.daemon import Daemon
@@ -378,11 +379,14 @@ class _Totals:
     unallocated: int
     reasons: list[tuple[str, int]]
     report: ReconcileReport
+    teams: WindowTeams
 
 
 async def _totals(storage: StorageBackend, tenant: str, first: dt.date, last: dt.date) -> _Totals:
     """Sum the backfilled window by identity and product; the largest unallocated reasons."""
+    from chargeback.core.ownership.report import window_teams  # noqa: PLC0415
     from chargeback.core.reconcile import build_report  # noqa: PLC0415
+    from chargeback.core.storage.ownership import ownership_store  # noqa: PLC0415
 
     end = last + dt.timedelta(days=1)
     by_identity: dict[str, int] = defaultdict(int)
@@ -404,6 +408,7 @@ async def _totals(storage: StorageBackend, tenant: str, first: dt.date, last: dt
         unallocated=by_identity.get(UNALLOCATED, 0),
         reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:5],
         report=await build_report(storage, tenant, first, end),
+        teams=await window_teams(ownership_store(storage), storage, tenant, first, last),
     )
 
 
@@ -469,12 +474,22 @@ def _tables(totals: _Totals, first: dt.date, last: dt.date) -> list[str]:
     )
     ranked = sorted(totals.by_identity.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP]
     products = sorted(totals.by_product.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP]
+    names, by_team = totals.teams.names, totals.teams.by_team
     return [
         "",
         f"Top identities by cost, {first} .. {last}",
         f"  {'identity':<32} {'cost':>14} {'share':>7}",
-        *(f"  {i:<32} {_money(a):>14} {_share(a, grand):>7}" for i, a in ranked),
+        *(
+            f"  {(i + ' ' + names.get(i, ''))[:32]:<32} {_money(a):>14} {_share(a, grand):>7}"
+            for i, a in ranked
+        ),
         f"  {f'({len(totals.by_identity)} identities)':<32} {_money(grand):>14}",
+        "",
+        "Cost by team (ownership rules; UNASSIGNED: no rule matched)",
+        *(
+            f"  {t:<32} {_money(a):>14} {_share(a, grand):>7}"
+            for t, a in sorted(by_team.items(), key=lambda kv: (-kv[1], kv[0]))
+        ),
         "",
         "Cost by product type",
         *(f"  {t:<32} {_money(a):>14} {_share(a, grand):>7}" for t, a in products),

@@ -110,6 +110,73 @@ class TestShortMode:
         assert "OK" in result.stdout
 
 
+class TestTeams:
+    """The demo's ownership rules map its organization to teams (DESIGN §14)."""
+
+    def test_csv_teams_conserve_and_leave_under_a_tenth_unassigned(
+        self, demo: tuple[Path, str]
+    ) -> None:
+        """Every CSV row has a team; team sums equal the summary's; UNASSIGNED is under 10 %."""
+        workdir, out = demo
+        by_team: dict[str, Decimal] = {}
+        total = Decimal(0)
+        for path in sorted((workdir / "csv" / "demo").glob("*.csv")):
+            with path.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    assert row["team"], row
+                    assert row["currency"] == "USD"
+                    by_team[row["team"]] = by_team.get(row["team"], Decimal(0)) + Decimal(
+                        row["amount"]
+                    )
+                    total += Decimal(row["amount"])
+        assert sum(by_team.values()) == total
+        assert abs(by_team.get("UNASSIGNED", Decimal(0))) < total / 10
+        section = out.split("Cost by team", 1)[1].split("\n\n", 1)[0]
+        printed = dict(re.findall(r"^  (\S+)\s+(-?[\d,.]+)\s", section, re.M))
+        assert {t: _money(a) for t, a in printed.items()} == {
+            t: a.quantize(Decimal("0.01")) for t, a in by_team.items()
+        }
+        assert len(by_team) >= 5  # the sim's organization has eight teams
+
+    def test_rules_agree_with_the_sims_ground_truth(self, demo: tuple[Path, str]) -> None:
+        """Every service account an identity rule maps gets the team ccloud-sim says it has."""
+        import json  # noqa: PLC0415
+
+        workdir, _ = demo
+        truth = subprocess.run(
+            [sys.executable, "-m", "ccloud_sim", "truth", "--seed", "0", "--scale", "small",
+             "--teams"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        owners = json.loads(truth.stdout)["owners"]
+        checked = 0
+        for path in sorted((workdir / "csv" / "demo").glob("*.csv")):
+            with path.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    if row["identity_id"].startswith("sa-") and row["team"] != "UNASSIGNED":
+                        owner = owners.get(row["identity_id"])
+                        if owner and owner["signal"] and not owner.get("previous_team"):
+                            assert row["team"] == owner["team"], row
+                            checked += 1
+        assert checked > 100
+
+    def test_rule_tester_on_the_demo_database(self, demo: tuple[Path, str]) -> None:
+        """`chargeback ownership` lists every identity with its team and rule, then leaks."""
+        workdir, _ = demo
+        env = {**os.environ, "CHARGEBACK_STORAGE__PATH": str(workdir / "chargeback.db")}
+        result = subprocess.run(
+            _chargeback("ownership", "--config", str(SETTINGS), "--tenant", "demo"),
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        assert re.search(r"^identities \(\d+\)$", out, re.M)
+        assert re.search(
+            r"^  service_account\s+sa-\S+\s+.*\s(sa-description|sa-svc-name)$", out, re.M
+        )
+        assert re.search(r"^unmapped cost \d{4}-\d\d-\d\d \.\. \d{4}-\d\d-\d\d: ", out, re.M)
+
+
 class TestServing:
     """Without ``--exit-after-run`` the demo serves the daemon's endpoints until SIGINT."""
 

@@ -114,9 +114,12 @@ def parse_identity(
         text(item.get("display_name")) or text(field_at(item, "spec", "display_name"))
         or text(item.get("full_name")) or text(item.get("email"))
     )  # fmt: skip
+    # The description is where Confluent Cloud often says who owns a service account,
+    # an API key or a pool: ownership rules can read it (DESIGN §14).
+    desc = text(item.get("description")) or text(field_at(item, "spec", "description"))
     return Identity(
         iid, itype, name, owner_id, resource_id, created, deleted,
-        {k: v for k, v in (attrs or {}).items() if v is not None},
+        {k: v for k, v in {**(attrs or {}), "description": desc}.items() if v is not None},
     )  # fmt: skip
 
 
