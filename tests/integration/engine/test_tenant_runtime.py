@@ -683,3 +683,80 @@ class TestEmitterFailure:
         assert again.emitted == len(WINDOW)
         assert await storage.pending_emissions("acme", "jsonl") == []
         assert len(list((tmp_path / "jsonl").glob("*.json"))) == len(WINDOW)
+
+
+class TestUsageSeam:
+    """A run's usage comes only through TenantRuntime.usage_for_run() (engine/usage.py)."""
+
+    async def test_the_pipeline_asks_its_provider_once_per_chunk_and_once_per_date(
+        self, make_runtime: MakeRuntime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """prepare() is called once per chunk with the chunk's first changed date and the
+        run's last date; for_date() once per allocated date, oldest first, after the
+        date's chunk was prepared."""
+        calls: list[tuple[str, dt.date, dt.date | None]] = []
+        rt = make_runtime(chunk_days=3)
+
+        class Recording:
+            def __init__(self, inner: RunUsage) -> None:
+                self.inner = inner
+
+            async def prepare(
+                self, needed: dict[MetricQuery, set[str]], first: dt.date, last: dt.date
+            ) -> None:
+                assert needed  # the example's lines need usage
+                calls.append(("prepare", first, last))
+                await self.inner.prepare(needed, first, last)
+
+            def for_date(self, day: dt.date) -> dict[MetricQuery, UsageTable]:
+                calls.append(("for_date", day, None))
+                return self.inner.for_date(day)
+
+        monkeypatch.setattr(rt, "usage_for_run", lambda: Recording(RunUsage(rt._metrics)))
+        assert (await rt.run()).dates_calculated == len(WINDOW)
+        last = WINDOW[-1]
+        assert calls == [
+            ("prepare", WINDOW[0], last), *(("for_date", d, None) for d in WINDOW[0:3]),
+            ("prepare", WINDOW[3], last), *(("for_date", d, None) for d in WINDOW[3:6]),
+            ("prepare", WINDOW[6], last), ("for_date", WINDOW[6], None),
+        ]  # fmt: skip
+
+    async def test_the_dates_are_split_by_what_the_provider_answers(
+        self,
+        *,
+        make_runtime: MakeRuntime,
+        storage: SQLiteBackend,
+        tmp_path: Path,
+        registry,
+        clock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A provider that answers no usage at all makes the metrics source go unasked
+        and changes the usage-based splits; the plain provider's rows are the metrics'."""
+        await make_runtime().run()
+        other = SQLiteBackend(tmp_path / "no-usage.db")
+        await other.open()
+        try:
+            rt = TenantRuntime(
+                make_runtime().config, registry.create("example"), other, clock=clock
+            )
+
+            class NoUsage:
+                async def prepare(
+                    self, needed: dict[MetricQuery, set[str]], first: dt.date, last: dt.date
+                ) -> None:
+                    return None
+
+                def for_date(self, day: dt.date) -> dict[MetricQuery, UsageTable]:
+                    return {}
+
+            monkeypatch.setattr(rt, "usage_for_run", NoUsage)
+            assert (await rt.run()).status is RunStatus.SUCCESS
+            await rt.aclose()
+            assert state_of(rt).calls["metrics"] == 0
+            with_usage, without = await snapshot(storage), await snapshot(other)
+            assert with_usage != without
+            for day in WINDOW:  # the same lines, conserved either way
+                assert sum(r.amount for r in with_usage[day]) == sum(r.amount for r in without[day])
+        finally:
+            await other.close()

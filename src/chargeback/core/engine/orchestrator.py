@@ -30,7 +30,7 @@ from chargeback.core.engine.allocation import Dispatcher
 from chargeback.core.engine.inventory import Inventory, gather_inventory
 from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
-from chargeback.core.engine.usage import RunUsage
+from chargeback.core.engine.usage import RunUsage, UsageProvider
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (
@@ -322,6 +322,14 @@ class TenantRuntime:
         if requests:
             await storage.complete_reruns([r.request_id for r in requests], self._clock())
 
+    def usage_for_run(self) -> UsageProvider:
+        """The usage seam: where one run's dates get their usage (see engine/usage.py).
+
+        Today a :class:`RunUsage` over the plugin's metrics source, fetching once per
+        query and resource per run; a provider that stores usage replaces it here.
+        """
+        return RunUsage(self._metrics)
+
     async def _calculate(self, summary: RunSummary, plan: RunPlan, emitted: EmitOutcome) -> int:
         """Steps 7-8 for the dates of ``plan``; return the number of dates calculated."""
         assert self._dispatcher is not None  # noqa: S101  (start() ran)
@@ -352,7 +360,7 @@ class TenantRuntime:
             parts,
             plan,
             inventory=self._inventory,
-            usage=RunUsage(self._metrics),
+            usage=self.usage_for_run(),
             summary=summary,
             emitted=emitted,
         )

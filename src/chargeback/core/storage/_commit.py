@@ -4,10 +4,11 @@ Rows arrive as :class:`~chargeback.core.models.ChargebackRow` and lines as
 :class:`~chargeback.core.models.BillingLineItem` named tuples. Their stored columns
 are their fields (:data:`ROW_COLUMNS`, :data:`LINE_COLUMNS`): a field added to
 either type is stored once its migration adds the column, with no other change here.
-The per-row Python work is replacing the date with its text (and, for lines, the
-tenant prepended and the Decimals and attributes encoded); ``executemany`` does the
-rest in C. The whole transaction runs on the connection's thread in one call
-(:func:`write_commit`), or in the writer child (:mod:`._writer`).
+The per-row Python work is a row's fields after its tenant and date behind the
+commit's tenant and date text (for a line, its fields behind the tenant, the date as
+text, the Decimals and attributes encoded); ``executemany`` does the rest in C. The
+whole transaction runs on the connection's thread in one call (:func:`write_commit`),
+or in the writer child (:mod:`._writer`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ LINE_COLUMNS: tuple[str, ...] = ("tenant_id", *BillingLineItem._fields)
 """The ``billing_lines`` columns a commit writes: the tenant, then the line's fields."""
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_ROW_DATE = ChargebackRow._fields.index("date")
+_ROW_KEY = ("tenant_id", "date")
+"""A chargeback row's leading fields, the same for every row of a commit: its parameters
+are the commit's tenant and date text followed by the row's other fields."""
+if ChargebackRow._fields[: len(_ROW_KEY)] != _ROW_KEY:  # pragma: no cover - a type changed
+    raise TypeError(f"ChargebackRow must start with the fields {_ROW_KEY}")
 _row_tenant = attrgetter("tenant_id")
 _row_date = attrgetter("date")
 _row_tenant_and_date = attrgetter("tenant_id", "date")
@@ -124,8 +129,8 @@ def _row_insert(tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow]) -> 
                 f"a chargeback row amount of tenant {tenant_id!r} date {day} does not fit "
                 "a 64-bit integer of minor units"
             )
-    date, at = (day.isoformat(),), _ROW_DATE
-    return Batch("chargeback_rows", ROW_COLUMNS, [r[:at] + date + r[at + 1 :] for r in rows])
+    key, width = (tenant_id, day.isoformat()), len(_ROW_KEY)
+    return Batch("chargeback_rows", ROW_COLUMNS, [key + r[width:] for r in rows])
 
 
 _PLAIN = frozenset({str, int, float, bytes, type(None)})
