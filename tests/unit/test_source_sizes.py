@@ -12,7 +12,15 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "chargeback"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 500
 
-KNOWN_OVERSIZE: dict[str, int] = {}
+KNOWN_OVERSIZE: dict[str, int] = {
+    # Modules other helpers of this session grew past 500 lines while the test landed;
+    # their owners split them next (the sizes are those on main at 06:45 UTC).
+    "core/sources/http.py": 531,  # the retrying, rate-limited HTTP client (building blocks)
+    "core/storage/postgres/backend.py": 506,  # the PostgreSQL backend (issue 22)
+    "demo.py": 512,  # make demo
+    "service/daemon.py": 553,  # the daemon (issue 16)
+    "settings.py": 512,  # the settings models (issue 16)
+}
 """Oversized functions and modules still being split by their owners, with their size
 when this test landed. Each may only shrink: one that grows fails, and one that fits
 the limits must leave this table (so the table itself only shrinks). Keys are
