@@ -86,17 +86,20 @@ def _group_sql(
     if rollup is None:
         source = _DATE_ROWS
         cost, amount = "r.cost_type", "r.amount"
+        condition = "s.tenant_id = :tenant AND s.date >= :start AND s.date < :end"
+        if skip_rolled:
+            condition += f" AND NOT {_CURRENT}"
     else:
+        # The current rollup dates drive the join; the unary + keeps SQLite from carrying
+        # the window's range over to the rollup table, which it would then scan once per
+        # date instead of looking each date up (10x slower on 90 days).
         source = (
-            f"date_state AS s CROSS JOIN {rollup} AS t "
-            "ON t.tenant_id = s.tenant_id AND t.date = s.date"
+            "query_rollup_state AS q CROSS JOIN date_state AS s ON s.tenant_id = q.tenant_id "
+            "AND s.date = q.date AND s.calc_seq = q.calc_seq "
+            f"CROSS JOIN {rollup} AS t ON t.tenant_id = s.tenant_id AND t.date = s.date"
         )
         cost, amount = "t.cost_type", "t.amount"
-    condition = "s.tenant_id = :tenant AND s.date >= :start AND s.date < :end"
-    if rollup is not None:
-        condition += f" AND {_CURRENT}"
-    elif skip_rolled:
-        condition += f" AND NOT {_CURRENT}"
+        condition = "q.tenant_id = :tenant AND +q.date >= :start AND +q.date < :end"
     filters = _render_filters(where, rollup)
     return (
         f"SELECT {_BUCKET[step]} AS bucket, {keys}, {cost}, SUM({amount}) FROM {source} "
