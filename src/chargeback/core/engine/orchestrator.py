@@ -31,6 +31,7 @@ from chargeback.core.engine.inventory import Inventory, gather_inventory
 from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
 from chargeback.core.engine.usage import RunUsage, UsageProvider
+from chargeback.core.money import to_decimal
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (
@@ -254,7 +255,9 @@ class TenantRuntime:
     async def _finish(self, summary: RunSummary, recorded: bool) -> None:
         summary.finished_at = self._clock()
         if summary.status is RunStatus.SUCCESS:
-            log.info("run finished", **summary.counts())
+            counts: dict[str, object] = dict(summary.counts())
+            counts["unallocated"] = str(to_decimal(summary.unallocated))  # currency units
+            log.info("run finished", **counts)
         else:
             log.error("run failed", status=str(summary.status), error=summary.error)
         if not recorded:
