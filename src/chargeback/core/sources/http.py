@@ -35,12 +35,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from chargeback.core.sources._pages import Params, next_request, page_items, plain_url
 from chargeback.core.telemetry import current_telemetry
 from chargeback.errors import AuthenticationError, SourceError
 
@@ -63,7 +64,6 @@ def _unbind(response: httpx.Response) -> None:
 
 
 Sleep = Callable[[float], Awaitable[None]]
-Params = Mapping[str, str | int]
 
 
 class HttpSettings(BaseModel):
@@ -286,9 +286,9 @@ class HttpClient:
                 await self._sleep(wait)
         reason = last.reason if last else "unknown"
         raise SourceError(
-            f"{method} {_plain(url)} failed after {attempts} attempts (last: {reason}); "
+            f"{method} {plain_url(url)} failed after {attempts} attempts (last: {reason}); "
             "the API kept failing, the run will be retried",
-            url=_plain(url),
+            url=plain_url(url),
             status=last.status if last else None,
         )
 
@@ -326,8 +326,8 @@ class HttpClient:
             return not_found
         if status in (401, 403):
             raise AuthenticationError(
-                f"{method} {_plain(url)} was rejected with {status}: {self._auth_hint}",
-                url=_plain(url),
+                f"{method} {plain_url(url)} was rejected with {status}: {self._auth_hint}",
+                url=plain_url(url),
                 status=status,
             )
         if status == 429:
@@ -336,8 +336,8 @@ class HttpClient:
             raise _Retry(str(status), status)
         if status >= 400:
             raise SourceError(
-                f"{method} {_plain(url)} returned {status}: {_error_detail(response)}",
-                url=_plain(url),
+                f"{method} {plain_url(url)} returned {status}: {_error_detail(response)}",
+                url=plain_url(url),
                 status=status,
             )
         try:
@@ -426,9 +426,9 @@ class HttpClient:
             pages += 1
             if pages > self._settings.max_pages:
                 raise SourceError(
-                    f"GET {_plain(url)} returned more than {self._settings.max_pages} pages; "
+                    f"GET {plain_url(url)} returned more than {self._settings.max_pages} pages; "
                     "raise http.max_pages if the listing is really that long",
-                    url=_plain(url),
+                    url=plain_url(url),
                 )
             body = await self.get_json(
                 request[0],
@@ -439,8 +439,8 @@ class HttpClient:
             )
             if body is None:
                 return
-            yield _page_items(url, endpoint, body)
-            request = _next_request(url, params, base, body, seen)
+            yield page_items(url, endpoint, body)
+            request = next_request(url, params, base, body, seen)
 
     async def list_all(
         self,
@@ -459,59 +459,6 @@ class HttpClient:
         ):  # fmt: skip
             items.extend(page)
         return items
-
-
-def _page_items(url: str, endpoint: str, body: object) -> list[dict[str, Any]]:
-    """Return the object items of one listing page; items that are not objects are
-    skipped with a warning, a body that is not an envelope is an error."""
-    if not isinstance(body, dict):
-        raise SourceError(f"GET {_plain(url)} returned a non-object body", url=_plain(url))
-    data = body.get("data") or []
-    if not isinstance(data, list):
-        raise SourceError(f"GET {_plain(url)} returned a non-list 'data'", url=_plain(url))
-    items = [item for item in data if isinstance(item, dict)]
-    if len(items) != len(data):
-        _log.warning(
-            "listing items that are not objects skipped", endpoint=endpoint,
-            skipped=len(data) - len(items), kinds=sorted(
-                {type(i).__name__ for i in data if not isinstance(i, dict)}
-            ),
-        )  # fmt: skip
-    return items
-
-
-def _next_request(
-    url: str, params: Params | None, base: SplitResult, body: Mapping[str, Any], seen: set[str]
-) -> tuple[str, Params | None] | None:
-    """Return the URL and parameters of the page after ``body``, or ``None`` at the end.
-
-    ``metadata.next`` is followed as-is on the first page's host; elsewhere (behind a
-    proxy) its ``page_token`` is re-sent to ``url`` with the original parameters.
-    ``seen`` collects the links followed, so a repeated one is an error, not a loop.
-    """
-    meta = body.get("metadata") or {}
-    nxt = meta.get("next") if isinstance(meta, dict) else None
-    if not nxt or not isinstance(nxt, str):
-        return None
-    if nxt in seen:
-        raise SourceError(
-            f"GET {_plain(url)} paginated in a loop (metadata.next repeated)", url=_plain(url)
-        )
-    seen.add(nxt)
-    split = urlsplit(nxt)
-    if split.netloc == base.netloc and split.scheme == base.scheme:
-        return nxt, None
-    token = parse_qs(split.query).get("page_token", [None])[0]
-    if not token:
-        return None
-    return url, {**(params or {}), "page_token": token}
-
-
-def _plain(url: str) -> str:
-    """Return ``url`` without any userinfo (credentials never reach a message)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _error_detail(response: httpx.Response) -> str:
