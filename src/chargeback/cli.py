@@ -215,6 +215,14 @@ def _cmd_once(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     register_secrets(secret_values(settings))
+    if not settings.enabled_tenants():
+        where = "all of them are disabled" if settings.tenants else "it has none"
+        raise ConfigError(
+            f"{args.config}: no enabled tenant to run ({where}): add one under 'tenants:', "
+            "e.g. tenants: {prod: {ecosystem: confluent_cloud, plugin_settings: {...}}}",
+            source=str(args.config),
+            field="tenants",
+        )
     asyncio.run(validate_settings(settings, str(args.config)))
     again = f"chargeback once --config {args.config} --tenant {{tenant}}"
     return _run_in_process(settings, args.tenant, again=again)

@@ -197,7 +197,7 @@ class TestChangedTenants:
         new = load_settings(
             write(
                 tmp_path,
-                "tenants:\n  a: {ecosystem: x}\n  b: {ecosystem: x, lookback_days: 2}\n"
+                "tenants:\n  a: {ecosystem: x}\n  b: {ecosystem: x, lookback_days: 20}\n"
                 "  c: {ecosystem: x}\n",
                 "new.yaml",
             )

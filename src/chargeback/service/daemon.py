@@ -323,8 +323,21 @@ class Daemon:
             tenants=len(pool),
             http=f"{s.http.host}:{self.http.port}" if self.http else None,
         )
+        if not len(pool):
+            self._warn_no_tenants()
         if s.scheduling.run_missed_on_startup:
             await self._run_missed(pool)
+
+    def _warn_no_tenants(self) -> None:
+        """Say loudly that this daemon calculates nothing until it is given tenants."""
+        source = self.settings_path or "the environment"
+        configured = ", ".join(sorted(self.settings.tenants)) or "none"
+        log.warning(
+            "no tenant to run: this daemon calculates nothing until tenants are added to "
+            f"{source} and it is sent SIGHUP",
+            configured=configured,
+            enabled=0,
+        )
 
     async def _start_http(self, stack: AsyncExitStack) -> None:
         """Serve ``/metrics``, the probes and ``/api/v1/`` (its own read-only storage)."""
@@ -474,6 +487,8 @@ class Daemon:
             changed=changed,
             ownership_reattributed=reattributed,
         )
+        if not len(pool):
+            self._warn_no_tenants()
         return True
 
     # -- health -----------------------------------------------------------------------------

@@ -12,32 +12,34 @@ Every section forbids unknown keys, except a tenant's ``plugin_settings``, which
 tenant's ecosystem plugin validates itself (:func:`validate_settings` runs that check).
 
 Relative paths are relative to the working directory of the process.
+
+The package: the sections and loading here, :mod:`.secrets` (masking, the values the
+log redacts), :mod:`.checks` (the plugins' validation, what a reload changed).
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import re
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chargeback.core.engine.types import TenantConfig
 from chargeback.core.ownership.config import OwnershipSettings
 from chargeback.core.storage.factory import parse_url as parse_storage_url
-from chargeback.core.storage.factory import redact_url, url_password
-from chargeback.errors import ConfigError, PluginLoadError
-from chargeback.logging import SECRET_KEY_PATTERN
+from chargeback.errors import ConfigError
 from chargeback.service.scheduling import cron_trigger
-
-if TYPE_CHECKING:
-    from chargeback.core.plugin.registry import PluginRegistry
+from chargeback.settings.checks import (
+    changed_tenants,
+    plugin_config_error,
+    restart_only_changes,
+    validate_settings,
+)
+from chargeback.settings.secrets import MASK, is_secret_key, masked_settings, secret_values
 
 __all__ = [
     "MASK",
@@ -61,9 +63,6 @@ __all__ = [
 ]
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_ID_KEY = re.compile(r"(^|_)key$", re.I)
-MASK = "**********"
-"""What a secret value is printed as."""
 
 
 class _Section(BaseModel):
@@ -306,10 +305,70 @@ def load_settings(path: str | Path | None) -> AppSettings:
                 f"{source}: expected a mapping of sections at the top, got {type(data).__name__}",
                 source=source,
             )
+    _check_file_tenants(source, data.get("tenants"))  # before the environment's tenants
     try:
-        return AppSettings(**data)
+        settings = AppSettings(**data)
     except pydantic.ValidationError as exc:
         raise _config_error(source, exc, file_tenants=data.get("tenants")) from exc
+    _check_windows(source, settings)
+    return settings
+
+
+def _check_file_tenants(source: str, tenants: object) -> None:
+    """Name a ``tenants:`` of the wrong shape or a bad tenant name in the file itself.
+
+    Checked before pydantic sees the environment: a ``CHARGEBACK_TENANTS__<NAME>__...``
+    variable would otherwise make the first problem reported "tenant not in the file".
+    """
+    if tenants is None:
+        return
+    if not isinstance(tenants, dict):
+        raise ConfigError(
+            f"{source}: invalid settings: tenants: expected a mapping of tenant name to its "
+            f"settings (tenants: {{prod: {{ecosystem: ...}}}}), got a {type(tenants).__name__}",
+            source=source,
+            field="tenants",
+        )
+    for name in tenants:
+        if not isinstance(name, str) or not _TENANT_NAME.match(name):
+            raise ConfigError(
+                f"{source}: invalid settings: tenants: tenant name {name!r} must be lowercase "
+                "letters, digits and '_', starting with a letter or digit (so "
+                "CHARGEBACK_TENANTS__<NAME>__... can address it), e.g. "
+                f"{_suggest_name(str(name))!r}",
+                source=source,
+                field=f"tenants.{name}",
+            )
+
+
+def _suggest_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "prod"
+
+
+def _check_windows(source: str, settings: AppSettings) -> None:
+    """Refuse day windows that calculate nothing: ``cutoff_days`` must be below ``lookback_days``.
+
+    A run calculates ``today - lookback_days`` .. ``today - cutoff_days``: at equal values
+    that is one day, the same one recalculated every run, and above them none.
+    """
+    s = settings.scheduling
+    checks = [("scheduling.cutoff_days", s.lookback_days, s.cutoff_days, "scheduling's")]
+    for name in sorted(settings.tenants):
+        tenant, cfg = settings.tenants[name], settings.tenant_config(name)
+        if tenant.cutoff_days is None and tenant.lookback_days is None:
+            continue  # the defaults, checked above
+        key = "cutoff_days" if tenant.cutoff_days is not None else "lookback_days"
+        checks.append((f"tenants.{name}.{key}", cfg.lookback_days, cfg.cutoff_days, "its"))
+    for field, lookback, cutoff, whose in checks:
+        if cutoff >= lookback:
+            raise ConfigError(
+                f"{source}: invalid settings: {field}: cutoff_days ({cutoff}) must be less than "
+                f"{whose} lookback_days ({lookback}): a run calculates the dates from today - "
+                "lookback_days to today - cutoff_days, so this window calculates "
+                + ("one day only" if cutoff == lookback else "nothing"),
+                source=source,
+                field=field,
+            )
 
 
 def _config_error(
@@ -330,183 +389,3 @@ def _config_error(
         problems.append((path, msg))
     lines = "; ".join(f"{p}: {m}" for p, m in problems)
     return ConfigError(f"{source}: invalid settings: {lines}", source=source, field=problems[0][0])
-
-
-def plugin_config_error(source: str, tenant: str, exc: pydantic.ValidationError) -> ConfigError:
-    """Name the bad ``tenants.<tenant>.plugin_settings.<field>`` of a plugin's validation."""
-    problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        path = f"tenants.{tenant}.plugin_settings" + (f".{loc}" if loc else "")
-        msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append((path, msg))
-    lines = "; ".join(f"{p}: {m}" for p, m in problems)
-    return ConfigError(f"{source}: invalid settings: {lines}", source=source, field=problems[0][0])
-
-
-# -- secrets ------------------------------------------------------------------------------
-
-
-def is_secret_key(key: str) -> bool:
-    """Return whether a settings key names a secret (``api_secret``, ``password``, ...)."""
-    return bool(SECRET_KEY_PATTERN.search(key))
-
-
-def _mask_value(key: str, value: Any) -> Any:
-    if isinstance(value, SecretStr) or (is_secret_key(key) and value not in (None, "")):
-        return MASK
-    if isinstance(value, Mapping):
-        return {k: _mask_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_value(key, v) for v in value]
-    if isinstance(value, str) and _ID_KEY.search(key) and len(value) > 4:
-        return value[:4] + "..."  # an API key id: enough to recognise, not to use
-    return value
-
-
-def masked_settings(settings: AppSettings) -> dict[str, Any]:
-    """Return the effective settings as plain data with every secret masked.
-
-    Masks every ``SecretStr`` and every value whose key looks secret (``secret``,
-    ``password``, ``token``, ...); API key ids (keys ending in ``key``) keep their
-    first four characters.
-    """
-    raw = settings.model_dump(mode="python")
-    if raw["storage"]["url"] is not None:  # a database URL may carry its password
-        raw["storage"]["url"] = redact_url(raw["storage"]["url"])
-    result: dict[str, Any] = _jsonable(_mask_value("", raw))
-    return result
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def secret_values(settings: AppSettings) -> set[str]:
-    """Return every secret string in the settings, for the log redaction processor.
-
-    Includes each plugin's ``api_key:api_secret`` pair in HTTP Basic form (base64), so
-    an ``Authorization`` header that slipped into a log line is caught too.
-    """
-    found: set[str] = set()
-
-    def walk(key: str, value: Any) -> None:
-        if isinstance(value, SecretStr):
-            found.add(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            for k in type(value).model_fields:
-                walk(k, getattr(value, k))
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(str(k), v)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                walk(key, v)
-        elif isinstance(value, str) and is_secret_key(key):
-            found.add(value)
-
-    walk("", settings)
-    if settings.storage.url is not None:
-        found.update(url_password(settings.storage.url))
-        found.add(os.environ.get("PGPASSWORD", ""))  # libpq's password, if it is used
-    for tenant in settings.tenants.values():
-        ps = tenant.plugin_settings
-        key, secret = ps.get("api_key"), ps.get("api_secret")
-        if isinstance(key, str) and isinstance(secret, str):
-            found.add(base64.b64encode(f"{key}:{secret}".encode()).decode())
-    return {s for s in found if len(s) >= 4}
-
-
-def changed_tenants(old: AppSettings, new: AppSettings) -> tuple[list[str], list[str], list[str]]:
-    """Return the enabled tenants ``(added, removed, changed)`` from ``old`` to ``new``.
-
-    A tenant whose settings or effective defaults differ counts as changed.
-    """
-    before, after = set(old.enabled_tenants()), set(new.enabled_tenants())
-    changed = [
-        n
-        for n in sorted(before & after)
-        if old.tenant_config(n) != new.tenant_config(n)
-        or old.tenant_schedule(n) != new.tenant_schedule(n)
-    ]
-    return sorted(after - before), sorted(before - after), changed
-
-
-def restart_only_changes(old: AppSettings, new: AppSettings) -> list[str]:
-    """Return the sections that changed but take effect only after a restart."""
-    sections: Iterable[str] = ("storage", "http", "daemon", "emitters", "plugins_path")
-    out = [s for s in sections if getattr(old, s) != getattr(new, s)]
-    if old.scheduling.max_concurrent_tenants != new.scheduling.max_concurrent_tenants:
-        out.append("scheduling.max_concurrent_tenants")
-    return out
-
-
-# -- checks against the plugins ------------------------------------------------------------
-
-
-async def validate_settings(
-    settings: AppSettings, source: str, *, registry: PluginRegistry | None = None
-) -> PluginRegistry:
-    """Check what pydantic cannot: ecosystems, emitter types and every plugin_settings.
-
-    Each enabled tenant's plugin is created, initialized with its ``plugin_settings``
-    (the plugin's own pydantic validation) and closed again.
-
-    Returns:
-        The plugin registry used, for the caller to create the real plugins from.
-
-    Raises:
-        ConfigError: naming the file, the field path and the problem.
-    """
-    from chargeback.core.emitters import registry as emitter_registry  # noqa: PLC0415
-    from chargeback.core.plugin.registry import PluginRegistry  # noqa: PLC0415
-
-    if registry is None:
-        registry = PluginRegistry.discover(settings.plugins_path)
-    known_emitters = emitter_registry.registered()
-    for i, em in enumerate(settings.emitters):
-        if em.type not in known_emitters:
-            raise ConfigError(
-                f"{source}: invalid settings: emitters.{i}.type: unknown emitter type "
-                f"{em.type!r}; known: {', '.join(sorted(known_emitters))}",
-                source=source,
-                field=f"emitters.{i}.type",
-            )
-    known = registry.names()
-    for name in settings.enabled_tenants():
-        tenant = settings.tenants[name]
-        field = f"tenants.{name}.ecosystem"
-        if tenant.ecosystem not in known:
-            why = registry.errors.get(tenant.ecosystem)
-            detail = f" (it failed to load: {why})" if why else ""
-            raise ConfigError(
-                f"{source}: invalid settings: {field}: unknown ecosystem {tenant.ecosystem!r}"
-                f"{detail}; known: {', '.join(sorted(known)) or '(none)'}",
-                source=source,
-                field=field,
-            )
-        try:
-            plugin = registry.create(tenant.ecosystem)
-        except PluginLoadError as exc:
-            raise ConfigError(
-                f"{source}: invalid settings: {field}: {exc}", source=source, field=field
-            ) from exc
-        try:
-            plugin.initialize(dict(tenant.plugin_settings))
-        except pydantic.ValidationError as exc:
-            raise plugin_config_error(source, name, exc) from exc
-        except ConfigError as exc:
-            raise ConfigError(
-                f"{source}: invalid settings: tenants.{name}.plugin_settings: {exc}",
-                source=source,
-                field=exc.field or f"tenants.{name}.plugin_settings",
-            ) from exc
-        finally:
-            await plugin.close()
-    return registry
