@@ -41,24 +41,30 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from prometheus_client import CollectorRegistry
 
-from chargeback.core.emitters import registry as emitter_registry
-from chargeback.core.emitters.prometheus import PrometheusEmitter
-from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary
+from chargeback.core.engine.types import RunSummary
 from chargeback.core.plugin.registry import PluginRegistry
 from chargeback.core.storage.backend import StorageBackend
 from chargeback.core.storage.factory import make_backend
 from chargeback.core.telemetry import set_telemetry
-from chargeback.errors import ChargebackError, ConfigError
+from chargeback.errors import ConfigError
 from chargeback.logging import configure_logging, register_secrets
 from chargeback.service import api, gcpolicy, ui
 from chargeback.service.exposition import DaemonExposition
 from chargeback.service.heartbeat import HeartbeatWriter
 from chargeback.service.http import HttpServer, make_app
+from chargeback.service.lifecycle import (
+    open_emitters,
+    outcome_of,
+    run_missed,
+    stop_signals,
+    wait_unless_stopped,
+    warn_no_tenants,
+)
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.service.pidfile import remove_pid, write_pid
 from chargeback.service.replicas import start_leases
-from chargeback.service.scheduling import TenantScheduler, missed_run
-from chargeback.service.tenants import CountingEmitter, TenantPool
+from chargeback.service.scheduling import TenantScheduler
+from chargeback.service.tenants import TenantPool
 from chargeback.settings import (
     AppSettings,
     changed_tenants,
@@ -179,43 +185,15 @@ class Daemon:
             pool = await self._open_core(names)
             self.state = DaemonState.RUNNING
             if self.handle_signals:
-                self._install_stop_signals()
+                stop_signals(self.handle_stop_signal)
             keys = {n: pool.request_run(n, "once") for n in names}
             tasks = {n: pool.tasks[k] for n, k in keys.items() if k is not None}
-            await self._wait_unless_stopped(list(tasks.values()))
+            await wait_unless_stopped(self._need(self._stop), list(tasks.values()))
         finally:
             await self.aclose()
             if self.handle_signals:
-                self._remove_stop_signals()
-        return [self._summary_of(name, tasks.get(name)) for name in names]
-
-    async def _wait_unless_stopped(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
-        """Wait for ``tasks`` until they are done or a stop was asked (then aclose drains)."""
-        stop = asyncio.create_task(self._need(self._stop).wait(), name="stop-wait")
-        pending: set[asyncio.Future[Any]] = set(tasks)
-        try:
-            while pending and not stop.done():
-                _, pending = await asyncio.wait(
-                    {*pending, stop}, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending.discard(stop)
-        finally:
-            await self._cancel(stop)
-
-    def _summary_of(self, name: str, task: asyncio.Task[Any] | None) -> RunSummary:
-        """The summary a ``once`` run's task returned, or a failed one saying it did not."""
-        ok = task is not None and not task.cancelled() and task.exception() is None
-        result = task.result() if ok and task is not None else None
-        if isinstance(result, RunSummary):
-            return result
-        return RunSummary(
-            run_id="-",
-            tenant_id=name,
-            trigger="once",
-            started_at=self._clock(),
-            status=RunStatus.FAILED,
-            error="run did not finish (see log)",
-        )
+                stop_signals(None)
+        return [outcome_of(name, tasks.get(name), self._clock) for name in names]
 
     # -- start-up -------------------------------------------------------------------------
     async def _open_core(self, tenants: Sequence[str]) -> TenantPool:
@@ -236,7 +214,7 @@ class Daemon:
         interrupted = await storage.interrupt_stale_runs(self._clock())
         if interrupted:
             log.warning("runs of a stopped process marked interrupted", runs=interrupted)
-        emitters = await self._open_emitters(storage, stack)
+        emitters = await open_emitters(s, storage, stack, self._exposition, self.metrics)
         # PostgreSQL: replicas share the tenants, each run under its lease (DESIGN §18).
         self.leases = await start_leases(storage, s, self._lease_wanted, self.registry, stack)
 
@@ -257,23 +235,6 @@ class Daemon:
             await pool.add(name, s)
         gcpolicy.freeze_start_up()  # start-up is over (only if the CLI configured it)
         return pool
-
-    async def _open_emitters(
-        self, storage: StorageBackend, stack: AsyncExitStack
-    ) -> list[NamedEmitter]:
-        """Create the configured emitters; ``prometheus`` ones also feed ``/metrics``."""
-        s = self.settings
-        emitters: list[NamedEmitter] = []
-        for em in s.emitters:
-            emitter = emitter_registry.create(em.type, em.params, storage_backend=storage)
-            if isinstance(emitter, PrometheusEmitter):
-                emitter.set_tenants(s.enabled_tenants())
-                # Served from its cached text by exposition(), not through the registry.
-                self._exposition.emitters.append(emitter)
-                stack.callback(self._exposition.emitters.remove, emitter)
-                await emitter.refresh()
-            emitters.append(NamedEmitter(em.name, CountingEmitter(em.name, emitter, self.metrics)))
-        return emitters
 
     def exposition(self) -> bytes:
         """Return ``/metrics``: the service metrics, then the chargeback series."""
@@ -324,20 +285,9 @@ class Daemon:
             http=f"{s.http.host}:{self.http.port}" if self.http else None,
         )
         if not len(pool):
-            self._warn_no_tenants()
+            warn_no_tenants(self.settings, self.settings_path)
         if s.scheduling.run_missed_on_startup:
-            await self._run_missed(pool)
-
-    def _warn_no_tenants(self) -> None:
-        """Say loudly that this daemon calculates nothing until it is given tenants."""
-        source = self.settings_path or "the environment"
-        configured = ", ".join(sorted(self.settings.tenants)) or "none"
-        log.warning(
-            "no tenant to run: this daemon calculates nothing until tenants are added to "
-            f"{source} and it is sent SIGHUP",
-            configured=configured,
-            enabled=0,
-        )
+            await run_missed(pool, self._clock())
 
     async def _start_http(self, stack: AsyncExitStack) -> None:
         """Serve ``/metrics``, the probes and ``/api/v1/`` (its own read-only storage)."""
@@ -351,19 +301,6 @@ class Daemon:
         self.http = HttpServer(app, s.http.host, s.http.port)
         await self.http.start()
         stack.push_async_callback(self.http.aclose)
-
-    async def _run_missed(self, pool: TenantPool) -> None:
-        """Run each tenant whose last success is older than its latest scheduled time."""
-        now = self._clock()
-        for name in pool.names():
-            try:
-                last = await pool.last_success(name)
-            except ChargebackError as exc:
-                log.warning("run history unreadable", tenant_id=name, error=str(exc))
-                continue
-            if missed_run(pool.schedule_of(name), last, now):
-                log.info("missed run", tenant_id=name, last_success=last)
-                pool.request_run(name, "missed")
 
     # -- scheduling -------------------------------------------------------------------------
     def _schedule(self, name: str, schedule: str) -> None:
@@ -391,16 +328,6 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.handle_stop_signal, signal.SIGINT)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         loop.add_signal_handler(signal.SIGUSR1, self._on_usr1)
-
-    def _install_stop_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.handle_stop_signal, sig)
-
-    def _remove_stop_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
 
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -488,7 +415,7 @@ class Daemon:
             ownership_reattributed=reattributed,
         )
         if not len(pool):
-            self._warn_no_tenants()
+            warn_no_tenants(self.settings, self.settings_path)
         return True
 
     # -- health -----------------------------------------------------------------------------
