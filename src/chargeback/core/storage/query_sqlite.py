@@ -179,11 +179,15 @@ class SQLiteQuerySource:
                     _group_sql(rollup, step, dimensions, where),
                     _group_sql(None, step, dimensions, where, skip_rolled=True),
                 ]
-            return [
-                GroupRow(date_from_text(r[0]), tuple(r[1 : 1 + width]), r[1 + width], r[2 + width])
-                for sql in statements
-                for r in conn.execute(sql, params)
-            ]
+            days: dict[str, dt.date] = {}  # a few distinct buckets, parsed once each
+            out: list[GroupRow] = []
+            for sql in statements:
+                for r in conn.execute(sql, params):
+                    day = days.get(r[0])
+                    if day is None:
+                        day = days[r[0]] = date_from_text(r[0])
+                    out.append(GroupRow(day, tuple(r[1 : 1 + width]), r[1 + width], r[2 + width]))
+            return out
 
         return await self._run(f"allocation query of tenant {tenant_id}", read)
 
