@@ -16,6 +16,7 @@ from chargeback.core.sources.http import (
     HttpClient,
     HttpSettings,
     RateLimit,
+    SharedRatePool,
     retry_after_seconds,
 )
 from chargeback.core.sources.prometheus import PrometheusSettings, PrometheusSource
@@ -28,6 +29,7 @@ __all__ = [
     "PrometheusSettings",
     "PrometheusSource",
     "RateLimit",
+    "SharedRatePool",
     "day_of",
     "parse_decimal",
     "retry_after_seconds",

@@ -32,6 +32,7 @@ import json
 import math
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,14 @@ from chargeback.core.sources._pages import Params, next_request, page_items, pla
 from chargeback.core.telemetry import current_telemetry
 from chargeback.errors import AuthenticationError, SourceError
 
-__all__ = ["Credentials", "HttpClient", "HttpSettings", "RateLimit", "retry_after_seconds"]
+__all__ = [
+    "Credentials",
+    "HttpClient",
+    "HttpSettings",
+    "RateLimit",
+    "SharedRatePool",
+    "retry_after_seconds",
+]
 
 _log = structlog.get_logger(__name__)
 
@@ -128,6 +136,36 @@ class _HostLimits:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+class SharedRatePool:
+    """A rate limit shared by every :class:`HttpClient` given it, in this process.
+
+    For an API whose limit counts every request from one IP, whichever tenant's
+    credentials it carries (the Confluent Metrics API: 300 a minute per IP): the
+    clients of all tenants of a daemon take their turns from one pool. Its state is
+    kept per event loop (asyncio's locks belong to one loop).
+    """
+
+    __slots__ = ("_by_loop", "rate")
+
+    def __init__(self, rate: RateLimit) -> None:
+        self.rate = rate
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _HostLimits] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _limits(self, max_concurrency: int) -> _HostLimits:
+        loop = asyncio.get_running_loop()
+        found = self._by_loop.get(loop)
+        if found is None:
+            found = _HostLimits(
+                semaphore=asyncio.Semaphore(max_concurrency),
+                rate=self.rate,
+                starts=collections.deque(maxlen=self.rate.requests),
+            )
+            self._by_loop[loop] = found
+        return found
+
+
 class _Retry(Exception):  # noqa: N818  (internal control flow, never escapes)
     def __init__(self, reason: str, status: int | None, wait: float | None = None) -> None:
         super().__init__(reason)
@@ -175,7 +213,8 @@ class HttpClient:
             instead of by its host: an API with a documented limit of its own (the
             Confluent Metrics API: 300 requests per minute per IP) keeps to it even
             where it shares a host with other APIs (a proxy, the simulator). A
-            request naming a pool that is not configured is paced by its host.
+            request naming a pool that is not configured is paced by its host. A
+            :class:`SharedRatePool` is shared with the other clients given it.
     """
 
     def __init__(
@@ -188,7 +227,7 @@ class HttpClient:
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         auth_hint: str = _DEFAULT_AUTH_HINT,
-        rate_pools: Mapping[str, RateLimit | None] | None = None,
+        rate_pools: Mapping[str, RateLimit | SharedRatePool | None] | None = None,
     ) -> None:
         self._creds = credentials
         self._rate_pools = dict(rate_pools or {})
@@ -360,7 +399,10 @@ class HttpClient:
         """The limits of a named rate pool (its own rate, ``max_concurrency``), if any."""
         if name not in self._rate_pools:
             return None
-        return self._limiter(f"pool {name}", self._rate_pools[name])
+        pool = self._rate_pools[name]
+        if isinstance(pool, SharedRatePool):
+            return pool._limits(self._settings.max_concurrency)
+        return self._limiter(f"pool {name}", pool)
 
     def _limiter(self, key: str, rate: RateLimit | None) -> _HostLimits:
         limits = self._hosts.get(key)

@@ -68,8 +68,9 @@ class MetricsSettings(_Strict):
     """Metrics API request starts in any minute, whatever its host (at once, then as
     the oldest of them turn a minute old). The API allows 300 per minute per IP
     (reference §4.3); the default keeps a margin for requests that arrive closer
-    together than they left. Tenants that share an IP share that limit: give each its
-    part. ``null``: the host's ``http.requests_per_second`` applies instead."""
+    together than they left. The tenants of one process with the same value share one
+    such limit (it is per IP); several processes behind one IP must divide it.
+    ``null``: the host's ``http.requests_per_second`` applies instead."""
     resources_per_query: int = Field(default=100, ge=1, le=1000)
     """Resources (clusters, compute pools) asked for in one Metrics API query: an OR of
     their ids, grouped by resource and principal, paged by ``limit``. The reference

@@ -9,7 +9,13 @@ import httpx
 import structlog
 
 from chargeback.core.rules import FallbackAllocator
-from chargeback.core.sources import Credentials, HttpClient, PrometheusSource, RateLimit
+from chargeback.core.sources import (
+    Credentials,
+    HttpClient,
+    PrometheusSource,
+    RateLimit,
+    SharedRatePool,
+)
 from chargeback.errors import PluginError
 from chargeback.plugins.confluent_cloud.config import CCloudSettings
 from chargeback.plugins.confluent_cloud.cost_input import CCloudCostInput
@@ -155,10 +161,21 @@ class ConfluentCloudPlugin:
             await self._client.aclose()
 
 
-def _rate_pools(settings: CCloudSettings) -> dict[str, RateLimit | None]:
-    """The Metrics API's rate pool: ``metrics.requests_per_minute`` in any minute (none:
-    its requests are paced by their host's ``http.requests_per_second``)."""
+_METRICS_POOLS: dict[int, SharedRatePool] = {}
+"""The Metrics API's pools by ``metrics.requests_per_minute``: its limit is per IP, so
+the tenants of one process with the same setting share one pool."""
+
+
+def _rate_pools(settings: CCloudSettings) -> dict[str, SharedRatePool]:
+    """The Metrics API's rate pool: ``metrics.requests_per_minute`` in any minute, for
+    every tenant of this process together (none: its requests are paced by their
+    host's ``http.requests_per_second``)."""
     per_minute = settings.metrics.requests_per_minute
     if per_minute is None:
         return {}
-    return {RATE_POOL: RateLimit(requests=per_minute, per_s=60.0)}
+    pool = _METRICS_POOLS.get(per_minute)
+    if pool is None:
+        pool = _METRICS_POOLS[per_minute] = SharedRatePool(
+            RateLimit(requests=per_minute, per_s=60.0)
+        )
+    return {RATE_POOL: pool}

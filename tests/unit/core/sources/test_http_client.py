@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 from collections import Counter
@@ -16,6 +17,7 @@ from chargeback.core.sources import (
     HttpClient,
     HttpSettings,
     RateLimit,
+    SharedRatePool,
     retry_after_seconds,
 )
 from chargeback.core.telemetry import set_telemetry
@@ -244,6 +246,55 @@ class TestLimits:
         await client.request_json("GET", "http://h/x", endpoint="/x", pool="unknown")
         # the fake sleep lets no time pass: starts booked at 0, 0, 1, 1, 2
         assert sleeps == pytest.approx([1.0, 1.0, 2.0], abs=0.1)
+
+    async def test_a_shared_pool_is_one_limit_for_every_client_given_it(self) -> None:
+        """Two clients (two tenants) given one SharedRatePool take their turns from it
+        together: 2 in any second between them, not 2 each."""
+        sleeps: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        pool = SharedRatePool(RateLimit(requests=2, per_s=1.0))
+        clients = [
+            HttpClient(
+                Credentials(f"KEY{i}", SecretStr(SECRET)),
+                HttpSettings(requests_per_second=None),
+                transport=httpx.MockTransport(FakeAPI()),
+                sleep=fake_sleep,
+                rate_pools={"metrics": pool},
+            )
+            for i in range(2)
+        ]
+        for _ in range(2):
+            for client in clients:
+                await client.request_json("POST", "http://h/q", endpoint="/q", pool="metrics")
+        assert sleeps == pytest.approx([1.0, 1.0], abs=0.1)
+
+    def test_a_shared_pool_keeps_its_turns_per_event_loop(self) -> None:
+        """A new event loop starts with the pool's turns unused (asyncio's locks belong
+        to one loop; a process runs one daemon loop)."""
+        pool = SharedRatePool(RateLimit(requests=1, per_s=3600.0))
+        waits: list[float] = []
+
+        async def two_requests() -> None:
+            async def fake_sleep(seconds: float) -> None:
+                waits.append(seconds)
+
+            client = HttpClient(
+                Credentials("KEY", SecretStr(SECRET)),
+                HttpSettings(requests_per_second=None),
+                transport=httpx.MockTransport(FakeAPI()),
+                sleep=fake_sleep,
+                rate_pools={"metrics": pool},
+            )
+            for _ in range(2):
+                await client.request_json("POST", "http://h/q", endpoint="/q", pool="metrics")
+
+        for _ in range(2):
+            with asyncio.Runner() as runner:
+                runner.run(two_requests())
+        assert waits == pytest.approx([3600.0, 3600.0], abs=1.0)  # one wait per loop
 
     def test_rate_limit_per_second(self) -> None:
         """``per_second`` spaces starts evenly; ``None`` is no limit."""

@@ -265,3 +265,26 @@ class TestMetricsRateLimit:
             .fetch(METRIC_QUERIES["cfu"], ids, D1, D3)
         )
         assert sleeps == []  # the host's limit, off here
+
+    async def test_the_tenants_of_a_process_share_the_metrics_limit(self) -> None:
+        """The limit is per IP, so two tenants with the same ``requests_per_minute`` take
+        their Metrics API turns from one pool: 2 a minute between them."""
+        sleeps: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        sources = []
+        for key in ("TENANT1", "TENANT2"):
+            p = ConfluentCloudPlugin(
+                transport=httpx.MockTransport(FakeMetricsAPI()), sleep=fake_sleep
+            )
+            p.initialize(
+                {"api_key": key, "api_secret": "S", "base_url": "http://sim",
+                 "telemetry_url": "http://sim", "http": {"requests_per_second": None},
+                 "metrics": {"requests_per_minute": 2}}
+            )  # fmt: skip
+            sources.append(p.get_metrics_source())
+        for source in sources:  # 2 requests (pages) each
+            await source.fetch(METRIC_QUERIES["cfu"], ["lfcp-1"], D1, D3)
+        assert sleeps == pytest.approx([60, 60], abs=0.5)
