@@ -19,7 +19,10 @@ QUERIES = [
     {"aggregate": "identity", "limit": "10000"},
     {"aggregate": "cost_type", "filter": "product_type:KAFKA_NETWORK_READ,KAFKA_BASE"},
     {"aggregate": "identity", "step": "1w", "filter": "cost_type!:shared", "limit": "10000"},
+    {"aggregate": "team", "step": "1d", "limit": "10000"},
+    {"aggregate": "team,cost_type", "filter": "team!:UNASSIGNED", "limit": "10000"},
 ]
+TEAM_QUERY = 4
 
 
 async def answers(api: Api) -> list[Any]:
@@ -71,6 +74,32 @@ class TestRollups:
         assert tampered[1] == before[1]  # the identity rollup is untouched
         with closing(sqlite3.connect(api.path)) as conn:  # as a recalculation would
             conn.execute("UPDATE date_state SET calc_seq = calc_seq + 1 WHERE date = ?", (day,))
+            conn.commit()
+        # (the team queries now find the day's attribution outdated too: not compared)
+        assert (await answers(api))[:TEAM_QUERY] == before[:TEAM_QUERY]
+
+    async def test_team_rollups_follow_the_attribution(self, make_api: Any) -> None:
+        """A tampered team rollup is read; once the attribution's rule version moves, not."""
+        api: Api = await make_api()
+        before = await answers(api)
+        await roll_up_everything(api)
+        day = LAST_DAY.isoformat()
+        with closing(sqlite3.connect(api.path)) as conn:
+            (versions,) = conn.execute(
+                "SELECT COUNT(*) FROM query_rollup_state WHERE team_rule_version IS NOT NULL"
+            ).fetchone()
+            assert versions == 8
+            conn.execute(
+                "UPDATE query_rollup_team SET amount = amount + 1 WHERE date = ? AND team = ?",
+                (day, "payments"),
+            )
+            conn.commit()
+        tampered = await answers(api)
+        assert tampered[TEAM_QUERY] != before[TEAM_QUERY]
+        with closing(sqlite3.connect(api.path)) as conn:  # as a rule change would
+            conn.execute(
+                "UPDATE ownership_dates SET rule_version = rule_version + 1 WHERE date = ?", (day,)
+            )
             conn.commit()
         assert await answers(api) == before
 

@@ -66,6 +66,20 @@ class QuerySource(Protocol):
         """
         ...
 
+    async def team_rollup_groups(
+        self,
+        tenant_id: str,
+        window: Window,
+        step: Step | None,
+        dimensions: tuple[str, ...],
+        filters: tuple[Filter, ...],
+    ) -> tuple[list[GroupRow], set[dt.date]]:
+        """Groups of the days with a current team rollup, and those days (maybe none).
+
+        Only asked for dimensions and filters within team, cost type and date.
+        """
+        ...
+
     async def billing_lines(
         self, tenant_id: str, line_id: str, days: list[dt.date]
     ) -> list[BillingLine]:

@@ -8,12 +8,16 @@ rollups keep them, per tenant and date:
                          cost_type, amount)                      ~100 groups a day
     query_rollup_identity(tenant_id, date, identity_id, cost_type, amount)
                                                                  ~3.4k groups a day
+    query_rollup_team(tenant_id, date, team, cost_type, amount)  teams x cost types
 
 and ``query_rollup_state(tenant_id, date, calc_seq)`` says which calculation of the
 date they sum. :func:`refresh_rollup` rebuilds one date in one ``BEGIN IMMEDIATE``
 transaction from the date's row range as it stands, reading its ``calc_seq`` inside
 the same transaction, so a rollup is always the exact sum of the rows of the
-calculation it names. Readers (:mod:`.query_sqlite`) use a date's rollup only while
+calculation it names. The team rollup maps the rows' (identity, resource, environment)
+keys through the date's ownership attribution when that attribution is of the same
+calculation, and records its rule version (``team_rule_version``; NULL: none).
+Readers (:mod:`.query_sqlite`) use a date's rollup only while
 that ``calc_seq`` is the date's current one and read the rows otherwise: a rollup can
 be missing or behind, never wrong. The ``query_rollup`` emitter
 (:mod:`chargeback.core.emitters.query_rollup`) refreshes every committed date after
@@ -31,6 +35,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from chargeback.core.ownership.attribution import DateAttribution
+from chargeback.core.ownership.matcher import Key
 from chargeback.core.plugin.protocols import Migration
 from chargeback.core.storage._util import rollback_quietly, translate_error
 from chargeback.core.storage.migrations import apply_migrations, ensure_migrations_table
@@ -66,13 +72,32 @@ CREATE TABLE query_rollup_identity (
 ) WITHOUT ROWID;
 """
 
-ROLLUP_MIGRATIONS = (Migration(1, "daily rollups for the query API", _SCHEMA),)
+_TEAMS = """
+-- Team x cost type per date, from the date's ownership attribution as it stood when the
+-- rollup was refreshed (its rule version recorded: readers use it only while the
+-- attribution is still of that version and of the date's current calculation).
+CREATE TABLE query_rollup_team (
+    tenant_id TEXT NOT NULL,
+    date      TEXT NOT NULL,
+    team      TEXT NOT NULL,
+    cost_type TEXT NOT NULL,
+    amount    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, date, team, cost_type)
+) WITHOUT ROWID;
+ALTER TABLE query_rollup_state ADD COLUMN team_rule_version INTEGER;
+"""
+
+ROLLUP_MIGRATIONS = (
+    Migration(1, "daily rollups for the query API", _SCHEMA),
+    Migration(2, "daily team rollup", _TEAMS),
+)
 
 ROLLUPS: dict[str, frozenset[str]] = {
     "query_rollup_product": frozenset(
         {"product_type", "product_category", "environment", "cost_type", "date"}
     ),
     "query_rollup_identity": frozenset({"identity", "cost_type", "date"}),
+    "query_rollup_team": frozenset({"team", "cost_type", "date"}),
 }
 """Each rollup table and the dimensions (as the API names them) it can answer."""
 
@@ -138,8 +163,62 @@ async def _refresh(conn: aiosqlite.Connection, tenant_id: str, day: dt.date) -> 
                   "seq": seq}  # fmt: skip
         for statement in _REFRESH:
             await conn.execute(statement, params)
+        await _refresh_teams(conn, params)
         await conn.execute("COMMIT")
     except BaseException:
         await rollback_quietly(conn)
         raise
     return seq
+
+
+_KEYS = (
+    "SELECT r.identity_id, COALESCE(r.resource_id, ''), COALESCE(r.env_id, ''), r.cost_type, "
+    "SUM(r.amount) FROM " + _ROWS + " GROUP BY 1, 2, 3, 4"
+)
+
+
+async def _refresh_teams(conn: aiosqlite.Connection, params: dict[str, object]) -> None:
+    """The date's team rollup from its attribution, if that is of the current calculation."""
+    await conn.execute(
+        "DELETE FROM query_rollup_team WHERE tenant_id = :tenant AND date = :date", params
+    )
+    found: list[aiosqlite.Row] = []
+    if await _has_table(conn, "ownership_dates"):
+        found = list(
+            await conn.execute_fetchall(
+                "SELECT rule_version, calc_seq, shares FROM ownership_dates "
+                "WHERE tenant_id = :tenant AND date = :date",
+                params,
+            )
+        )
+    version: int | None = None
+    if found and int(found[0][1]) == params["seq"]:
+        version = int(found[0][0])
+        day = dt.date.fromisoformat(str(params["date"]))
+        att = DateAttribution.decode(str(params["tenant"]), day, version, int(found[0][1]),
+                                     str(found[0][2]))  # fmt: skip
+        teams = {share.key: share.decision.team for share in att.shares}
+        sums: dict[tuple[str, str], int] = {}
+        for identity, resource, env, cost_type, amount in await conn.execute_fetchall(
+            _KEYS, params
+        ):
+            team = teams.get(Key(identity, resource, env))
+            if team is None:  # the attribution does not cover the rows: no team rollup
+                version, sums = None, {}
+                break
+            sums[team, cost_type] = sums.get((team, cost_type), 0) + int(amount)
+        await conn.executemany(
+            "INSERT INTO query_rollup_team VALUES (?, ?, ?, ?, ?)",
+            [(params["tenant"], params["date"], t, c, a) for (t, c), a in sums.items()],
+        )
+    await conn.execute(
+        "UPDATE query_rollup_state SET team_rule_version = ? WHERE tenant_id = ? AND date = ?",
+        (version, params["tenant"], params["date"]),
+    )
+
+
+async def _has_table(conn: aiosqlite.Connection, name: str) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    )
+    return bool(list(rows))

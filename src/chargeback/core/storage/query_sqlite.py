@@ -22,7 +22,7 @@ from typing import TypeVar
 from chargeback.core.models import ChargebackRow
 from chargeback.core.query.aggregate import GroupRow
 from chargeback.core.query.source import BillingLine
-from chargeback.core.query.spec import DIMENSIONS, Filter
+from chargeback.core.query.spec import DIMENSIONS, TEAM, Filter
 from chargeback.core.query.window import Step, Window
 from chargeback.core.storage._util import date_from_text, translate_error
 from chargeback.core.storage.query_rollup import ROLLUPS
@@ -56,6 +56,8 @@ _LINE_COLUMNS = (
 def _column(dimension: str, rollup: str | None = None) -> str:
     if dimension == "date":
         return "s.date"
+    if dimension == TEAM:
+        return "t.team"
     if rollup is not None:  # rollup columns are never NULL
         return f"t.{DIMENSIONS[dimension]}"
     return f"COALESCE(r.{DIMENSIONS[dimension]}, '')"
@@ -66,11 +68,20 @@ _CURRENT = """EXISTS (SELECT 1 FROM query_rollup_state AS q WHERE q.tenant_id = 
 """A date whose rollups sum its current calculation."""
 
 
-def _has_rollups(conn: sqlite3.Connection) -> bool:
+_TEAM_CURRENT = """CROSS JOIN ownership_dates AS o ON o.tenant_id = s.tenant_id
+    AND o.date = s.date AND o.calc_seq = s.calc_seq AND o.rule_version = q.team_rule_version"""
+"""Dates whose team rollup was made from the attribution they still have."""
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'query_rollup_state'"
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     ).fetchone()
     return found is not None
+
+
+def _has_rollups(conn: sqlite3.Connection) -> bool:
+    return _has_table(conn, "query_rollup_state")
 
 
 def _group_sql(
@@ -80,6 +91,7 @@ def _group_sql(
     where: Sequence[tuple[str, str]],
     *,
     skip_rolled: bool = False,
+    dates_only: bool = False,
 ) -> str:
     """One grouped read: from a rollup table (its current dates) or from the rows."""
     keys = ", ".join(_column(d, rollup) for d in dimensions)
@@ -100,7 +112,12 @@ def _group_sql(
         )
         cost, amount = "t.cost_type", "t.amount"
         condition = "q.tenant_id = :tenant AND +q.date >= :start AND +q.date < :end"
+        if rollup == "query_rollup_team":
+            source = source.replace(f"CROSS JOIN {rollup}", f"{_TEAM_CURRENT} CROSS JOIN {rollup}")
     filters = _render_filters(where, rollup)
+    if dates_only:  # the dates a rollup covers: the same joins without the rollup table
+        source = source.rsplit(" CROSS JOIN ", 1)[0]
+        return f"SELECT DISTINCT s.date FROM {source} WHERE {condition}"
     return (
         f"SELECT {_BUCKET[step]} AS bucket, {keys}, {cost}, SUM({amount}) FROM {source} "
         f"WHERE {condition}{filters} GROUP BY bucket, {keys}, {cost}"
@@ -190,6 +207,40 @@ class SQLiteQuerySource:
             return out
 
         return await self._run(f"allocation query of tenant {tenant_id}", read)
+
+    async def team_rollup_groups(
+        self,
+        tenant_id: str,
+        window: Window,
+        step: Step | None,
+        dimensions: tuple[str, ...],
+        filters: tuple[Filter, ...],
+    ) -> tuple[list[GroupRow], set[dt.date]]:
+        """Groups of the dates with a current team rollup, and those dates.
+
+        Only for dimensions and filters within team, cost type and date; the caller
+        reads every other date through the attributions.
+        """
+        params: dict[str, object] = {
+            "tenant": tenant_id, "start": window.start.isoformat(), "end": window.end.isoformat(),
+        }  # fmt: skip
+        where = _filter_sql(filters, params)
+        width = len(dimensions)
+        rollup = "query_rollup_team"
+
+        def read(conn: sqlite3.Connection) -> tuple[list[GroupRow], set[dt.date]]:
+            if not _has_rollups(conn) or not _has_table(conn, "ownership_dates"):
+                return [], set()
+            covered_sql = _group_sql(rollup, None, (), [], dates_only=True)
+            covered = {date_from_text(r[0]) for r in conn.execute(covered_sql, params)}
+            sql = _group_sql(rollup, step, dimensions, where)
+            groups = [
+                GroupRow(date_from_text(r[0]), tuple(r[1 : 1 + width]), r[1 + width], r[2 + width])
+                for r in conn.execute(sql, params)
+            ]
+            return groups, covered
+
+        return await self._run(f"team query of tenant {tenant_id}", read)
 
     async def billing_lines(
         self, tenant_id: str, line_id: str, days: list[dt.date]

@@ -203,7 +203,7 @@ async def compute_allocation(
     )
     states = await ctx.storage.get_date_states(tenant, window.start, window.end)
     if TEAM in spec.dimensions or any(f.dimension == TEAM for f in spec.filters):
-        groups = await _team_groups(ctx, tenant, window, spec, states)
+        groups = await _team_groups(ctx, tenant, window, spec, states, step=step)
     else:
         groups = await ctx.source.allocation_groups(
             tenant, window, step, spec.dimensions, spec.filters
@@ -222,18 +222,34 @@ async def compute_allocation(
     )  # fmt: skip
 
 
+_TEAM_ROLLUP = frozenset({TEAM, "cost_type", "date"})
+"""Queries within these dimensions read the days with a current team rollup from it."""
+
+
 async def _team_groups(
     ctx: ApiContext,
     tenant: str,
     window: Window,
     spec: AllocationSpec,
     states: Mapping[dt.date, DateState],
+    *,
+    step: Step | None,
 ) -> list[GroupRow]:
     """Groups keyed with the team of each day's attribution (:mod:`chargeback.core.query.teams`)."""
+    needed = {*spec.dimensions, *(f.dimension for f in spec.filters)}
+    rolled: list[GroupRow] = []
+    covered: set[dt.date] = set()
+    if needed <= _TEAM_ROLLUP:
+        rolled, covered = await ctx.source.team_rollup_groups(
+            tenant, window, step, spec.dimensions, spec.filters
+        )
+        if covered >= set(states):
+            return rolled
     asked = source_dimensions(spec.dimensions)
     row_filters = tuple(f for f in spec.filters if f.dimension != TEAM)
     team_filters = [f for f in spec.filters if f.dimension == TEAM]
     raw = await ctx.source.allocation_groups(tenant, window, Step.DAY, asked, row_filters)
+    raw = [g for g in raw if g.day not in covered]
     try:
         store = ownership_store(ctx.storage)
     except TypeError:  # a backend without attributions: every day is not attributed
@@ -243,7 +259,7 @@ async def _team_groups(
         att = None if store is None else await store.read_attribution(tenant, day)
         if att is not None and att.calc_seq == state.calc_seq:
             teams[day] = {share.key: share.decision.team for share in att.shares}
-    return team_groups(raw, asked, spec.dimensions, teams, team_filters)
+    return rolled + team_groups(raw, asked, spec.dimensions, teams, team_filters)
 
 
 def _csv(r: AllocationResult) -> Response:
