@@ -268,6 +268,10 @@ class StorageBackend(Protocol):
         """Return the chargeback rows of one tenant-date, in a stable order."""
         ...
 
+    async def read_lines(self, tenant_id: str, day: dt.date) -> list[BillingLineItem]:
+        """Return the billing lines one tenant-date was last calculated from, by ``line_id``."""
+        ...
+
     async def reconcile(self, tenant_id: str, start: dt.date, end: dt.date) -> list[ReconcileRow]:
         """Return billed vs allocated per date and product type, ``start <= day < end``."""
         ...

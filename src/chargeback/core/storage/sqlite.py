@@ -31,6 +31,7 @@ from chargeback.core.plugin.protocols import PluginRows, StorageModule
 from chargeback.core.storage import _commit, _inventory, _queries, _runs
 from chargeback.core.storage._connection import check_read_only_schema, connect
 from chargeback.core.storage._ledger import SQLiteLedger
+from chargeback.core.storage._lines import LineReads
 from chargeback.core.storage._util import (
     datetime_to_text,
     rollback_quietly,
@@ -67,7 +68,7 @@ _DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
 """What a database call can raise: sqlite3 errors, ints beyond 64 bits, a closed connection."""
 
 
-class SQLiteBackend(SQLiteLedger):
+class SQLiteBackend(SQLiteLedger, LineReads):
     """The :class:`~chargeback.core.storage.backend.StorageBackend` on one SQLite file.
 
     Args:

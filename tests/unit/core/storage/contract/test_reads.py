@@ -99,3 +99,20 @@ class TestLookups:
         await backend.request_rerun("t3", D1, D1, dt.datetime(2024, 5, 4, tzinfo=dt.UTC))
         assert await backend.latest_calculated_date("t1") == D2
         assert await backend.tenants() == ["t1", "t3"]
+
+
+class TestReadLines:
+    async def test_lines_come_back_exactly_as_committed(self, backend, line_factory, commit_date):
+        """Every field of a stored line reads back equal (Decimals exact), by line_id."""
+        from decimal import Decimal  # noqa: PLC0415
+
+        full = line_factory("b", -1_000_000_001)._replace(
+            quantity=Decimal("0.000123456789012"), unit="GB", unit_price=Decimal("0.0001"),
+            original_amount=12, discount_amount=-3, description="PROMO",
+            attributes={"network_access_type": "INTERNET"}, error="amount 'x' is not a number",
+        )  # fmt: skip
+        bare = line_factory("a", 5, resource_id=None, env_id=None)
+        await commit_date(backend, "t1", D1, [full, bare], [])
+        assert await backend.read_lines("t1", D1) == [bare, full]
+        assert await backend.read_lines("t1", D2) == []
+        assert await backend.read_lines("t2", D1) == []
