@@ -3,6 +3,11 @@
 A date is emitted once per calculation (its ``calc_seq``) and again after every
 recalculation. A failing emitter is recorded and retried on the next run; it never
 undoes a commit and never stops the other emitters.
+
+An emitter may also have an async ``finish(tenant_id)`` method: it is called once at
+the end of every run, after the dates were emitted, for work that spans dates (the
+``focus`` emitter's month datasets). It must be idempotent; a failure is logged and
+counted as an emit failure, and the next run's call repeats it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from chargeback.core.engine.types import NamedEmitter
 from chargeback.core.models import ChargebackRow
 from chargeback.core.storage.backend import StorageBackend
 
-__all__ = ["EmitOutcome", "emit_date", "emit_pending"]
+__all__ = ["EmitOutcome", "emit_date", "emit_pending", "finish_emitters"]
 
 log = structlog.get_logger(__name__)
 
@@ -142,4 +147,21 @@ async def emit_pending(
                 clock=clock,
                 outcome=outcome,
             )
+    return outcome
+
+
+async def finish_emitters(tenant_id: str, emitters: Sequence[NamedEmitter]) -> EmitOutcome:
+    """Call ``finish(tenant_id)`` of every emitter that has one (see the module docstring)."""
+    outcome = EmitOutcome()
+    for named in emitters:
+        finish = getattr(named.emitter, "finish", None)
+        if finish is None:
+            continue
+        try:
+            await finish(tenant_id)
+        except Exception as exc:  # emitter code may raise anything; log it, retry next run
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("emitter finish failed", emitter=named.name, error=error)
+            outcome.failed += 1
+            outcome.errors.append(f"{named.name} finish: {error}")
     return outcome

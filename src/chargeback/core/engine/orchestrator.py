@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import pydantic
 import structlog
 
-from chargeback.core.emitters.runner import EmitOutcome, emit_pending
+from chargeback.core.emitters.runner import EmitOutcome, emit_pending, finish_emitters
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import Dispatcher
 from chargeback.core.engine.inventory import Inventory, gather_inventory
@@ -320,6 +320,7 @@ class TenantRuntime:
             tenant, storage, self.emitters, clock=self._clock, skip=emitted.attempted
         )
         emitted.add(outcome)
+        emitted.add(await finish_emitters(tenant, self.emitters))
         summary.emitted = emitted.emitted
         summary.emit_failures = emitted.failed
         if requests:
