@@ -8,8 +8,8 @@ emitter with the YAML ``params``. A factory that sets
     make_my_emitter.needs_storage_backend = True
     register("my_emitter", make_my_emitter)
 
-The built-ins ``csv``, ``prometheus`` and ``query_rollup`` are registered lazily by dotted path, so
-importing this module imports neither.
+The built-ins ``csv``, ``focus``, ``prometheus`` and ``query_rollup`` are registered lazily
+by dotted path, so importing this module imports none of them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ EmitterFactory = Callable[..., Emitter]
 
 _BUILTINS: dict[str, str] = {
     "csv": "chargeback.core.emitters.csv:make_csv_emitter",
+    "focus": "chargeback.core.emitters.focus.emitter:make_focus_emitter",
     "prometheus": "chargeback.core.emitters.prometheus:make_prometheus_emitter",
     "query_rollup": "chargeback.core.emitters.query_rollup:make_query_rollup_emitter",
 }

@@ -1,0 +1,178 @@
+"""Write one tenant's FOCUS dataset for a month or a day: streamed, atomic, summed.
+
+A dataset is read one calculated date at a time (its stored billing lines and
+chargeback rows, :meth:`~chargeback.core.storage.backend.StorageBackend.read_lines` and
+``read_rows``), turned into FOCUS rows and appended to a temporary file in the target's
+directory, which is flushed, synced and renamed over the target at the end: a reader
+sees the whole old dataset or the whole new one, and memory holds one date, never the
+month.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from chargeback.core.emitters.csv import _fsync_dir, _remove_stale_temps
+from chargeback.core.emitters.focus.columns import VERSIONS
+from chargeback.core.emitters.focus.records import ExportContext, focus_rows, month_bounds
+from chargeback.core.models import BillingLineItem, ChargebackRow
+from chargeback.core.storage.backend import StorageBackend
+
+__all__ = [
+    "ExportResult",
+    "FocusOptions",
+    "build_context",
+    "calculated_days",
+    "export_days",
+    "parse_month",
+]
+
+BILLED_COLUMN = "BilledCost"
+
+
+@dataclass(frozen=True, slots=True)
+class FocusOptions:
+    """How a FOCUS dataset is written.
+
+    Attributes:
+        version: ``"1.2"`` or ``"1.3"``.
+        currency: ``BillingCurrency``.
+        billing_account_id: ``BillingAccountId``; ``None``: the organization id found in
+            the inventory (a resource's ``org_id``), else the tenant id.
+        billing_account_name: ``BillingAccountName``; ``None``: the tenant id.
+    """
+
+    version: str = "1.3"
+    currency: str = "USD"
+    billing_account_id: str | None = None
+    billing_account_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise ValueError(
+                f"FOCUS version must be one of {', '.join(VERSIONS)}, got {self.version!r}"
+            )
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise ValueError(
+                f"currency must be an ISO 4217 code such as USD, got {self.currency!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What one written dataset holds: its file, dates, rows and ``BilledCost`` total (nanos)."""
+
+    path: Path
+    days: tuple[dt.date, ...]
+    rows: int
+    billed_total: int
+
+
+def parse_month(text: str) -> dt.date:
+    """``YYYY-MM`` -> the first day of that month.
+
+    Raises:
+        ValueError: not a ``YYYY-MM`` month.
+    """
+    try:
+        first = dt.date.fromisoformat(f"{text}-01")
+    except ValueError as exc:
+        raise ValueError(f"month {text!r} is not YYYY-MM (e.g. 2026-11)") from exc
+    if len(text) != 7:
+        raise ValueError(f"month {text!r} is not YYYY-MM (e.g. 2026-11)")
+    return first
+
+
+async def build_context(
+    storage: StorageBackend,
+    tenant_id: str,
+    options: FocusOptions,
+    *,
+    day_status: Mapping[dt.date, str] | None = None,
+    month_status: Mapping[dt.date, str] | None = None,
+) -> ExportContext:
+    """The export context of a tenant: its inventory, account and period statuses."""
+    resources, identities = await storage.load_inventory(tenant_id)
+    account = options.billing_account_id or next(
+        (r.attributes["org_id"] for r in resources if r.attributes.get("org_id")), tenant_id
+    )
+    return ExportContext(
+        tenant_id=tenant_id,
+        version=options.version,
+        currency=options.currency,
+        billing_account_id=account,
+        billing_account_name=options.billing_account_name or tenant_id,
+        resources={r.resource_id: r for r in resources},
+        identities={i.identity_id: i for i in identities},
+        day_status=day_status or {},
+        month_status=month_status or {},
+    )
+
+
+def _write_day(
+    fh: IO[str],
+    ctx: ExportContext,
+    lines: Sequence[BillingLineItem],
+    rows: Sequence[ChargebackRow],
+) -> tuple[int, int]:
+    """Append one date's rows; return ``(rows written, BilledCost total in nanos)``."""
+    writer = csv.writer(fh, lineterminator="\n")
+    count = 0
+    for record in focus_rows(ctx, lines, rows):
+        writer.writerow(record)
+        count += 1
+    with_rows = {r.line_id for r in rows}
+    unrowed = sum(line.amount for line in lines if line.line_id not in with_rows)
+    return count, sum(r.amount for r in rows) + unrowed
+
+
+async def export_days(
+    storage: StorageBackend,
+    ctx: ExportContext,
+    days: Iterable[dt.date],
+    path: Path,
+) -> ExportResult:
+    """Write the FOCUS rows of ``days`` (calculated dates of ``ctx.tenant_id``) to ``path``.
+
+    Atomic: a temp file beside ``path`` is renamed over it when complete; on any error
+    the temp file is removed and ``path`` keeps its old content.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    written: list[dt.date] = []
+    rows_total = billed_total = 0
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerow(ctx.columns)
+            for day in sorted(days):
+                lines = await storage.read_lines(ctx.tenant_id, day)
+                rows = await storage.read_rows(ctx.tenant_id, day)
+                n, billed = await asyncio.to_thread(_write_day, fh, ctx, lines, rows)
+                rows_total += n
+                billed_total += billed
+                written.append(day)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+    _remove_stale_temps(path)
+    return ExportResult(path, tuple(written), rows_total, billed_total)
+
+
+async def calculated_days(storage: StorageBackend, tenant_id: str, month: dt.date) -> list[dt.date]:
+    """The calculated dates of ``month``'s billing period, ascending."""
+    first, nxt = month_bounds(month)
+    return sorted(await storage.get_date_states(tenant_id, first, nxt))
