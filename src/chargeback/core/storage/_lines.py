@@ -1,7 +1,9 @@
-"""The SQLite backend's read of a date's stored billing lines (the FOCUS export's origin charges).
+"""Reading a date's stored billing lines back (the FOCUS export's origin charges).
 
-A mixin of :class:`~chargeback.core.storage.sqlite.SQLiteBackend`, kept apart so the
-export's reads do not grow the backend module.
+:class:`LineReads` is a mixin of :class:`~chargeback.core.storage.sqlite.SQLiteBackend`,
+kept apart so the export's reads do not grow the backend module; PostgreSQL's
+(:mod:`chargeback.core.storage.postgres._lines`) decodes rows with the same
+:func:`line_from_row`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import aiosqlite
 from chargeback.core.models import BillingLineItem
 from chargeback.core.storage._util import attrs_from_text
 
-__all__ = ["LineReads"]
+__all__ = ["LINE_COLUMNS", "LineReads", "line_from_row"]
 
-_READ_LINES = """
-SELECT line_id, product_type, product_category, amount, resource_id, env_id, quantity, unit,
-    unit_price, original_amount, discount_amount, description, attributes, error
-FROM billing_lines WHERE tenant_id = ? AND date = ?
-ORDER BY line_id
-"""
+LINE_COLUMNS = (
+    "line_id, product_type, product_category, amount, resource_id, env_id, quantity, unit, "
+    "unit_price, original_amount, discount_amount, description, attributes, error"
+)
+"""The ``billing_lines`` columns :func:`line_from_row` decodes, in its order (both backends)."""
+_READ_LINES = (
+    f"SELECT {LINE_COLUMNS} FROM billing_lines WHERE tenant_id = ? AND date = ? ORDER BY line_id"
+)
 
 
 class _Readable(Protocol):
@@ -42,11 +46,11 @@ class LineReads:
         """Return the stored billing lines of one tenant-date, by ``line_id``."""
         async with self._read(f"reading the billing lines of {tenant_id!r} date {day}") as conn:
             rows = await conn.execute_fetchall(_READ_LINES, (tenant_id, day.isoformat()))
-        return [_line(day, r) for r in rows]
+        return [line_from_row(day, r) for r in rows]
 
 
-def _line(day: dt.date, r: Sequence[object]) -> BillingLineItem:
-    """A stored ``billing_lines`` row (the columns of :data:`_READ_LINES`) as a line."""
+def line_from_row(day: dt.date, r: Sequence[object]) -> BillingLineItem:
+    """A stored ``billing_lines`` row (the columns :data:`LINE_COLUMNS`) as a line."""
     return BillingLineItem(
         line_id=str(r[0]), date=day, product_type=str(r[1]), product_category=str(r[2]),
         amount=int(r[3]),  # type: ignore[call-overload]
