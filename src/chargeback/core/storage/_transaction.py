@@ -30,6 +30,8 @@ CORE_TABLES = frozenset(
         "plugin_tables",
         "schema_migrations",
         "usage_ledger",
+        "period_state",
+        "restatements",
     }
 )
 

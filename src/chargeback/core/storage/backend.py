@@ -21,8 +21,10 @@ __all__ = [
     "CostTotal",
     "DateState",
     "InventoryDelta",
+    "PeriodSync",
     "ReconcileRow",
     "RerunRequest",
+    "Restatement",
     "RunRecord",
     "StorageBackend",
 ]
@@ -128,6 +130,40 @@ class CostTotal:
     cost_type: str
     env_id: str
     amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restatement:
+    """A closed day whose bill changed (DESIGN §16): it opened again.
+
+    Attributes:
+        day: the date.
+        detected_at: when the sync that saw it ran.
+        billed_before: the day's billed total when it closed (minor units).
+        billed_after: its billed total now.
+        fingerprint_before: the billing fingerprint it closed with.
+        fingerprint_after: the billing fingerprint now.
+    """
+
+    day: dt.date
+    detected_at: dt.datetime
+    billed_before: int
+    billed_after: int
+    fingerprint_before: str
+    fingerprint_after: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodSync:
+    """What one period sync changed: days that closed, and closed days reopened."""
+
+    closed: tuple[dt.date, ...] = ()
+    reopened: tuple[Restatement, ...] = ()
+
+    @property
+    def changed(self) -> list[dt.date]:
+        """Every day whose status changed, ascending."""
+        return sorted({*self.closed, *(r.day for r in self.reopened)})
 
 
 class StorageBackend(Protocol):
@@ -283,6 +319,32 @@ class StorageBackend(Protocol):
 
         For days ``start <= day < end``; ``tenant_id=None`` means every tenant.
         """
+        ...
+
+    # -- periods (DESIGN §16) ------------------------------------------------------------
+    async def sync_periods(self, tenant_id: str, open_from: dt.date, at: dt.datetime) -> PeriodSync:
+        """Bring the open/closed state of every calculated day of a tenant up to date.
+
+        One transaction: a day never seen gets ``open`` (``day >= open_from``) or
+        ``closed``; a closed day whose billing fingerprint differs from the one it closed
+        with reopens (on ``at``'s date) and a :class:`Restatement` is recorded; an open day
+        before ``open_from`` closes, unless a restatement reopened it on or after
+        ``open_from`` (it then stays open for the same settle period).
+        """
+        ...
+
+    async def period_statuses(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> dict[dt.date, str]:
+        """Return ``open`` / ``closed`` of each synced day with ``start <= day < end``."""
+        ...
+
+    async def restatement_counts(self) -> dict[str, int]:
+        """Return how many restatements each tenant had, ever."""
+        ...
+
+    async def list_restatements(self, tenant_id: str, limit: int = 100) -> list[Restatement]:
+        """Return a tenant's newest restatements, newest first."""
         ...
 
     async def latest_calculated_date(self, tenant_id: str) -> dt.date | None:

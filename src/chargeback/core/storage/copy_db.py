@@ -40,7 +40,12 @@ from chargeback.errors import StorageError
 __all__ = ["CopyReport", "copy_sqlite_to_postgres", "verify_copy"]
 
 _BATCH = 5_000
-_ORDER = {"chargeback_rows": "row_id", "runs": "rowid", "rerun_requests": "request_id"}
+_ORDER = {
+    "chargeback_rows": "row_id",
+    "runs": "rowid",
+    "rerun_requests": "request_id",
+    "restatements": "restatement_id",
+}
 """Tables whose stored order matters: PostgreSQL numbers their identity in copy order."""
 _FIRST = ("date_state",)  # emissions reference it
 _ALL_TIME = (dt.date(1, 1, 1), dt.date(9999, 12, 31))

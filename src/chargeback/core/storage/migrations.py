@@ -304,12 +304,43 @@ _V5_RUN_OWNERS = """
 ALTER TABLE runs ADD COLUMN owner TEXT;
 """
 
+_V6_PERIODS = """
+-- Open and closed days (DESIGN §16): a day is open while its bill may still change and
+-- closed after; a closed day whose billing changes (a restatement) opens again. One row
+-- per calculated tenant-date, kept by sync_periods (core/storage/_periods.py).
+CREATE TABLE period_state (
+    tenant_id           TEXT NOT NULL,
+    date                TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+    changed_at          TEXT NOT NULL,     -- when status last changed
+    closed_fingerprint  TEXT,              -- the billing fingerprint the day last closed with
+    closed_billed_total INTEGER,           -- and its billed total (minor units)
+    reopened_on         TEXT,              -- the day a restatement last reopened it
+    restatements        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, date)
+) WITHOUT ROWID;
+
+-- Every restatement of a closed day: the bill before (as it closed) and after.
+CREATE TABLE restatements (
+    restatement_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id          TEXT NOT NULL,
+    date               TEXT NOT NULL,
+    detected_at        TEXT NOT NULL,
+    billed_before      INTEGER NOT NULL,
+    billed_after       INTEGER NOT NULL,
+    fingerprint_before TEXT NOT NULL,
+    fingerprint_after  TEXT NOT NULL
+);
+CREATE INDEX restatements_by_tenant ON restatements (tenant_id, date);
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_ROW_RANGES),
     Migration(3, "ownership attributions", _V3_OWNERSHIP),
     Migration(4, "usage ledger", _V4_USAGE_LEDGER),
     Migration(5, "the owner process of each run", _V5_RUN_OWNERS),
+    Migration(6, "period state and restatements", _V6_PERIODS),
 )
 """The core schema's steps, oldest first. Append new steps; never edit applied ones."""
 

@@ -32,6 +32,7 @@ from chargeback.core.storage import _commit, _inventory, _queries, _runs
 from chargeback.core.storage._connection import check_read_only_schema, connect
 from chargeback.core.storage._ledger import SQLiteLedger
 from chargeback.core.storage._lines import LineReads
+from chargeback.core.storage._periods import PeriodStore
 from chargeback.core.storage._util import (
     datetime_to_text,
     rollback_quietly,
@@ -68,7 +69,7 @@ _DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
 """What a database call can raise: sqlite3 errors, ints beyond 64 bits, a closed connection."""
 
 
-class SQLiteBackend(SQLiteLedger, LineReads):
+class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore):
     """The :class:`~chargeback.core.storage.backend.StorageBackend` on one SQLite file.
 
     Args:

@@ -44,6 +44,7 @@ from chargeback.core.storage.postgres._commit import Fence, write_commit
 from chargeback.core.storage.postgres._errors import DB_ERRORS, translate_error
 from chargeback.core.storage.postgres._ledger import PostgresLedger
 from chargeback.core.storage.postgres._lines import PostgresLineReads
+from chargeback.core.storage.postgres._periods import PostgresPeriodStore
 from chargeback.core.storage.postgres.schema import (
     CORE_MIGRATIONS,
     LEASE_MIGRATIONS,
@@ -67,7 +68,7 @@ SELECT tenant_id FROM (
 """
 
 
-class PostgresBackend(PostgresLedger, PostgresLineReads):
+class PostgresBackend(PostgresLedger, PostgresLineReads, PostgresPeriodStore):
     """The :class:`~chargeback.core.storage.backend.StorageBackend` on a PostgreSQL database.
 
     Args:

@@ -220,12 +220,40 @@ _V5_RUN_OWNERS = """
 ALTER TABLE runs ADD COLUMN owner TEXT;
 """
 
+_V6_PERIODS = """
+-- Open and closed days and the restatements of closed days (SQLite's version 6).
+CREATE TABLE period_state (
+    tenant_id           TEXT NOT NULL,
+    date                DATE NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+    changed_at          TIMESTAMPTZ NOT NULL,
+    closed_fingerprint  TEXT,
+    closed_billed_total BIGINT,
+    reopened_on         DATE,
+    restatements        BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, date)
+);
+
+CREATE TABLE restatements (
+    restatement_id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id          TEXT NOT NULL,
+    date               DATE NOT NULL,
+    detected_at        TIMESTAMPTZ NOT NULL,
+    billed_before      BIGINT NOT NULL,
+    billed_after       BIGINT NOT NULL,
+    fingerprint_before TEXT NOT NULL,
+    fingerprint_after  TEXT NOT NULL
+);
+CREATE INDEX restatements_by_tenant ON restatements (tenant_id, date);
+"""
+
 CORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1_SCHEMA),
     Migration(2, "chargeback rows by row_id range", _V2_NOTHING),
     Migration(3, "ownership attributions", _V3_OWNERSHIP),
     Migration(4, "usage ledger", _V4_USAGE_LEDGER),
     Migration(5, "the owner process of each run", _V5_RUN_OWNERS),
+    Migration(6, "period state and restatements", _V6_PERIODS),
 )
 """PostgreSQL's core steps: one per SQLite core step, same version and name."""
 
