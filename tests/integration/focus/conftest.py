@@ -24,8 +24,11 @@ from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.plugins.confluent_cloud import ConfluentCloudPlugin
 
 TENANT = "acme"
+EARLY = dt.datetime(2026, 11, 10, 12, tzinfo=dt.UTC)
+"""The first run: 2026-11-07, its newest day, has only 60 of the sim's 72 settle hours."""
 NOW = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)
-"""Late in November: the backfill covers closed days of October and November's open tail."""
+"""Later runs: October is closed, November's tail open; 2026-11-07 closed with its early bill."""
+RESTATED = dt.date(2026, 11, 7)
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,21 @@ def _config(lookback_days: int, cutoff_days: int) -> TenantConfig:
 
 
 async def run_backfill(
-    db_path: Path, out: dict[str, Path], app: Any, clock: SimClock, *, lookback_days: int
+    db_path: Path,
+    out: dict[str, Path],
+    app: Any,
+    clock: SimClock,
+    *,
+    lookback_days: int,
+    rerun: dt.date | None = None,
 ) -> None:
-    """One run of the tenant with a ``focus`` emitter per version in ``out``."""
+    """One run of the tenant with a ``focus`` emitter per version in ``out`` (after an
+    operator's rerun request for ``rerun``, if given)."""
     storage = SQLiteBackend(db_path)
     await storage.open()
     try:
+        if rerun is not None:
+            await storage.request_rerun(TENANT, rerun, rerun, clock.now())
         emitters = [
             NamedEmitter(
                 f"focus-{version}",
@@ -93,15 +105,24 @@ async def run_backfill(
         await storage.close()
 
 
+async def three_runs(db: Path, out: dict[str, Path], app: Any, clock: SimClock) -> None:
+    """The early run, the late run (which closes 2026-11-07 with its early bill), and a
+    rerun of 2026-11-07 that finds the settled bill: a restatement of a closed day."""
+    await run_backfill(db, out, app, clock, lookback_days=30)
+    clock.set(NOW)
+    await run_backfill(db, out, app, clock, lookback_days=40)
+    await run_backfill(db, out, app, clock, lookback_days=40, rerun=RESTATED)
+
+
 @pytest.fixture(scope="module")
 def backfill(tmp_path_factory: pytest.TempPathFactory) -> Backfill:
-    """40 days of a small organization, both versions, one run."""
+    """A small organization from 2026-10-11 to 2026-11-21, both versions, three runs."""
     root = tmp_path_factory.mktemp("focus-backfill")
-    clock = SimClock(NOW)
+    clock = SimClock(EARLY)
     app = create_app(seed=7, scale="small", clock=clock, metrics_retention_days=None)
     out = {"1.2": root / "focus-1.2", "1.3": root / "focus-1.3"}
-    lookback = 40
-    asyncio.run(run_backfill(root / "db.sqlite", out, app, clock, lookback_days=lookback))
+    lookback = 44
+    asyncio.run(three_runs(root / "db.sqlite", out, app, clock))
     today = NOW.date()
     return Backfill(
         root / "db.sqlite",

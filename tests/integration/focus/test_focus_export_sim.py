@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from tests.integration.focus.conftest import TENANT, Backfill
+from tests.integration.focus.conftest import RESTATED, TENANT, Backfill
 from tests.support.focus import run_focus_validator
 
 from chargeback.core.money import to_minor
@@ -56,12 +56,46 @@ async def _billed(db: Path, first: dt.date, end: dt.date) -> tuple[int, dict[str
 
 
 def test_one_dataset_per_month(backfill: Backfill) -> None:
-    """October and November each have one dataset; the open month keeps daily partials."""
-    names = [p.name for p in month_files(backfill.out["1.3"])]
-    assert names == ["2026-10.csv", "2026-11.csv"]
-    daily = sorted((backfill.out["1.3"] / TENANT / "2026-11.daily").glob("*.csv"))
-    assert daily, "an open month has daily partial files"
-    assert {p.stem[:7] for p in daily} == {"2026-11"}
+    """October and November each have one dataset; only the open month keeps partials."""
+    root = backfill.out["1.3"] / TENANT
+    assert [p.name for p in month_files(backfill.out["1.3"])] == ["2026-10.csv", "2026-11.csv"]
+    daily = sorted((root / "2026-11.daily").glob("*.csv"))
+    assert [p.stem for p in daily][-1] == "2026-11-21"
+    assert not (root / "2026-10.daily").exists(), "a closed month's partials are removed"
+    statuses = {r["x_BillingPeriodStatus"] for r in read_rows(root / "2026-10.csv")}
+    assert statuses == {"closed"}
+    november = read_rows(root / "2026-11.csv")
+    assert {r["x_BillingPeriodStatus"] for r in november} == {"open"}
+    by_day = {r["ChargePeriodStart"][:10]: r["x_ChargePeriodStatus"] for r in november}
+    assert by_day["2026-11-06"] == "closed"
+    assert by_day[RESTATED.isoformat()] == "open"  # restated after it closed
+    assert by_day["2026-11-21"] == "open"
+
+
+async def _restatements(db: Path) -> tuple[list[object], dict[str, int], dict[dt.date, str]]:
+    storage = SQLiteBackend(db, read_only=True)
+    await storage.open()
+    try:
+        return (
+            list(await storage.list_restatements(TENANT)),
+            await storage.restatement_counts(),
+            await storage.period_statuses(TENANT, dt.date(2026, 10, 1), dt.date(2026, 12, 1)),
+        )
+    finally:
+        await storage.close()
+
+
+def test_the_restated_closed_day_reopened_and_was_counted(backfill: Backfill) -> None:
+    """The rerun found 2026-11-07's settled bill: one restatement, before < after."""
+    restatements, counts, statuses = asyncio.run(_restatements(backfill.db_path))
+    [restated] = restatements
+    assert restated.day == RESTATED  # type: ignore[attr-defined]
+    assert restated.billed_after > restated.billed_before  # type: ignore[attr-defined]
+    assert counts == {TENANT: 1}
+    assert statuses[RESTATED] == "open"
+    assert statuses[dt.date(2026, 10, 31)] == "closed"
+    assert statuses[dt.date(2026, 11, 20)] == "open"
+    assert statuses[dt.date(2026, 11, 19)] == "closed"
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])

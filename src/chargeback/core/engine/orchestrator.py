@@ -28,6 +28,7 @@ from chargeback.core.emitters.runner import EmitOutcome, emit_pending, finish_em
 from chargeback.core.engine import dates as datesel
 from chargeback.core.engine.allocation import Dispatcher
 from chargeback.core.engine.inventory import Inventory, gather_inventory
+from chargeback.core.engine.periods import sync_periods
 from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
 from chargeback.core.engine.usage import RunUsage, UsageProvider
@@ -316,6 +317,8 @@ class TenantRuntime:
             log.info("no dates need work")
         if self.attributor is not None:
             await self.attributor.catch_up()  # rule changes and unattributed dates
+        _, periods = await sync_periods(tenant, storage, self.emitters, win=win, clock=self._clock)
+        emitted.add(periods)
         outcome = await emit_pending(
             tenant, storage, self.emitters, clock=self._clock, skip=emitted.attempted
         )

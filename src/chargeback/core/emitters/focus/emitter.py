@@ -34,6 +34,7 @@ from chargeback.core.emitters.focus.export import (
     FocusOptions,
     build_context,
     export_days,
+    statuses,
 )
 from chargeback.core.emitters.focus.records import month_bounds
 from chargeback.core.models import ChargebackRow
@@ -86,30 +87,13 @@ class FocusEmitter:
     def _manifest_path(self, tenant_id: str, month: dt.date) -> Path:
         return self.tenant_dir(tenant_id) / f".{_month_key(month)}.manifest.json"
 
-    async def _statuses(
-        self, tenant_id: str, start: dt.date, end: dt.date
-    ) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
-        """Day and month statuses of ``start <= day < end`` (``open`` / ``closed``)."""
-        reader = getattr(self.storage, "period_statuses", None)
-        if reader is None:
-            return {}, {}
-        days: dict[dt.date, str] = await reader(tenant_id, start, end)
-        months: dict[dt.date, str] = {}
-        for day, status in days.items():
-            first = day.replace(day=1)
-            if status == "open" or months.get(first) == "open":
-                months[first] = "open"
-            else:
-                months[first] = "closed"
-        return days, months
-
     async def __call__(
         self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
     ) -> None:
         """Rewrite ``day``'s partial file while its month is open (the month waits for
         :meth:`finish`)."""
         first, nxt = month_bounds(day)
-        day_status, month_status = await self._statuses(tenant_id, first, nxt)
+        day_status, month_status = await statuses(self.storage, tenant_id, first, nxt)
         if month_status.get(first, "open") == "closed":
             return
         ctx = await build_context(
@@ -122,7 +106,7 @@ class FocusEmitter:
         states = await self.storage.get_date_states(tenant_id, dt.date.min, dt.date.max)
         if not states:
             return []
-        day_status, month_status = await self._statuses(tenant_id, dt.date.min, dt.date.max)
+        day_status, month_status = await statuses(self.storage, tenant_id, dt.date.min, dt.date.max)
         by_month: dict[dt.date, dict[str, object]] = {}
         for day, state in sorted(states.items()):
             entry = by_month.setdefault(day.replace(day=1), {})

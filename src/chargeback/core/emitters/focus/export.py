@@ -33,7 +33,9 @@ __all__ = [
     "build_context",
     "calculated_days",
     "export_days",
+    "export_month",
     "parse_month",
+    "statuses",
 ]
 
 BILLED_COLUMN = "BilledCost"
@@ -170,6 +172,43 @@ async def export_days(
     _fsync_dir(path.parent)
     _remove_stale_temps(path)
     return ExportResult(path, tuple(written), rows_total, billed_total)
+
+
+async def statuses(
+    storage: StorageBackend, tenant_id: str, start: dt.date, end: dt.date
+) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
+    """Day statuses of ``start <= day < end`` and their months' (``open`` / ``closed``).
+
+    A month is closed when every one of its synced days is; a day never synced (no
+    run since it was calculated) counts as open.
+    """
+    days = await storage.period_statuses(tenant_id, start, end)
+    months: dict[dt.date, str] = {}
+    for day, status in days.items():
+        first = day.replace(day=1)
+        months[first] = "closed" if status == "closed" and months.get(first) != "open" else "open"
+    return days, months
+
+
+async def export_month(
+    storage: StorageBackend, tenant_id: str, month: dt.date, path: Path, options: FocusOptions
+) -> ExportResult:
+    """Write the FOCUS dataset of ``tenant_id``'s billing period ``month`` to ``path``.
+
+    Raises:
+        ValueError: the month has no calculated date.
+    """
+    first, nxt = month_bounds(month)
+    days = await calculated_days(storage, tenant_id, first)
+    if not days:
+        raise ValueError(
+            f"tenant {tenant_id!r} has no calculated date in {first:%Y-%m}; nothing to export"
+        )
+    day_status, month_status = await statuses(storage, tenant_id, first, nxt)
+    ctx = await build_context(
+        storage, tenant_id, options, day_status=day_status, month_status=month_status
+    )
+    return await export_days(storage, ctx, days, path)
 
 
 async def calculated_days(storage: StorageBackend, tenant_id: str, month: dt.date) -> list[dt.date]:
