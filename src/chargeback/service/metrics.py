@@ -20,6 +20,9 @@ hosts and endpoint templates, emitter names, statuses).
 ``chargeback_api_retries_total{host,reason}``         counter: retried requests
 ``chargeback_emits_total{emitter,status}``            counter: emitter calls (success/failed)
 ``chargeback_tenants_running``                        gauge: tenants running now
+``chargeback_period_closed{tenant,period}``           gauge: 1 when the month is closed
+``chargeback_restatements_total{tenant}``             counter: closed days restated (from
+                                                      storage; :mod:`.period_metrics`)
 ====================================================  =======================================
 """
 
@@ -31,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from chargeback.core.engine.types import RunSummary
 from chargeback.core.money import to_decimal
+from chargeback.service.period_metrics import PeriodMetrics
 
 __all__ = ["ServiceMetrics"]
 
@@ -72,6 +76,7 @@ class ServiceMetrics:
             ("emitter", "status"),
         )
         self.running = make.gauge("chargeback_tenants_running", "Tenant runs in progress.")
+        self.periods = PeriodMetrics(registry)
 
     def _add_run_metrics(self, make: _Factory) -> None:
         """The metrics of tenant runs and what they calculated."""
@@ -147,6 +152,7 @@ class ServiceMetrics:
         for gauge in (self.last_success, self.unallocated):
             with contextlib.suppress(KeyError):
                 gauge.remove(tenant)
+        self.periods.forget(tenant)
 
     def run_finished(self, summary: RunSummary, seconds: float, *, status: str) -> None:
         """Record one finished run (``status`` may be ``timeout`` on top of RunStatus)."""

@@ -224,6 +224,7 @@ class TenantPool:
             if ok is not None and ok.finished_at is not None:
                 self._metrics.set_last_success(name, ok.finished_at.timestamp())
             await self._update_unallocated(name)
+            await self._metrics.periods.refresh(self._storage, name)
         except ChargebackError as exc:
             log.warning("tenant metrics not restored", tenant_id=name, error=str(exc))
 
@@ -351,6 +352,7 @@ class TenantPool:
         try:
             if summary.dates_calculated:
                 await self._update_unallocated(name)
+            await self._metrics.periods.refresh(self._storage, name)
             if self._after_run is not None:
                 await self._after_run()
         except ChargebackError as exc:
