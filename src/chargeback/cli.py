@@ -12,6 +12,7 @@
     chargeback migrate      --config F                       apply storage migrations, exit
     chargeback export openmetrics --config F --tenant T [--from D --to D] [--output F]
     chargeback copy-db      --from sqlite:///F --to postgresql://...   move without recomputing
+    chargeback export focus --config F --tenant T --month YYYY-MM --out F.csv   FOCUS dataset
 
 ``--config`` defaults to ``$CHARGEBACK_CONFIG`` or ``settings.yaml``. Every invalid
 settings file ends the command with exit status 2 and a message naming the file, the

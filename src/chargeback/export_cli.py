@@ -1,9 +1,11 @@
-"""``chargeback export openmetrics``: daily history for Prometheus backfill (DESIGN §15).
+"""``chargeback export openmetrics``: daily history for Prometheus backfill (DESIGN §15);
+``chargeback export focus``: a FOCUS dataset (DESIGN §16, :mod:`chargeback.focus_cli`).
 
 ::
 
     chargeback export openmetrics --config F --tenant T [--from D] [--to D] [--output FILE]
     promtool tsdb create-blocks-from openmetrics FILE /prometheus/data
+    chargeback export focus --config F --tenant T --month YYYY-MM --out F.csv [--version V]
 
 Reads the database read-only (next to a running daemon is fine) and writes
 :mod:`chargeback.core.query.openmetrics` text to ``--output`` (default stdout). The days
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from chargeback import focus_cli
 from chargeback.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,12 +43,13 @@ def _date(text: str) -> dt.date:
 
 def add_commands(add: Add) -> None:
     """Register ``export`` on the ``chargeback`` parser (``add(name, help)``)."""
-    export = add("export", "write stored history in another format (openmetrics)")
-    export.add_argument("format", choices=["openmetrics"], help="the output format")
+    export = add("export", "write stored history in another format (openmetrics, focus)")
+    export.add_argument("format", choices=["openmetrics", "focus"], help="the output format")
     export.add_argument("--tenant", action="append", required=True, help="tenant (repeatable)")
     export.add_argument("--from", dest="start", type=_date, help="first day (default: lookback)")
     export.add_argument("--to", dest="end", type=_date, help="last day, inclusive (default: today)")
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    focus_cli.add_arguments(export)
 
 
 async def _write(settings: AppSettings, args: argparse.Namespace, out: TextIO) -> list[str]:
@@ -81,6 +85,12 @@ async def _write(settings: AppSettings, args: argparse.Namespace, out: TextIO) -
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the history; 0 when written (gaps are reported on stderr), 2 on bad arguments."""
+    if args.format == "focus":
+        return focus_cli.cmd_export_focus(args)
+    if args.month or args.out or args.focus_version:
+        raise ConfigError(
+            "export openmetrics takes --from/--to/--output, not --month/--out/--version"
+        )
     from chargeback.logging import configure_logging, register_secrets  # noqa: PLC0415
     from chargeback.settings import load_settings, secret_values  # noqa: PLC0415
 
