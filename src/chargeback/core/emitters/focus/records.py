@@ -39,7 +39,8 @@ _NANOS_TO_FINE = FINE // 10**9
 TAG_PREFIX = "chargeback/"
 """The prefix of every tag key chargeback defines (FOCUS: provider-defined keys are prefixed)."""
 NO_ROWS_RULE = "no_rows"
-"""``x_AllocationRule`` of an origin charge that has no chargeback rows (never expected)."""
+"""``x_AllocationRule`` of an origin charge that has no chargeback rows: a zero-amount line
+(allocators leave zero parts out). It is exported whole, so every origin charge appears."""
 
 
 class MissingLineError(ValueError):
