@@ -178,3 +178,25 @@ def test_a_row_without_its_line_is_an_error() -> None:
 def test_units_follow_the_focus_unit_format(unit: str | None, expected: str) -> None:
     """Confluent's units become FOCUS UnitFormat (``<unit>-<plural time>``, ``<n> <unit>``)."""
     assert focus_unit(unit) == expected
+
+
+@given(
+    name=st.text(alphabet=st.sampled_from('ab ,"\n\r;{}'), max_size=12),
+    reason=st.none() | st.text(alphabet=st.sampled_from('xy ,"\n'), max_size=8),
+)
+def test_quoted_rows_read_back_as_the_plain_cells(name: str, reason: str | None) -> None:
+    """The joined, pre-quoted cells parse (csv module) to exactly the plain cells."""
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    ctx = ExportContext(
+        tenant_id="acme", version="1.3", currency="USD", billing_account_id="org,1",
+        billing_account_name='Ac"me', resources={},
+        identities={"sa-1": Identity("sa-1", "service_account", name)},
+        day_status={}, month_status={},
+    )  # fmt: skip
+    origin = line(300, description=f"d{name}")
+    parts = [part("sa-1", 200), part(UNALLOCATED, 100)._replace(reason=reason)]
+    plain = list(focus_rows(ctx, [origin], parts))
+    text = "".join(",".join(r) + "\n" for r in focus_rows(ctx, [origin], parts, quoted=True))
+    assert list(csv.reader(io.StringIO(text, newline=""))) == plain

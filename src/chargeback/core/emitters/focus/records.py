@@ -11,17 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chargeback.core.emitters.focus.columns import COLUMNS, charge_kind, service_of
-from chargeback.core.emitters.focus.split import (
-    FINE,
-    fine_of_decimal,
-    format_fine,
-    format_nanos,
-    split_by,
-)
-from chargeback.core.jsontext import compact, compact_sorted
+from chargeback.core.emitters.focus.parts import TAG_PREFIX, PartWriter, method_id
+from chargeback.core.jsontext import compact_sorted
 from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow, Identity, Resource
 
 __all__ = [
@@ -35,9 +29,6 @@ __all__ = [
     "month_bounds",
 ]
 
-_NANOS_TO_FINE = FINE // 10**9
-TAG_PREFIX = "chargeback/"
-"""The prefix of every tag key chargeback defines (FOCUS: provider-defined keys are prefixed)."""
 NO_ROWS_RULE = "no_rows"
 """``x_AllocationRule`` of an origin charge that has no chargeback rows: a zero-amount line
 (allocators leave zero parts out). It is exported whole, so every origin charge appears."""
@@ -89,6 +80,19 @@ class ExportContext:
     def columns(self) -> tuple[str, ...]:
         """The columns of this version, in file order."""
         return COLUMNS[self.version]
+
+    _writers: dict[bool, PartWriter] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def part_writer(self, *, quoted: bool) -> PartWriter:
+        """The writer of allocated charges of this context (made once: it caches)."""
+        writer = self._writers.get(quoted)
+        if writer is None:
+            writer = self._writers[quoted] = PartWriter(
+                self.columns, self.identities, allocated=self.version != "1.2", quoted=quoted
+            )
+        return writer
 
 
 def _region(ctx: ExportContext, resource: Resource | None) -> tuple[str, str]:
@@ -241,100 +245,22 @@ def focus_rows(
     ctx: ExportContext,
     lines: Sequence[BillingLineItem],
     rows: Sequence[ChargebackRow],
+    *,
+    quoted: bool = False,
 ) -> Iterator[list[str]]:
     """Yield one date's FOCUS rows (cells in ``ctx.columns`` order, ``""`` = null).
 
-    Lines come in ``line_id`` order, the parts of a line in commit order.
+    Lines come in ``line_id`` order, the parts of a line in commit order. ``quoted``:
+    each cell is a CSV field already (see :class:`~.parts.PartWriter`).
 
     Raises:
         MissingLineError: a row's line is not among ``lines``.
     """
-    columns = ctx.columns
     by_line = _lookup_rows(lines, rows)
-    allocated = ctx.version != "1.2"
+    writer = ctx.part_writer(quoted=quoted)
     for line in sorted(lines, key=lambda item: item.line_id):
         parts = by_line.get(line.line_id) or [_no_rows_part(ctx.tenant_id, line)]
         origin = _origin_cells(ctx, line)
-        for cells in _part_cells(ctx, line, parts, origin, allocated=allocated):
-            yield [cells.get(name, "") for name in columns]
-
-
-def _part_cells(
-    ctx: ExportContext,
-    line: BillingLineItem,
-    parts: Sequence[ChargebackRow],
-    origin: Mapping[str, str],
-    *,
-    allocated: bool,
-) -> Iterator[dict[str, str]]:
-    amounts = [p.amount for p in parts]
-    priced = origin["PricingCategory"] != ""
-    list_total = line.original_amount if line.original_amount is not None else line.amount
-    list_parts = split_by(list_total * _NANOS_TO_FINE, amounts)
-    quantity_parts = (
-        split_by(fine_of_decimal(line.quantity), amounts)
-        if priced and line.quantity is not None
-        else None
-    )
-    discount_parts = (
-        split_by(line.discount_amount * _NANOS_TO_FINE, amounts)
-        if line.discount_amount is not None
-        else None
-    )
-    ratios = split_by(FINE, amounts) if allocated else None
-    for i, part in enumerate(parts):
-        cells = dict(origin)
-        amount = format_nanos(part.amount)
-        cells["BilledCost"] = cells["EffectiveCost"] = cells["ContractedCost"] = amount
-        cells["ListCost"] = format_fine(list_parts[i])
-        if quantity_parts is not None:
-            quantity = format_fine(quantity_parts[i])
-            cells["PricingQuantity"] = cells["ConsumedQuantity"] = quantity
-        if discount_parts is not None:
-            cells["x_DiscountAmount"] = format_fine(discount_parts[i])
-        _identity_cells(ctx, cells, part)
-        if ratios is not None:
-            _allocation_cells(ctx, cells, part, ratios[i])
-        yield cells
-
-
-def _identity_cells(ctx: ExportContext, cells: dict[str, str], part: ChargebackRow) -> None:
-    identity = ctx.identities.get(part.identity_id)
-    cells["x_IdentityId"] = part.identity_id
-    if identity is not None:
-        cells["x_IdentityType"] = identity.identity_type
-    elif part.identity_id != UNALLOCATED:
-        cells["x_IdentityType"] = "unknown"
-    cells["x_CostType"] = part.cost_type
-    cells["x_AllocationRule"] = part.rule
-    cells["x_AllocationReason"] = part.reason or ""
-
-
-def method_id(part: ChargebackRow) -> str:
-    """``AllocatedMethodId``: the allocation rule and the cost type, ``<rule>/<cost type>``."""
-    return f"{part.rule}/{part.cost_type}"
-
-
-def _allocation_cells(
-    ctx: ExportContext, cells: dict[str, str], part: ChargebackRow, ratio: int
-) -> None:
-    cells["AllocatedMethodId"] = method_id(part)
-    # The ratio is written as its exact decimal text (a JSON number, not a float).
-    reason = f',"x_Reason":{compact(part.reason)}' if part.reason else ""
-    cells["AllocatedMethodDetails"] = (
-        f'{{"Elements":[{{"AllocatedRatio":{format_fine(ratio)}}}],'
-        f'"x_CostType":{compact(part.cost_type)}{reason}}}'
-    )
-    if part.identity_id == UNALLOCATED:
-        return  # the unallocated portion: no AllocatedResourceId (FOCUS 1.3)
-    identity = ctx.identities.get(part.identity_id)
-    cells["AllocatedResourceId"] = part.identity_id
-    cells["AllocatedResourceName"] = (
-        identity.display_name
-        if identity is not None and identity.display_name
-        else part.identity_id
-    )
-    tags = {f"{TAG_PREFIX}identity_type": identity.identity_type if identity else "unknown"}
-    if identity is not None and identity.owner_id:
-        tags[f"{TAG_PREFIX}owner"] = identity.owner_id
-    cells["AllocatedTags"] = compact_sorted(tags)
+        yield from writer.rows(
+            line, parts, writer.base(origin), priced=origin["PricingCategory"] != ""
+        )
