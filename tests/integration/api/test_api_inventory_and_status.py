@@ -6,11 +6,13 @@ import csv
 import datetime as dt
 import io
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from tests.integration.api.conftest import FIRST_DAY, LAST_DAY, TENANT, Api
 
 from chargeback.core.models import UNALLOCATED
+from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.service.api.explain import USAGE_NOTE
 
 
@@ -143,3 +145,33 @@ class TestExplain:
         none = await api.client.get("/api/v1/explain")
         assert none.status_code == 400
         assert none.json()["parameter"] == "line_id"
+
+
+class TestRestatedDateStatus:
+    async def test_a_restated_closed_day_is_open_in_the_date_status(
+        self, make_api: Any, sim_db: Path, tmp_path: Path
+    ) -> None:
+        """The stored period state wins over the cutoff rule: a restated day reads open."""
+        import shutil  # noqa: PLC0415
+
+        db = tmp_path / "restated.sqlite"
+        shutil.copyfile(sim_db, db)
+        now = dt.datetime.now(dt.UTC)
+        async with SQLiteBackend(db) as storage:
+            await storage.sync_periods(TENANT, now.date(), now)  # today: every day closes
+            lines = await storage.read_lines(TENANT, LAST_DAY)
+            rows = await storage.read_rows(TENANT, LAST_DAY)
+            bumped = [lines[0]._replace(amount=lines[0].amount + 1), *lines[1:]]
+            extra = rows[0]._replace(line_id=lines[0].line_id, amount=1)
+            await storage.commit_date(
+                TENANT, LAST_DAY, lines=bumped, rows=[*rows, extra], plugin_rows=(),
+                billing_fingerprint="restated", settings_fingerprint="s",
+                inventory_fingerprint="i", calculated_at=dt.datetime.now(dt.UTC),
+            )  # fmt: skip
+            sync = await storage.sync_periods(TENANT, now.date(), now)
+            assert [r.day for r in sync.reopened] == [LAST_DAY]
+        api: Api = await make_api(path=db)
+        body = await get(api, "/dates", window=f"{LAST_DAY - dt.timedelta(days=1)},{LAST_DAY}")
+        status = {d["date"]: d["status"] for d in body["dates"]}
+        assert status[LAST_DAY.isoformat()] == "open"
+        assert status[(LAST_DAY - dt.timedelta(days=1)).isoformat()] == "closed"

@@ -93,6 +93,11 @@ async def compute_dates(ctx: ApiContext, p: DatesParams) -> DatesAnswer:
     first_closed = ctx.today - dt.timedelta(days=open_days)
     days = sorted(window.dates(), reverse=True)
     runs = await ctx.storage.list_runs(tenant, limit=1)
+    # A restated day (DESIGN §16: its bill changed after it closed) is open again while
+    # the stored period state says so, whatever the cutoff rule says.
+    stored = await ctx.storage.period_statuses(tenant, window.start, window.end)
+    restated = {r.day for r in await ctx.storage.list_restatements(tenant, limit=1000)}
+    reopened = {d for d in restated if stored.get(d) == "open"}
     return DatesAnswer(
         tenant=tenant,
         currency=CURRENCY,
@@ -100,7 +105,10 @@ async def compute_dates(ctx: ApiContext, p: DatesParams) -> DatesAnswer:
         open_days=open_days,
         last_run=run_model(runs[0]) if runs else None,
         dates=[
-            _date_model(d, states.get(d), "open" if d >= first_closed else "closed") for d in days
+            _date_model(
+                d, states.get(d), "open" if d >= first_closed or d in reopened else "closed"
+            )
+            for d in days
         ],
     )
 
