@@ -9,6 +9,7 @@ thousand identities and a dozen rules.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -41,6 +42,9 @@ def _plain(text: str) -> str:
 TAG_PREFIX = "chargeback/"
 """The prefix of every tag key chargeback defines (FOCUS: provider-defined keys are prefixed)."""
 _NANOS_TO_FINE = FINE // 10**9
+# The parts of an even split share their values: formatted once, looked up after.
+_fine = functools.lru_cache(maxsize=1 << 16)(format_fine)
+_nanos = functools.lru_cache(maxsize=1 << 16)(format_nanos)
 _COSTS = ("BilledCost", "EffectiveCost", "ContractedCost")
 _QUANTITIES = ("PricingQuantity", "ConsumedQuantity")
 _IDENTITY = (
@@ -166,17 +170,17 @@ class PartWriter:
         q1, q2 = self._quantities
         for i, part in enumerate(parts):
             row = base.copy()
-            row[c1] = row[c2] = row[c3] = format_nanos(part.amount)
-            row[self._list_cost] = format_fine(list_parts[i])
+            row[c1] = row[c2] = row[c3] = _nanos(part.amount)
+            row[self._list_cost] = _fine(list_parts[i])
             if quantities is not None:
-                row[q1] = row[q2] = format_fine(quantities[i])
+                row[q1] = row[q2] = _fine(quantities[i])
             if discounts is not None:
-                row[self._discount] = format_fine(discounts[i])
+                row[self._discount] = _fine(discounts[i])
             for at, value in self._identity(part.identity_id):
                 row[at] = value
             cells, suffix = self._method(part)
             for at, value in cells:
                 row[at] = value
             if ratios is not None and self._details_at is not None:
-                row[self._details_at] = prefix + format_fine(ratios[i]) + suffix
+                row[self._details_at] = prefix + _fine(ratios[i]) + suffix
             yield row
