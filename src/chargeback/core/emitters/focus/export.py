@@ -149,6 +149,12 @@ def _write_day(
     return count, sum(r.amount for r in rows) + unrowed
 
 
+async def _read_day(
+    storage: StorageBackend, tenant_id: str, day: dt.date
+) -> tuple[list[BillingLineItem], list[ChargebackRow]]:
+    return await storage.read_lines(tenant_id, day), await storage.read_rows(tenant_id, day)
+
+
 async def export_days(
     storage: StorageBackend,
     ctx: ExportContext,
@@ -167,13 +173,30 @@ async def export_days(
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             csv.writer(fh, lineterminator="\n").writerow(ctx.columns)
-            for day in sorted(days):
-                lines = await storage.read_lines(ctx.tenant_id, day)
-                rows = await storage.read_rows(ctx.tenant_id, day)
-                n, billed = await asyncio.to_thread(_write_day, fh, ctx, lines, rows)
-                rows_total += n
-                billed_total += billed
-                written.append(day)
+            ordered = sorted(days)
+            # The next date is read while this one is written: two dates in memory at most.
+            ahead = (
+                asyncio.create_task(_read_day(storage, ctx.tenant_id, ordered[0]))
+                if ordered
+                else None
+            )
+            try:
+                for i, day in enumerate(ordered):
+                    assert ahead is not None  # noqa: S101  (one read per date)
+                    lines, rows = await ahead
+                    ahead = None
+                    if i + 1 < len(ordered):
+                        ahead = asyncio.create_task(
+                            _read_day(storage, ctx.tenant_id, ordered[i + 1])
+                        )
+                    n, billed = await asyncio.to_thread(_write_day, fh, ctx, lines, rows)
+                    rows_total += n
+                    billed_total += billed
+                    written.append(day)
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+                    await asyncio.gather(ahead, return_exceptions=True)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
