@@ -32,9 +32,8 @@ import json
 import math
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +41,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from chargeback.core.sources._limits import RateLimit, SharedRatePool, _HostLimits
 from chargeback.core.sources._pages import Params, next_request, page_items, plain_url
 from chargeback.core.telemetry import current_telemetry
 from chargeback.errors import AuthenticationError, SourceError
@@ -105,65 +105,6 @@ class Credentials:
     def auth(self) -> httpx.BasicAuth:
         """Return the httpx Basic auth for these credentials."""
         return httpx.BasicAuth(self.key, self.secret.get_secret_value())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RateLimit:
-    """At most ``requests`` request starts in any ``per_s`` seconds.
-
-    ``RateLimit(requests=1, per_s=0.05)`` spaces starts 50 ms apart (20 a second);
-    ``RateLimit(requests=280, per_s=60)`` lets 280 go at once, then one more each time
-    the oldest of the last 280 is a minute old.
-    """
-
-    requests: int
-    per_s: float
-
-    @classmethod
-    def per_second(cls, rps: float | None) -> RateLimit | None:
-        """Evenly spaced starts, ``rps`` a second (``None``: no limit)."""
-        return None if rps is None else cls(requests=1, per_s=1.0 / rps)
-
-
-@dataclass(slots=True)
-class _HostLimits:
-    """The concurrency bound and rate limiter of one API host or rate pool."""
-
-    semaphore: asyncio.Semaphore
-    rate: RateLimit | None
-    starts: collections.deque[float]
-    """The booked starts of the last ``rate.requests`` requests (some in the future)."""
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class SharedRatePool:
-    """A rate limit shared by every :class:`HttpClient` given it, in this process.
-
-    For an API whose limit counts every request from one IP, whichever tenant's
-    credentials it carries (the Confluent Metrics API: 300 a minute per IP): the
-    clients of all tenants of a daemon take their turns from one pool. Its state is
-    kept per event loop (asyncio's locks belong to one loop).
-    """
-
-    __slots__ = ("_by_loop", "rate")
-
-    def __init__(self, rate: RateLimit) -> None:
-        self.rate = rate
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _HostLimits] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _limits(self, max_concurrency: int) -> _HostLimits:
-        loop = asyncio.get_running_loop()
-        found = self._by_loop.get(loop)
-        if found is None:
-            found = _HostLimits(
-                semaphore=asyncio.Semaphore(max_concurrency),
-                rate=self.rate,
-                starts=collections.deque(maxlen=self.rate.requests),
-            )
-            self._by_loop[loop] = found
-        return found
 
 
 class _Retry(Exception):  # noqa: N818  (internal control flow, never escapes)
@@ -401,7 +342,7 @@ class HttpClient:
             return None
         pool = self._rate_pools[name]
         if isinstance(pool, SharedRatePool):
-            return pool._limits(self._settings.max_concurrency)
+            return pool.limits(self._settings.max_concurrency)
         return self._limiter(f"pool {name}", pool)
 
     def _limiter(self, key: str, rate: RateLimit | None) -> _HostLimits:
@@ -416,21 +357,10 @@ class HttpClient:
         return limits
 
     async def _pace(self, limits: _HostLimits) -> None:
-        """Wait for this request's turn: its start is booked at the first moment that
-        keeps the last ``rate.requests`` starts within the limit, and never before an
-        earlier booking (first come, first served)."""
-        rate = limits.rate
-        if rate is None:
+        """Wait for this request's turn (see :meth:`_HostLimits.book`)."""
+        if limits.rate is None:
             return
-        async with limits.lock:
-            now = time.monotonic()
-            starts = limits.starts
-            start = now
-            if len(starts) == starts.maxlen:
-                start = max(start, starts[0] + rate.per_s)
-            if starts:
-                start = max(start, starts[-1])
-            starts.append(start)
+        now, start = await limits.book()
         if start > now:
             await self._sleep(start - now)
 
