@@ -185,6 +185,54 @@ class TestApiEconomy:
         assert tables["small-100"]
 
 
+class GatedTransport(httpx.AsyncBaseTransport):
+    """Into the sim; every API key page after the first waits until a connector
+    listing has been asked for (or fails after 10 s)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.connectors_asked = asyncio.Event()
+        self.order: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if "/connectors" in path:
+            self.connectors_asked.set()
+        if path == "/iam/v2/api-keys" and "page_token" in request.url.params:
+            await asyncio.wait_for(self.connectors_asked.wait(), timeout=10)
+        self.order.append(path)
+        return await self.inner.handle_async_request(request)
+
+
+class TestInventoryCrawl:
+    async def test_connectors_are_listed_while_api_keys_still_page(self) -> None:
+        """A cluster's connectors are asked for as soon as its environment's clusters are
+        listed, not after the last API key page (the key pages wait for them here), and
+        the inventory is the same as the sequential listing's."""
+        app = create_app(seed=7, scale="small", clock=SimClock(NOW))
+        gated = GatedTransport(app)
+
+        async def no_sleep(_: float) -> None:
+            return None
+
+        inventories = []
+        for transport in (gated, httpx.ASGITransport(app=app)):
+            plugin = ConfluentCloudPlugin(transport=transport, sleep=no_sleep)
+            plugin.initialize(
+                {"api_key": "SIMKEY", "api_secret": "SIMSECRET", "base_url": "http://sim",
+                 "telemetry_url": "http://sim", "flink_url": "http://sim",
+                 "http": {"requests_per_second": None, "list_page_size": 20}}
+            )  # fmt: skip
+            inventories.append(await plugin.build_shared_context(TENANT))
+            await plugin.close()
+        keys = [i for i, path in enumerate(gated.order) if path == "/iam/v2/api-keys"]
+        first_connectors = next(i for i, path in enumerate(gated.order) if "/connectors" in path)
+        assert len(keys) > 2
+        assert first_connectors < keys[-1]
+        assert inventories[0] == inventories[1]
+        assert inventories[0].connectors
+
+
 class TestConservation:
     async def test_every_date_reconciles_to_zero_small_60_days(
         self, make_harness: HarnessFactory
