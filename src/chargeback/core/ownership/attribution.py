@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from chargeback.core.models import ChargebackRow
 from chargeback.core.ownership.matcher import NO_MATCH, Decision, Key, Matcher
@@ -34,9 +36,9 @@ class OwnershipError(ChargebackError):
     """Attribution broke an invariant (team totals differ from the allocated total)."""
 
 
-@dataclass(frozen=True, slots=True)
-class KeyShare:
-    """The rows of one key on one date, and the key's decision."""
+class KeyShare(NamedTuple):
+    """The rows of one key on one date, and the key's decision (a ``NamedTuple``: built
+    in C, ~10k a date)."""
 
     key: Key
     amount: int
@@ -63,7 +65,7 @@ class DateAttribution:
         day: the date.
         rule_version: the stored rule version used (``None`` before it is stored).
         calc_seq: the date's calculation this attribution belongs to.
-        shares: one per key, sorted by key.
+        shares: one per key, in the order the keys first appear in the date's rows.
         names: display names of the identities, resources and environments of the
             date's keys (as the inventory had them when attributed).
         dimension_keys: the dimensions declared when attributed, in order.
@@ -76,19 +78,27 @@ class DateAttribution:
     shares: tuple[KeyShare, ...]
     names: Mapping[str, str] = field(default_factory=dict)
     dimension_keys: tuple[str, ...] = ()
-    _index: dict[Key, Decision] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", {s.key: s.decision for s in self.shares})
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Derived views, computed once on first use (the index by key, the team totals)."""
 
     def decision_of(
         self, identity_id: str, resource_id: str | None, env_id: str | None
     ) -> Decision:
         """The decision of a row's key (UNASSIGNED for a key this date does not have)."""
-        return self._index.get(Key(identity_id, resource_id or "", env_id or ""), NO_MATCH)
+        index = self._cache.get("index")
+        if index is None:
+            index = self._cache["index"] = {s.key: s.decision for s in self.shares}
+        found: Decision = index.get(Key(identity_id, resource_id or "", env_id or ""), NO_MATCH)
+        return found
 
     def team_totals(self) -> list[TeamTotal]:
         """Sum per team and dimensions, sorted by team then dimensions."""
+        totals: list[TeamTotal] | None = self._cache.get("totals")
+        if totals is None:
+            totals = self._cache["totals"] = self._team_totals()
+        return list(totals)
+
+    def _team_totals(self) -> list[TeamTotal]:
         sums: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
         for s in self.shares:
             acc = sums.setdefault((s.decision.team, s.decision.dimensions), [0, 0])
@@ -104,7 +114,7 @@ class DateAttribution:
     @property
     def unassigned(self) -> int:
         """The part of :attr:`total` no rule matched."""
-        return sum(s.amount for s in self.shares if s.decision.team == UNASSIGNED)
+        return sum(t.amount for t in self.team_totals() if t.team == UNASSIGNED)
 
     def unmapped_identities(self) -> list[str]:
         """Identities with a share no rule matched (ids, sorted)."""
@@ -120,23 +130,27 @@ class DateAttribution:
 
     # -- stored form -------------------------------------------------------------------
     def encode(self) -> str:
-        """The shares and names as compact JSON (one text value per date)."""
+        """The shares and names as compact JSON (one text value per date).
+
+        Columnar (one list per field, the decisions numbered once): ~10k keys a date
+        encode as a few flat lists, about twice as fast as a list per key.
+        """
         outcomes: dict[Decision, int] = {}
-        shares = []
-        for s in self.shares:
-            idx = outcomes.setdefault(s.decision, len(outcomes))
-            shares.append(
-                [s.key.identity_id, s.key.resource_id, s.key.env_id, s.amount, s.rows, idx]
-            )
+        number = outcomes.setdefault
+        shares = self.shares
         doc = {
-            "outcomes": [
-                [d.team, [list(p) for p in d.dimensions], d.rule, list(d.conflicts)]
-                for d in outcomes
-            ],
-            "shares": shares,
-            "names": dict(sorted(self.names.items())),
-            "dimensions": list(self.dimension_keys),
+            "identity": [s.key.identity_id for s in shares],
+            "resource": [s.key.resource_id for s in shares],
+            "env": [s.key.env_id for s in shares],
+            "amount": [s.amount for s in shares],
+            "rows": [s.rows for s in shares],
+            "outcome": [number(s.decision, len(outcomes)) for s in shares],
         }
+        doc["outcomes"] = [
+            [d.team, [list(p) for p in d.dimensions], d.rule, list(d.conflicts)] for d in outcomes
+        ]
+        doc["names"] = dict(sorted(self.names.items()))
+        doc["dimensions"] = list(self.dimension_keys)
         return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
@@ -149,27 +163,33 @@ class DateAttribution:
             Decision(t, tuple((str(k), str(v)) for k, v in dims), rule, tuple(conf))
             for t, dims, rule, conf in doc["outcomes"]
         ]
+        columns = zip(
+            doc["identity"], doc["resource"], doc["env"], doc["amount"], doc["rows"],
+            doc["outcome"], strict=True,
+        )  # fmt: skip
         shares = tuple(
-            KeyShare(Key(i, r, e), int(a), int(n), outcomes[o])
-            for i, r, e, a, n, o in doc["shares"]
+            KeyShare(Key(i, r, e), int(a), int(n), outcomes[o]) for i, r, e, a, n, o in columns
         )
         keys = tuple(doc.get("dimensions", ()))
         return cls(tenant_id, day, rule_version, calc_seq, shares, doc.get("names", {}), keys)
 
 
-_ROW_KEY = attrgetter("identity_id", "resource_id", "env_id")
-_ROW_AMOUNT = attrgetter("amount")
+_FIELDS = ChargebackRow._fields
+_ROW_KEY = itemgetter(
+    _FIELDS.index("identity_id"), _FIELDS.index("resource_id"), _FIELDS.index("env_id")
+)
+"""A row's key fields by their positions, named: the C getter of a tuple (~2x attrgetter)."""
+_ROW_AMOUNT = itemgetter(_FIELDS.index("amount"))
 
 
 def key_amounts(rows: Sequence[ChargebackRow]) -> dict[Key, tuple[int, int]]:
-    """Group rows by key: ``key -> (amount, rows)``; no resource or env is ``""``."""
-    sums: dict[tuple[str, str | None, str | None], int] = {}
-    counts: dict[tuple[str, str | None, str | None], int] = {}
-    get = sums.get
-    cget = counts.get
-    for k, amount in zip(map(_ROW_KEY, rows), map(_ROW_AMOUNT, rows), strict=True):
-        sums[k] = get(k, 0) + amount
-        counts[k] = cget(k, 0) + 1
+    """Group rows by key: ``key -> (amount, rows)`` in first-seen order; no resource or
+    env is ``""``. The row counts come from ``Counter`` (counted in C)."""
+    keys = list(map(_ROW_KEY, rows))
+    sums: dict[tuple[str, str | None, str | None], int] = dict.fromkeys(keys, 0)
+    for k, amount in zip(keys, map(_ROW_AMOUNT, rows), strict=True):
+        sums[k] += amount
+    counts = Counter(keys)
     return {Key(i, r or "", e or ""): (a, counts[(i, r, e)]) for (i, r, e), a in sums.items()}
 
 
@@ -195,13 +215,14 @@ def attribute(
     Raises:
         OwnershipError: the team totals do not add up to ``expected_total``.
     """
-    decide = matcher.decide
-    shares = tuple(KeyShare(k, a, n, decide(k, day)) for k, (a, n) in sorted(amounts.items()))
+    decided = matcher.decisions_for(day)  # the decisions of dates alike, shared
+    get, decide = decided.get, matcher.decide
+    shares = tuple(KeyShare(k, a, n, get(k) or decide(k, day)) for k, (a, n) in amounts.items())
     directory = matcher.directory
     names = _names_of(shares, directory.names, directory.env_names)
     dims = matcher.rules.dimensions
     result = DateAttribution(tenant_id, day, None, calc_seq, shares, names, dims)
-    total = sum(t.amount for t in result.team_totals())
+    total = sum(t.amount for t in result.team_totals())  # each share in exactly one team
     want = sum(a for a, _ in amounts.values()) if expected_total is None else expected_total
     if total != want:
         raise OwnershipError(
