@@ -99,13 +99,20 @@ def query_source(storage: StorageBackend) -> QuerySource:
     """The query source reading the same database as ``storage``.
 
     Raises:
-        StorageError: the backend has no query source yet (only SQLite files have).
+        StorageError: the backend has no query source (an in-memory SQLite database, or
+            a backend of a third party).
     """
     from chargeback.core.storage.query_sqlite import SQLiteQuerySource  # noqa: PLC0415
     from chargeback.core.storage.sqlite import SQLiteBackend  # noqa: PLC0415
 
     if isinstance(storage, SQLiteBackend) and storage.path != ":memory:":
         return SQLiteQuerySource(storage.path)
+    from chargeback.core.storage.postgres import PostgresBackend  # noqa: PLC0415
+
+    if isinstance(storage, PostgresBackend):
+        from chargeback.core.storage.postgres.query import PostgresQuerySource  # noqa: PLC0415
+
+        return PostgresQuerySource(storage)
     raise StorageError(
-        f"the query API reads SQLite files only so far; {storage!r} has no query source"
+        f"the query API reads SQLite files and PostgreSQL; {storage!r} has no query source"
     )
