@@ -92,6 +92,18 @@ class PostgresQuerySource:
             GroupRow(r[0], tuple(r[1 : 1 + width]), r[1 + width], int(r[2 + width])) for r in rows
         ]
 
+    async def team_rollup_groups(
+        self,
+        tenant_id: str,
+        window: Window,
+        step: Step | None,
+        dimensions: tuple[str, ...],
+        filters: tuple[Filter, ...],
+    ) -> tuple[list[GroupRow], set[dt.date]]:
+        """No date has a team rollup on PostgreSQL (SQLite's rollup tables are SQLite's):
+        the caller reads every date through the attributions."""
+        return [], set()
+
     async def billing_lines(
         self, tenant_id: str, line_id: str, days: list[dt.date]
     ) -> list[BillingLine]:
