@@ -82,6 +82,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await server.start()
     base = {"tenant": tenant, "window": window}
     queries: dict[str, dict[str, str]] = {
+        "by team, step=1d": {**base, "aggregate": "team", "step": "1d"},
         "by product_type, step=1d": {**base, "aggregate": "product_type", "step": "1d"},
         "by environment, step=1d": {**base, "aggregate": "environment", "step": "1d"},
         "by identity, whole window": {**base, "aggregate": "identity", "limit": "10000"},
@@ -97,6 +98,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             queries["one identity, step=1d"]["filter"] = f"identity:{ident}"
             metrics: list[float] = []
             for name, params in queries.items():
+                if args.only and not any(word in name for word in args.only):
+                    continue
                 samples = []
                 for _ in range(args.requests):
                     samples.append(await _time(c, "/api/v1/allocation", params))
@@ -123,6 +126,9 @@ def main() -> None:
     parser.add_argument("--db", type=Path, required=True, help="a backfilled SQLite file")
     parser.add_argument("--requests", type=int, default=20, help="requests per query")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--only", action="append", help="only the queries whose name holds this (repeatable)"
+    )
     args = parser.parse_args()
     quiet_logs()
     write_report(asyncio.run(run(args)), args.out)
