@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--tenant", required=True)
     rec.add_argument("--from", dest="start", type=_date, help="first day (default: lookback)")
     rec.add_argument("--to", dest="end", type=_date, help="last day, inclusive (default: today)")
+    rec.add_argument(
+        "--accept-refused",
+        action="store_true",
+        help="exit 0 despite billing lines whose amount was refused (they are still listed)",
+    )
     add("check", "exit 0 when the running daemon is healthy, 1 otherwise")
     storage_cli.add_commands(add)
     export_cli.add_commands(add)
@@ -326,7 +331,9 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def report() -> tuple[bool, str]:
         async with open_backend(settings.storage, read_only=True) as storage:
-            rep = await build_report(storage, args.tenant, start, end)
+            rep = await build_report(
+                storage, args.tenant, start, end, accept_refused=args.accept_refused
+            )
         return rep.ok, render_report(rep)
 
     ok, text = asyncio.run(report())

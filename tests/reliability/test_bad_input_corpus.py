@@ -123,8 +123,11 @@ class TestBillingCorpus:
         def unallocated(line_id: str) -> list[tuple[Any, ...]]:
             return [r for r in rows.get(line_id, []) if r[3] == UNALLOCATED]
 
-        assert "not a number" in errors["bad-missing-amounts"]
+        # Nothing to derive the amount from: refused, kept with amount 0 and visible.
+        assert errors["bad-missing-amounts"].startswith("refused: amount is null")
         assert lines["bad-missing-amounts"][7] == 0
+        [missing_row] = unallocated("bad-missing-amounts")
+        assert (missing_row[10], missing_row[11][:23]) == (0, "source_error: refused: ")
         assert errors["bad-string-number"] is None
         assert lines["bad-string-number"][7] == 12_500_000_000
         assert "'twelve' is not a number" in errors["bad-text-amount"]
@@ -133,8 +136,11 @@ class TestBillingCorpus:
         assert text_row[11].startswith("source_error: amount 'twelve' is not a number")
         assert "not a number" in errors["bad-nan"]
         assert unallocated("bad-infinity")[0][10] == 5_000_000_000
-        assert "out of range" in errors["bad-huge"]
+        assert errors["bad-huge"].startswith("refused: amount 1000000000000000.0 is out of range")
         assert lines["bad-huge"][7] == 0
+        assert json.loads(lines["bad-huge"][-2])["reported_amount"] == "1000000000000000.0"
+        [huge_row] = unallocated("bad-huge")
+        assert huge_row[10] == 0
         assert errors["bad-negative-zero"] is None
         assert lines["bad-negative-zero"][7] == 0
         assert "bad-negative-zero" not in rows

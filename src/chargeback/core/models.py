@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "NO_ATTRIBUTES",
+    "REFUSED",
     "UNALLOCATED",
     "Allocation",
     "AllocationContext",
@@ -38,6 +39,11 @@ __all__ = [
 
 UNALLOCATED = "UNALLOCATED"
 """Identity id that receives cost nobody can be charged for, always with a reason."""
+
+REFUSED = "refused: "
+"""How a line's ``error`` starts when its billed amount could not be taken at all (out
+of range, or unreadable with nothing to derive it from): the line is stored with amount
+0 and its reported amount in ``attributes["reported_amount"]``; reconcile counts it."""
 
 
 class CostType(StrEnum):
@@ -96,7 +102,7 @@ class BillingLineItem(NamedTuple):
     ``line_id`` is stable for the same line across fetches, and unique within a
     tenant and date. ``error`` is set by a cost input for a malformed source row: the
     engine then allocates the line to :data:`UNALLOCATED` with that reason instead of
-    asking a handler.
+    asking a handler (a row even for amount 0, so a :data:`REFUSED` line shows).
 
     A ``NamedTuple`` (immutable; change a field with ``_replace``): a large
     organization's backfill builds every line twice (parsed, then unpacked from the

@@ -4,7 +4,9 @@
 type (one set-based query) and for the dates calculated in the range;
 :func:`render_report` prints it as a fixed-width table with exact decimals.
 ``chargeback reconcile`` (the CLI) prints the table and exits 1 unless
-:attr:`ReconcileReport.ok`.
+:attr:`ReconcileReport.ok`: allocated equals billed, and no billing line was refused
+(a line whose amount could not be taken is stored with amount 0, so the billed total
+leaves it out; ``--accept-refused`` accepts such lines once the operator has looked).
 """
 
 from __future__ import annotations
@@ -55,10 +57,19 @@ class ReconcileReport:
     dates: tuple[DateTotal, ...]
     missing_dates: tuple[dt.date, ...]
 
+    accept_refused: bool = False
+    """Whether refused lines are accepted (they are still listed)."""
+
     @property
     def ok(self) -> bool:
-        """Whether allocated equals billed for every date and product type."""
-        return all(row.difference == 0 for row in self.rows)
+        """Whether allocated equals billed everywhere and no line was refused (or accepted)."""
+        balanced = all(row.difference == 0 for row in self.rows)
+        return balanced and (self.accept_refused or self.refused_lines == 0)
+
+    @property
+    def refused_lines(self) -> int:
+        """Billing lines whose amount was refused (reported, but stored as 0)."""
+        return sum(row.refused for row in self.rows)
 
     @property
     def mismatches(self) -> tuple[ReconcileRow, ...]:
@@ -77,7 +88,12 @@ class ReconcileReport:
 
 
 async def build_report(
-    storage: StorageBackend, tenant_id: str, start: dt.date, end: dt.date
+    storage: StorageBackend,
+    tenant_id: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    accept_refused: bool = False,
 ) -> ReconcileReport:
     """Reconcile one tenant's stored chargeback against its stored bill.
 
@@ -105,10 +121,10 @@ async def build_report(
     dates = tuple(DateTotal(day, b, a, n) for day, (b, a, n) in sorted(per_date.items()))
     days = (start + dt.timedelta(days=i) for i in range((end - start).days))
     missing = tuple(day for day in days if day not in states)
-    return ReconcileReport(tenant_id, start, end, rows, dates, missing)
+    return ReconcileReport(tenant_id, start, end, rows, dates, missing, accept_refused)
 
 
-_HEADER = ("date", "product type", "billed", "allocated", "difference", "lines")
+_HEADER = ("date", "product type", "billed", "allocated", "difference", "lines", "refused")
 
 
 def render_report(report: ReconcileReport) -> str:
@@ -127,15 +143,15 @@ def render_report(report: ReconcileReport) -> str:
                 format_amount(row.allocated),
                 format_amount(row.difference),
                 str(row.lines),
+                str(row.refused),
             )
         )
     billed, allocated = report.billed_total, report.allocated_total
     total = ("total", "", format_amount(billed), format_amount(allocated))
-    table.append(
-        (*total, format_amount(allocated - billed), str(sum(r.lines for r in report.rows)))
-    )
+    lines = str(sum(r.lines for r in report.rows))
+    table.append((*total, format_amount(allocated - billed), lines, str(report.refused_lines)))
     widths = [max(len(cells[i]) for cells in table) for i in range(len(_HEADER))]
-    right = {2, 3, 4, 5}  # numbers align right
+    right = {2, 3, 4, 5, 6}  # numbers align right
 
     def fmt(cells: tuple[str, ...]) -> str:
         parts = (
@@ -160,14 +176,34 @@ def render_report(report: ReconcileReport) -> str:
             f"note: {len(report.missing_dates)} dates not calculated: {shown}"
             + (f" and {more} more" if more > 0 else "")
         )
+    out.extend(_verdict(report))
+    return "\n".join(out)
+
+
+def _verdict(report: ReconcileReport) -> list[str]:
+    """The last lines: refused lines (if any), then OK or MISMATCH."""
+    out: list[str] = []
     n_dates = len(report.dates)
-    if report.ok:
+    if report.refused_lines:
+        how = (
+            "accepted (--accept-refused)"
+            if report.accept_refused
+            else "look at their reason on the UNALLOCATED rows, then rerun the dates once the "
+            "bill is corrected, or pass --accept-refused"
+        )
+        out.append(
+            f"REFUSED: {report.refused_lines} billing lines reported an amount that could not "
+            f"be taken (stored as 0, left out of billed): {how}"
+        )
+    balanced = all(row.difference == 0 for row in report.rows)
+    if balanced:
         out.append(f"OK: allocated equals billed for {n_dates} dates")
     else:
+        billed, allocated = report.billed_total, report.allocated_total
         bad = report.mismatches
         bad_dates = len({r.day for r in bad})
         out.append(
             f"MISMATCH: {len(bad)} of {len(report.rows)} date/product rows on {bad_dates} of "
             f"{n_dates} dates differ; allocated - billed = {format_amount(allocated - billed)}"
         )
-    return "\n".join(out)
+    return out

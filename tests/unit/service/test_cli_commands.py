@@ -13,6 +13,7 @@ import pytest
 
 from chargeback.cli import main
 from chargeback.core.emitters import registry as emitter_registry
+from chargeback.core.models import REFUSED, UNALLOCATED, BillingLineItem, ChargebackRow
 from chargeback.core.storage.sqlite import SQLiteBackend
 from chargeback.logging import clear_secrets
 
@@ -117,6 +118,33 @@ class TestOnceRerunReconcile:
         day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)).isoformat()
         args = ["rerun", "--config", str(config), "--tenant", "acme", "--from", day, "--to", day]
         assert main([*args, "--now"]) == 0
+
+    def test_reconcile_exits_1_on_a_refused_line_unless_accepted(
+        self, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A stored refused line makes reconcile exit 1 naming it; --accept-refused exits 0."""
+        day = dt.date(2026, 3, 1)
+        line = BillingLineItem("huge", day, "KAFKA_NUM_CKUS", "KAFKA", 0, error=REFUSED + "x")
+        reason = "source_error: refused: x"
+        row = ChargebackRow("acme", day, "huge", UNALLOCATED, "KAFKA_NUM_CKUS", "KAFKA",
+                            None, None, "usage", "source_error", 0, reason)  # fmt: skip
+
+        async def store() -> None:
+            (tmp_path / "var").mkdir(exist_ok=True)
+            async with SQLiteBackend(tmp_path / "var" / "cb.db") as storage:
+                await storage.commit_date(
+                    "acme", day, lines=[line], rows=[row], plugin_rows=[],
+                    billing_fingerprint="b", settings_fingerprint="s",
+                    inventory_fingerprint="i", calculated_at=dt.datetime.now(dt.UTC),
+                )  # fmt: skip
+
+        asyncio.run(store())
+        args = ["reconcile", "--config", str(config), "--tenant", "acme"]
+        span = ["--from", "2026-03-01", "--to", "2026-03-01"]
+        assert main([*args, *span]) == 1
+        assert "REFUSED: 1 billing lines" in capsys.readouterr().out
+        assert main([*args, *span, "--accept-refused"]) == 0
+        assert "accepted (--accept-refused)" in capsys.readouterr().out
 
     def test_rerun_inverted_range(self, config: Path) -> None:
         """--to before --from is refused with exit 2."""

@@ -255,7 +255,7 @@ class Dispatcher:
                     continue
                 errors += 1
                 _log_once(notes, "allocator_error", line.product_type, reason)
-            if line.amount:
+            if line.amount or line.error is not None:  # a refused line (amount 0) shows too
                 rows.append(_unallocated_row(tenant, day, line, _rule_for(reason), reason))
                 unallocated += line.amount
         return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)

@@ -45,7 +45,8 @@ no tenant is given)."""
 
 _RECONCILE = f"""
 WITH billed AS (
-    SELECT date, product_type, SUM(amount) AS amount, COUNT(*) AS lines
+    SELECT date, product_type, SUM(amount) AS amount, COUNT(*) AS lines,
+        SUM(error LIKE 'refused: %') AS refused
     FROM billing_lines WHERE tenant_id = :tenant AND date >= :start AND date < :end
     GROUP BY date, product_type
 ), allocated AS (
@@ -54,10 +55,10 @@ WITH billed AS (
     WHERE s.tenant_id = :tenant AND s.date >= :start AND s.date < :end
     GROUP BY s.date, r.product_type
 )
-SELECT b.date, b.product_type, b.amount, COALESCE(a.amount, 0), b.lines
+SELECT b.date, b.product_type, b.amount, COALESCE(a.amount, 0), b.lines, b.refused
 FROM billed AS b LEFT JOIN allocated AS a USING (date, product_type)
 UNION ALL
-SELECT a.date, a.product_type, 0, a.amount, 0
+SELECT a.date, a.product_type, 0, a.amount, 0, 0
 FROM allocated AS a
 WHERE NOT EXISTS (
     SELECT 1 FROM billed AS b WHERE b.date = a.date AND b.product_type = a.product_type
@@ -218,8 +219,9 @@ async def reconcile(
             billed=int(billed),
             allocated=int(allocated),
             lines=int(lines),
+            refused=int(refused or 0),
         )
-        for day, product_type, billed, allocated, lines in rows
+        for day, product_type, billed, allocated, lines, refused in rows
     ]
 
 

@@ -113,6 +113,10 @@ class ReconcileRow:
     billed: int
     allocated: int
     lines: int
+    refused: int = 0
+    """Lines whose billed amount was refused (their ``error`` starts with
+    :data:`~chargeback.core.models.REFUSED`): stored with amount 0, so ``billed`` leaves
+    out what they reported."""
 
     @property
     def difference(self) -> int:

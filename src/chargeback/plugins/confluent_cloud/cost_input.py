@@ -18,10 +18,11 @@ How rows become :class:`~chargeback.core.models.BillingLineItem`\\ s:
 - Tiered rows (same key, different ``tier_dimensions``) stay separate lines: they
   have distinct ids, and keeping them keeps each line traceable to a bill row.
 - Malformed rows never stop the stream: a row whose amount cannot be read is yielded
-  with ``amount`` = the parseable part (``original_amount - discount_amount`` when
-  those parse, else 0) and ``error`` set, so the engine puts it on UNALLOCATED with
-  the reason; a row without any readable date cannot be placed and is logged and
-  skipped. Rows outside the requested days are dropped.
+  with ``error`` set, so the engine puts it on UNALLOCATED with the reason: its amount
+  derived as ``original_amount - discount_amount`` when those parse, else refused
+  (amount 0, the reported amount in ``attributes``; see :func:`_amounts`); a row
+  without any readable date cannot be placed and is logged and skipped. Rows outside
+  the requested days are dropped.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from typing import Any
 
 import structlog
 
-from chargeback.core.models import BillingLineItem
-from chargeback.core.money import to_minor
+from chargeback.core.models import REFUSED, BillingLineItem
+from chargeback.core.money import format_amount, to_minor
 from chargeback.core.sources import HttpClient
 from chargeback.core.sources.values import parse_decimal
 from chargeback.plugins.confluent_cloud.config import BillingSettings
@@ -139,8 +140,22 @@ def _price(value: object) -> Decimal | None:
     return _decimal_of_float(value)  # Decimals are immutable: sharing one is safe
 
 
-def _amounts(row: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int | None, int]:
-    """``(original, discount, amount)`` in minor units; problems go to ``errors``."""
+def _amounts(
+    row: Mapping[str, Any], errors: list[str], attrs: dict[str, str]
+) -> tuple[int | None, int | None, int]:
+    """``(original, discount, amount)`` in minor units; problems go to ``errors``.
+
+    The one policy for an ``amount`` that cannot be read (DESIGN §5: nothing silently
+    wrong), recorded in the line's ``error`` and so in its rows' ``reason``:
+
+    - null or not a number, with ``original_amount`` (and ``discount_amount``, if
+      given) readable: the amount is ``original_amount - discount_amount``, the bill's
+      own arithmetic, and the line goes to UNALLOCATED with that reason: a derived
+      amount is never charged to identities;
+    - out of range (more than :data:`MAX_AMOUNT`), or unreadable with nothing to
+      derive it from: the line is **refused**: stored with amount 0, its reported
+      amount kept in ``attributes["reported_amount"]``, and reconcile counts it.
+    """
     raw_original, raw_discount, raw_amount = (
         row.get("original_amount"), row.get("discount_amount"), row.get("amount"),
     )  # fmt: skip
@@ -148,18 +163,37 @@ def _amounts(row: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int
     discount = _minor(raw_discount)
     amount = _minor(raw_amount)
     if amount is None:
-        if original is not None:
-            amount = original - (discount or 0)
-            if raw_amount is not None:
-                errors.append(_amount_problem("amount", raw_amount))
-        else:
-            amount = 0
-            errors.append(_amount_problem("amount", raw_amount))
+        amount = _unreadable_amount(raw_amount, original, discount, raw_discount, errors, attrs)
     if original is None and raw_original is not None and parse_decimal(raw_original) is not None:
         errors.append(_amount_problem("original_amount", raw_original))
     if discount is None and raw_discount is not None and parse_decimal(raw_discount) is not None:
         errors.append(_amount_problem("discount_amount", raw_discount))
     return original, discount, amount
+
+
+def _unreadable_amount(  # noqa: PLR0917  (one call site, the parsed parts)
+    raw: object,
+    original: int | None,
+    discount: int | None,
+    raw_discount: object,
+    errors: list[str],
+    attrs: dict[str, str],
+) -> int:
+    """The amount of a line whose ``amount`` cannot be read (see :func:`_amounts`)."""
+    problem = "amount is null" if raw is None else _amount_problem("amount", raw)
+    dec = parse_decimal(raw)
+    out_of_range = dec is not None and dec.copy_abs() > MAX_AMOUNT
+    discount_ok = discount is not None or raw_discount is None
+    if original is not None and discount_ok and not out_of_range:
+        derived = original - (discount or 0)
+        errors.append(
+            f"{problem}: derived as original_amount - discount_amount = "
+            f"{format_amount(derived)}, not charged to identities"
+        )
+        return derived
+    attrs["reported_amount"] = "null" if raw is None else str(raw)
+    errors.insert(0, f"{REFUSED}{problem}; the line is kept with amount 0 and its reported amount")
+    return 0
 
 
 def _attributes(row: Mapping[str, Any], display: str | None) -> dict[str, str]:
@@ -206,7 +240,8 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
         env = resource.get("environment")
         if isinstance(env, dict):
             env_id = _text(env.get("id")) or None
-    original, discount, amount = _amounts(row, errors)
+    attrs = _attributes(row, display)
+    original, discount, amount = _amounts(row, errors, attrs)
     line_type = _text(get("line_type"))
     if not line_type:
         errors.append("line_type is missing")
@@ -214,7 +249,6 @@ def parse_cost_row(row: Mapping[str, Any]) -> BillingLineItem | None:
     line_id = (
         str(raw_id) if raw_id not in (None, "") else "k:" + _natural_key(day, row, env_id, res_id)
     )
-    attrs = _attributes(row, display)
     return BillingLineItem._make(  # positional: no keyword parsing
         (
             line_id, day, line_type or "UNKNOWN", _text(get("product")) or "", amount,

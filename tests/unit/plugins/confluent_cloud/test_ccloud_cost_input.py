@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from chargeback.core.models import BillingLineItem
+from chargeback.core.models import REFUSED, BillingLineItem
 from chargeback.core.money import to_minor
 from chargeback.core.sources import Credentials, HttpClient, HttpSettings
 from chargeback.plugins.confluent_cloud.config import BillingSettings
@@ -128,12 +128,36 @@ class TestParse:
             assert line.error is not None
             assert "amount" in line.error
 
-    def test_amount_recovered_from_original_and_discount(self) -> None:
-        """With the amount missing, original_amount - discount_amount is used."""
-        line = parse_cost_row(row(amount=None))
+    @pytest.mark.parametrize("bad", [None, "abc"])
+    def test_null_and_non_numeric_amounts_follow_one_policy(self, bad: object) -> None:
+        """A null or non-numeric amount is derived as original - discount with the reason
+        on the line (so on its UNALLOCATED rows), never charged to identities silently."""
+        line = parse_cost_row(row(amount=bad))
         assert line is not None
         assert line.amount == to_minor("97.2")
-        assert line.error is None
+        assert line.error is not None
+        assert "derived as original_amount - discount_amount = 97.200000000" in line.error
+        assert "not charged to identities" in line.error
+        assert not line.error.startswith(REFUSED)
+
+    @pytest.mark.parametrize("bad", [1e15, "1e15", -1e15])
+    def test_an_out_of_range_amount_is_refused_with_its_reported_amount(self, bad: object) -> None:
+        """An amount beyond MAX_AMOUNT is refused: amount 0, the reported amount kept."""
+        line = parse_cost_row(row(amount=bad))
+        assert line is not None
+        assert line.amount == 0
+        assert line.error is not None
+        assert line.error.startswith(REFUSED)
+        assert "out of range" in line.error
+        assert line.attributes["reported_amount"] == str(bad)
+
+    def test_an_unreadable_amount_with_nothing_to_derive_it_from_is_refused(self) -> None:
+        """A null amount whose original_amount is unreadable too is refused, not priced 0."""
+        line = parse_cost_row(row(amount=None, original_amount="x"))
+        assert line is not None
+        assert (line.amount, line.attributes["reported_amount"]) == (0, "null")
+        assert line.error is not None
+        assert line.error.startswith(REFUSED + "amount is null")
 
     def test_bad_start_date_uses_end_date_and_flags(self) -> None:
         """A bad start_date is placed by end_date and flagged; no date at all is skipped."""

@@ -36,7 +36,8 @@ Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _RECONCILE = """
 WITH billed AS (
-    SELECT date, product_type, SUM(amount) AS amount, COUNT(*) AS lines
+    SELECT date, product_type, SUM(amount) AS amount, COUNT(*) AS lines,
+        COUNT(*) FILTER (WHERE error LIKE 'refused: %%') AS refused
     FROM billing_lines WHERE tenant_id = %(tenant)s AND date >= %(start)s AND date < %(end)s
     GROUP BY date, product_type
 ), allocated AS (
@@ -46,7 +47,7 @@ WITH billed AS (
     GROUP BY date, product_type
 )
 SELECT date, product_type, COALESCE(b.amount, 0), COALESCE(a.amount, 0),
-    COALESCE(b.lines, 0)
+    COALESCE(b.lines, 0), COALESCE(b.refused, 0)
 FROM billed AS b FULL JOIN allocated AS a USING (date, product_type)
 ORDER BY date, product_type COLLATE "C"
 """
@@ -164,7 +165,7 @@ async def reconcile(conn: Conn, tenant_id: str, start: dt.date, end: dt.date) ->
     rows = await _all(conn, _RECONCILE, {"tenant": tenant_id, "start": start, "end": end})
     return [
         ReconcileRow(day=r[0], product_type=r[1], billed=int(r[2]), allocated=int(r[3]),
-                     lines=int(r[4]))
+                     lines=int(r[4]), refused=int(r[5]))
         for r in rows
     ]  # fmt: skip
 

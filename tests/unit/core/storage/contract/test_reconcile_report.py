@@ -9,7 +9,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.core.models import BillingLineItem, ChargebackRow
+from chargeback.core.models import REFUSED, BillingLineItem, ChargebackRow
 from chargeback.core.money import split
 from chargeback.core.reconcile import build_report, render_report
 from chargeback.core.storage.factory import open_backend
@@ -61,6 +61,29 @@ class TestBuildReport:
         table = [ln for ln in text.splitlines()[1:] if not ln.startswith(("OK", "MISMATCH"))]
         ends = {len(ln) for ln in table}
         assert len(ends) == 1, text
+
+    async def test_refused_lines_fail_the_report_unless_accepted(
+        self, backend, line_factory, rows_factory, commit_date
+    ):
+        """A refused line (amount 0, reported amount kept) has its own column and fails the
+        report, though billed equals allocated; --accept-refused passes it, still listed."""
+        good = line_factory("a", 700)
+        refused = line_factory("huge", 0)._replace(
+            error=REFUSED + "amount 1e15 is out of range",
+            attributes={"reported_amount": "1e15"},
+        )
+        rows = [*rows_factory("t1", good, ["x"], [1]), *rows_factory("t1", refused, ["x"], [1])]
+        await commit_date(backend, "t1", D1, [good, refused], rows)
+        report = await build_report(backend, "t1", D1, D2)
+        assert [(r.lines, r.refused, r.difference) for r in report.rows] == [(2, 1, 0)]
+        assert (report.refused_lines, report.ok) == (1, False)
+        text = render_report(report).splitlines()
+        assert text[1].split()[-1] == "refused"
+        assert text[-2].startswith("REFUSED: 1 billing lines reported an amount")
+        assert text[-1] == "OK: allocated equals billed for 1 dates"
+        accepted = await build_report(backend, "t1", D1, D2, accept_refused=True)
+        assert accepted.ok
+        assert "accepted (--accept-refused)" in render_report(accepted)
 
     async def test_empty_range(self, backend):
         """A range with nothing stored is OK with zero dates and lists the missing days."""
