@@ -25,15 +25,13 @@ import asyncio
 import datetime as dt
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from chargeback.core.emitters import registry as emitter_registry
-from chargeback.core.models import UNALLOCATED, ChargebackRow
-from chargeback.core.money import to_decimal
+from chargeback.core.models import UNALLOCATED
+from chargeback.demo_output import Progress, money, share
 from chargeback.errors import ConfigError
 from chargeback.settings import (
     AppSettings,
@@ -237,37 +235,6 @@ def demo_settings(base: AppSettings, options: DemoOptions, sim_url: str) -> AppS
 # -- progress -----------------------------------------------------------------------------
 
 
-def _money(minor: int) -> str:
-    return f"{to_decimal(minor).quantize(Decimal('0.01')):,}"
-
-
-def _share(part: int, whole: int) -> str:
-    return f"{(100 * Decimal(part) / Decimal(whole)).quantize(Decimal('0.1'))}%" if whole else "-"
-
-
-class _Progress:
-    """The ``demo_progress`` emitter: one line per committed date."""
-
-    def __init__(self, out: TextIO, total: int) -> None:
-        self.out = out
-        self.total = total
-        self.count = 0
-
-    async def __call__(
-        self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
-    ) -> None:
-        self.count += 1
-        cost = sum(r.amount for r in rows)
-        unallocated = sum(r.amount for r in rows if r.identity_id == UNALLOCATED)
-        width = len(str(self.total))
-        print(
-            f"  [{self.count:>{width}}/{self.total}] {day}  {len(rows):>6} rows"
-            f"  cost {_money(cost):>12}  unallocated {_share(unallocated, cost):>6}",
-            file=self.out,
-            flush=True,
-        )
-
-
 # -- the demo -------------------------------------------------------------------------------
 
 
@@ -292,7 +259,9 @@ async def run_demo(options: DemoOptions, *, out: TextIO = sys.stdout) -> DemoRes
     try:
         sim_url = f"http://127.0.0.1:{sim.port}"
         settings = demo_settings(base, options, sim_url)
-        progress = _Progress(out, options.days)
+        lookback = settings.tenant_config(options.tenant).lookback_days
+        first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=lookback)
+        progress = Progress(out, options.days, first)
         emitter_registry.register(PROGRESS_EMITTER, lambda **_: progress)
         await validate_settings(settings, str(options.config))
         options.workdir.mkdir(parents=True, exist_ok=True)
@@ -322,7 +291,7 @@ async def _backfill(
     settings: AppSettings,
     options: DemoOptions,
     sim_url: str,
-    progress: _Progress,
+    progress: Progress,
     out: TextIO,
 ) -> DemoResult | None:
     """Run the tenant once, then print the summary; ``None`` if the daemon stopped first."""
@@ -351,7 +320,7 @@ async def _backfill(
     if summary is None or daemon.storage is None:
         print("backfill stopped before it finished", file=out, flush=True)
         return None
-    if progress.count == 0 and summary.dates_calculated == 0:
+    if not progress.seen and summary.dates_calculated == 0:
         print("  nothing to calculate: every date is already in the database", file=out)
     status = str(summary.status)
     if summary.error:
@@ -480,28 +449,28 @@ def _tables(totals: _Totals, first: dt.date, last: dt.date) -> list[str]:
         f"Top identities by cost, {first} .. {last}",
         f"  {'identity':<32} {'cost':>14} {'share':>7}",
         *(
-            f"  {(i + ' ' + names.get(i, ''))[:32]:<32} {_money(a):>14} {_share(a, grand):>7}"
+            f"  {(i + ' ' + names.get(i, ''))[:32]:<32} {money(a):>14} {share(a, grand):>7}"
             for i, a in ranked
         ),
-        f"  {f'({len(totals.by_identity)} identities)':<32} {_money(grand):>14}",
+        f"  {f'({len(totals.by_identity)} identities)':<32} {money(grand):>14}",
         "",
         "Cost by team (ownership rules; UNASSIGNED: no rule matched)",
         *(
-            f"  {t:<32} {_money(a):>14} {_share(a, grand):>7}"
+            f"  {t:<32} {money(a):>14} {share(a, grand):>7}"
             for t, a in sorted(by_team.items(), key=lambda kv: (-kv[1], kv[0]))
         ),
         "",
         "Cost by product type",
-        *(f"  {t:<32} {_money(a):>14} {_share(a, grand):>7}" for t, a in products),
+        *(f"  {t:<32} {money(a):>14} {share(a, grand):>7}" for t, a in products),
         "",
-        f"Unallocated: {_money(unallocated)} of {_money(grand)} ({_share(unallocated, grand)})"
+        f"Unallocated: {money(unallocated)} of {money(grand)} ({share(unallocated, grand)})"
         + (", largest reasons:" if why else ""),
-        *(f"  {_money(a):>14}  {r[:100]}" for r, a in why),
+        *(f"  {money(a):>14}  {r[:100]}" for r, a in why),
         f"Reconciliation: OK, allocated equals billed for {len(report.dates)} dates "
-        f"({_money(report.billed_total)})"
+        f"({money(report.billed_total)})"
         if report.ok
         else f"Reconciliation: MISMATCH on {len(report.mismatches)} date/product rows "
-        f"(billed {_money(report.billed_total)}, allocated {_money(report.allocated_total)})",
+        f"(billed {money(report.billed_total)}, allocated {money(report.allocated_total)})",
     ]
 
 
