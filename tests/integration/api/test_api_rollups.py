@@ -21,6 +21,7 @@ QUERIES = [
     {"aggregate": "identity", "step": "1w", "filter": "cost_type!:shared", "limit": "10000"},
     {"aggregate": "team", "step": "1d", "limit": "10000"},
     {"aggregate": "team,cost_type", "filter": "team!:UNASSIGNED", "limit": "10000"},
+    {"aggregate": "team,product_type", "filter": "product_type:KAFKA_BASE,SUPPORT"},
 ]
 TEAM_QUERY = 4
 
@@ -90,8 +91,10 @@ class TestRollups:
             ).fetchone()
             assert versions == 8
             conn.execute(
-                "UPDATE query_rollup_team SET amount = amount + 1 WHERE date = ? AND team = ?",
-                (day, "payments"),
+                "UPDATE query_rollup_team SET amount = amount + 1 WHERE date = :day AND "
+                "team = 'payments' AND product_type = (SELECT MIN(product_type) FROM "
+                "query_rollup_team WHERE date = :day AND team = 'payments')",
+                {"day": day},
             )
             conn.commit()
         tampered = await answers(api)

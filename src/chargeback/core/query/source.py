@@ -76,7 +76,7 @@ class QuerySource(Protocol):
     ) -> tuple[list[GroupRow], set[dt.date]]:
         """Groups of the days with a current team rollup, and those days (maybe none).
 
-        Only asked for dimensions and filters within team, cost type and date.
+        Only asked for dimensions and filters within team, product type, cost type and date.
         """
         ...
 

@@ -8,7 +8,7 @@ rollups keep them, per tenant and date:
                          cost_type, amount)                      ~100 groups a day
     query_rollup_identity(tenant_id, date, identity_id, cost_type, amount)
                                                                  ~3.4k groups a day
-    query_rollup_team(tenant_id, date, team, cost_type, amount)  teams x cost types
+    query_rollup_team(tenant_id, date, team, product_type, cost_type, amount)
 
 and ``query_rollup_state(tenant_id, date, calc_seq)`` says which calculation of the
 date they sum. :func:`refresh_rollup` rebuilds one date in one ``BEGIN IMMEDIATE``
@@ -87,9 +87,27 @@ CREATE TABLE query_rollup_team (
 ALTER TABLE query_rollup_state ADD COLUMN team_rule_version INTEGER;
 """
 
+_TEAM_PRODUCTS = """
+-- The team rollup gains the product type (the UI's cost by team stacked by product type).
+-- Dates rolled up before this step lose their team rollup (team_rule_version NULL): they
+-- are read through their attributions until their next refresh.
+DROP TABLE query_rollup_team;
+CREATE TABLE query_rollup_team (
+    tenant_id    TEXT NOT NULL,
+    date         TEXT NOT NULL,
+    team         TEXT NOT NULL,
+    product_type TEXT NOT NULL,
+    cost_type    TEXT NOT NULL,
+    amount       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, date, team, product_type, cost_type)
+) WITHOUT ROWID;
+UPDATE query_rollup_state SET team_rule_version = NULL;
+"""
+
 ROLLUP_MIGRATIONS = (
     Migration(1, "daily rollups for the query API", _SCHEMA),
     Migration(2, "daily team rollup", _TEAMS),
+    Migration(3, "team rollup by product type", _TEAM_PRODUCTS),
 )
 
 ROLLUPS: dict[str, frozenset[str]] = {
@@ -97,7 +115,7 @@ ROLLUPS: dict[str, frozenset[str]] = {
         {"product_type", "product_category", "environment", "cost_type", "date"}
     ),
     "query_rollup_identity": frozenset({"identity", "cost_type", "date"}),
-    "query_rollup_team": frozenset({"team", "cost_type", "date"}),
+    "query_rollup_team": frozenset({"team", "product_type", "cost_type", "date"}),
 }
 """Each rollup table and the dimensions (as the API names them) it can answer."""
 
@@ -172,8 +190,8 @@ async def _refresh(conn: aiosqlite.Connection, tenant_id: str, day: dt.date) -> 
 
 
 _KEYS = (
-    "SELECT r.identity_id, COALESCE(r.resource_id, ''), COALESCE(r.env_id, ''), r.cost_type, "
-    "SUM(r.amount) FROM " + _ROWS + " GROUP BY 1, 2, 3, 4"
+    "SELECT r.identity_id, COALESCE(r.resource_id, ''), COALESCE(r.env_id, ''), "
+    "r.product_type, r.cost_type, SUM(r.amount) FROM " + _ROWS + " GROUP BY 1, 2, 3, 4, 5"
 )
 
 
@@ -198,18 +216,19 @@ async def _refresh_teams(conn: aiosqlite.Connection, params: dict[str, object]) 
         att = DateAttribution.decode(str(params["tenant"]), day, version, int(found[0][1]),
                                      str(found[0][2]))  # fmt: skip
         teams = {share.key: share.decision.team for share in att.shares}
-        sums: dict[tuple[str, str], int] = {}
-        for identity, resource, env, cost_type, amount in await conn.execute_fetchall(
+        sums: dict[tuple[str, str, str], int] = {}
+        for identity, resource, env, product, cost_type, amount in await conn.execute_fetchall(
             _KEYS, params
         ):
             team = teams.get(Key(identity, resource, env))
             if team is None:  # the attribution does not cover the rows: no team rollup
                 version, sums = None, {}
                 break
-            sums[team, cost_type] = sums.get((team, cost_type), 0) + int(amount)
+            group = (team, product, cost_type)
+            sums[group] = sums.get(group, 0) + int(amount)
         await conn.executemany(
-            "INSERT INTO query_rollup_team VALUES (?, ?, ?, ?, ?)",
-            [(params["tenant"], params["date"], t, c, a) for (t, c), a in sums.items()],
+            "INSERT INTO query_rollup_team VALUES (?, ?, ?, ?, ?, ?)",
+            [(params["tenant"], params["date"], *group, a) for group, a in sums.items()],
         )
     await conn.execute(
         "UPDATE query_rollup_state SET team_rule_version = ? WHERE tenant_id = ? AND date = ?",

@@ -218,7 +218,7 @@ class SQLiteQuerySource:
     ) -> tuple[list[GroupRow], set[dt.date]]:
         """Groups of the dates with a current team rollup, and those dates.
 
-        Only for dimensions and filters within team, cost type and date; the caller
+        Only for dimensions and filters within team, product type, cost type and date; the caller
         reads every other date through the attributions.
         """
         params: dict[str, object] = {

@@ -222,7 +222,7 @@ async def compute_allocation(
     )  # fmt: skip
 
 
-_TEAM_ROLLUP = frozenset({TEAM, "cost_type", "date"})
+_TEAM_ROLLUP = frozenset({TEAM, "product_type", "cost_type", "date"})
 """Queries within these dimensions read the days with a current team rollup from it."""
 
 
