@@ -16,7 +16,7 @@ from chargeback.core.emitters.focus.records import (
     focus_rows,
     focus_unit,
 )
-from chargeback.core.emitters.focus.split import split_by
+from chargeback.core.emitters.focus.split import split_by, split_many
 from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow, Identity
 from chargeback.core.money import split, to_minor
 
@@ -113,6 +113,15 @@ def test_allocated_charges_sum_to_their_origin(
 def test_split_by_is_exact_for_any_signs(total: int, parts: list[int]) -> None:
     """Whatever the parts' signs, the split sums to the total."""
     assert sum(split_by(total, parts)) == total
+
+
+@given(
+    totals=st.lists(st.integers(min_value=-(10**24), max_value=10**24), min_size=1, max_size=4),
+    parts=st.lists(st.integers(min_value=-(10**9), max_value=10**9), min_size=1, max_size=10),
+)
+def test_split_many_is_split_by_of_each_total(totals: list[int], parts: list[int]) -> None:
+    """The one-pass split gives exactly what splitting each total alone gives."""
+    assert split_many(totals, parts) == [split_by(t, parts) for t in totals]
 
 
 def test_unallocated_portion_has_no_allocated_resource() -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 
 from chargeback.core.emitters.focus.split import (
     FINE,
     fine_of_decimal,
     format_fine,
     format_nanos,
-    split_by,
+    split_many,
 )
 from chargeback.core.jsontext import compact, compact_sorted
 from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow, Identity
@@ -153,18 +154,20 @@ class PartWriter:
         """Yield the rows of ``line``'s parts; every metric is split exactly over them."""
         amounts = [p.amount for p in parts]
         list_total = line.original_amount if line.original_amount is not None else line.amount
-        list_parts = split_by(list_total * _NANOS_TO_FINE, amounts)
-        quantities = (
-            split_by(fine_of_decimal(line.quantity), amounts)
-            if priced and line.quantity is not None
-            else None
-        )
-        discounts = (
-            split_by(line.discount_amount * _NANOS_TO_FINE, amounts)
-            if line.discount_amount is not None
-            else None
-        )
-        ratios = split_by(FINE, amounts) if self._details_at is not None else None
+        has_quantity = priced and line.quantity is not None
+        has_discount = line.discount_amount is not None
+        totals = [list_total * _NANOS_TO_FINE]
+        if has_quantity:
+            totals.append(fine_of_decimal(line.quantity or Decimal(0)))
+        if has_discount:
+            totals.append((line.discount_amount or 0) * _NANOS_TO_FINE)
+        if self._details_at is not None:
+            totals.append(FINE)
+        splits = iter(split_many(totals, amounts))
+        list_parts = next(splits)
+        quantities = next(splits) if has_quantity else None
+        discounts = next(splits) if has_discount else None
+        ratios = next(splits) if self._details_at is not None else None
         prefix = _DETAILS_QUOTED if self._q is csv_cell else _DETAILS
         c1, c2, c3 = self._costs
         q1, q2 = self._quantities
