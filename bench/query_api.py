@@ -83,6 +83,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = {"tenant": tenant, "window": window}
     queries: dict[str, dict[str, str]] = {
         "by team, step=1d": {**base, "aggregate": "team", "step": "1d"},
+        "by team and product_type (the UI's chart)": {**base, "aggregate": "team,product_type",
+                                                       "limit": "10000"},
         "by product_type, step=1d": {**base, "aggregate": "product_type", "step": "1d"},
         "by environment, step=1d": {**base, "aggregate": "environment", "step": "1d"},
         "by identity, whole window": {**base, "aggregate": "identity", "limit": "10000"},

@@ -16,6 +16,7 @@ from chargeback.core.ownership.matcher import Key
 from chargeback.core.query import GroupRow
 from chargeback.core.query.spec import Filter
 from chargeback.core.query.teams import NOT_ATTRIBUTED, source_dimensions, team_groups
+from chargeback.core.storage.query_rollup import refresh_rollup
 
 WINDOW = f"{FIRST_DAY},{LAST_DAY}"
 
@@ -81,6 +82,18 @@ class TestTeams:
         (entry,) = body["sets"][0]["entries"]
         assert entry["key"]["team"] == NOT_ATTRIBUTED
         assert money(entry["cost"]) == money(body["billed"])
+
+    async def test_an_unreadable_attribution_is_not_attributed(self, make_api: Any) -> None:
+        """An attribution this version cannot decode: its day is '(not attributed)'; the
+        rollup emitter skips its team rollup instead of failing."""
+        api: Api = await make_api()
+        with closing(sqlite3.connect(api.path)) as conn:
+            conn.execute("UPDATE ownership_dates SET shares = '{}' WHERE date = ?",
+                         (LAST_DAY.isoformat(),))  # fmt: skip
+            conn.commit()
+        await refresh_rollup(api.path, TENANT, LAST_DAY)
+        body = await get(api, window=f"{LAST_DAY},{LAST_DAY}", aggregate="team")
+        assert [e["key"]["team"] for e in body["sets"][0]["entries"]] == [NOT_ATTRIBUTED]
 
 
 class TestTeamGroups:

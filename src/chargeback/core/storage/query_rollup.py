@@ -34,6 +34,7 @@ import datetime as dt
 from pathlib import Path
 
 import aiosqlite
+import structlog
 
 from chargeback.core.ownership.attribution import DateAttribution
 from chargeback.core.ownership.matcher import Key
@@ -42,6 +43,8 @@ from chargeback.core.storage._util import rollback_quietly, translate_error
 from chargeback.core.storage.migrations import apply_migrations, ensure_migrations_table
 
 __all__ = ["NAMESPACE", "ROLLUPS", "ROLLUP_MIGRATIONS", "refresh_rollup"]
+
+log = structlog.get_logger(__name__)
 
 NAMESPACE = "query_rollup"
 
@@ -213,9 +216,15 @@ async def _refresh_teams(conn: aiosqlite.Connection, params: dict[str, object]) 
     if found and int(found[0][1]) == params["seq"]:
         version = int(found[0][0])
         day = dt.date.fromisoformat(str(params["date"]))
-        att = DateAttribution.decode(str(params["tenant"]), day, version, int(found[0][1]),
-                                     str(found[0][2]))  # fmt: skip
-        teams = {share.key: share.decision.team for share in att.shares}
+        try:
+            att = DateAttribution.decode(str(params["tenant"]), day, version, int(found[0][1]),
+                                         str(found[0][2]))  # fmt: skip
+        except (KeyError, ValueError, TypeError, IndexError) as exc:  # a format it cannot read
+            log.warning("attribution unreadable, no team rollup", tenant_id=params["tenant"],
+                        date=params["date"], error=repr(exc))  # fmt: skip
+            att = None
+            version = None
+        teams = {} if att is None else {s.key: s.decision.team for s in att.shares}
         sums: dict[tuple[str, str, str], int] = {}
         for identity, resource, env, product, cost_type, amount in await conn.execute_fetchall(
             _KEYS, params

@@ -256,7 +256,10 @@ async def _team_groups(
         store = None
     teams: dict[dt.date, dict[Key, str]] = {}
     for day, state in states.items():
-        att = None if store is None else await store.read_attribution(tenant, day)
+        try:
+            att = None if store is None else await store.read_attribution(tenant, day)
+        except (KeyError, ValueError, TypeError, IndexError):  # stored in a format it cannot read
+            att = None
         if att is not None and att.calc_seq == state.calc_seq:
             teams[day] = {share.key: share.decision.team for share in att.shares}
     return rolled + team_groups(raw, asked, spec.dimensions, teams, team_filters)
