@@ -156,16 +156,6 @@ def _origin_cells(ctx: ExportContext, line: BillingLineItem) -> dict[str, str]:
     kind = charge_kind(
         line.product_type, line.amount, line.quantity is not None, line.unit_price is not None
     )
-    resource = ctx.resources.get(line.resource_id) if line.resource_id else None
-    env = ctx.resources.get(line.env_id) if line.env_id else None
-    region, cloud = _region(ctx, resource)
-    resource_name = line.attributes.get("resource_name") or (
-        resource.display_name if resource is not None and resource.display_name else ""
-    )
-    tags = {f"{TAG_PREFIX}line_type": line.product_type}
-    if line.env_id:
-        tags[f"{TAG_PREFIX}environment"] = line.env_id
-    tier = line.attributes.get("tier_dimensions")
     cells = {
         "BillingAccountId": ctx.billing_account_id,
         "BillingAccountName": ctx.billing_account_name,
@@ -187,22 +177,11 @@ def _origin_cells(ctx: ExportContext, line: BillingLineItem) -> dict[str, str]:
         "PricingUnit": focus_unit(line.unit) if kind.priced else "",
         "ProviderName": "Confluent",
         "PublisherName": "Confluent",
-        "RegionId": region,
-        "RegionName": region,
-        "ResourceId": line.resource_id or "",
-        "ResourceName": (resource_name or line.resource_id or "") if line.resource_id else "",
-        "ResourceType": resource_type_name(resource, line.resource_id) if line.resource_id else "",
         "ServiceCategory": service.category,
         "ServiceName": service.name,
         "ServiceSubcategory": service.subcategory,
         "SkuId": line.product_type,
-        "SubAccountId": line.env_id or "",
-        "SubAccountName": ((env.display_name if env else None) or line.env_id or "")
-        if line.env_id
-        else "",
-        "SubAccountType": "Environment" if line.env_id else "",
-        "Tags": compact_sorted(tags),
-        "HostProviderName": _HOSTS.get(cloud.lower(), cloud.upper()) if cloud else "",
+        "Tags": _tags(line),
         "ServiceProviderName": "Confluent",
         "x_BillingPeriodStatus": ctx.month_status.get(first, "open"),
         "x_ChargePeriodStatus": ctx.day_status.get(line.date, "open"),
@@ -212,9 +191,42 @@ def _origin_cells(ctx: ExportContext, line: BillingLineItem) -> dict[str, str]:
         "x_Product": line.product_category,
         "x_Unit": line.unit or "",
     }
-    if tier:
-        cells["Tags"] = compact_sorted({**tags, f"{TAG_PREFIX}tier_dimensions": tier})
+    cells.update(_resource_cells(ctx, line))
     return cells
+
+
+def _tags(line: BillingLineItem) -> str:
+    """The origin's ``Tags``: its line type, environment and tier dimensions."""
+    tags = {f"{TAG_PREFIX}line_type": line.product_type}
+    if line.env_id:
+        tags[f"{TAG_PREFIX}environment"] = line.env_id
+    tier = line.attributes.get("tier_dimensions")
+    if tier:
+        tags[f"{TAG_PREFIX}tier_dimensions"] = tier
+    return compact_sorted(tags)
+
+
+def _resource_cells(ctx: ExportContext, line: BillingLineItem) -> dict[str, str]:
+    """The origin's resource, region, host and sub-account (environment) columns."""
+    resource = ctx.resources.get(line.resource_id) if line.resource_id else None
+    env = ctx.resources.get(line.env_id) if line.env_id else None
+    region, cloud = _region(ctx, resource)
+    resource_name = line.attributes.get("resource_name") or (
+        resource.display_name if resource is not None and resource.display_name else ""
+    )
+    return {
+        "RegionId": region,
+        "RegionName": region,
+        "ResourceId": line.resource_id or "",
+        "ResourceName": (resource_name or line.resource_id or "") if line.resource_id else "",
+        "ResourceType": resource_type_name(resource, line.resource_id) if line.resource_id else "",
+        "SubAccountId": line.env_id or "",
+        "SubAccountName": ((env.display_name if env else None) or line.env_id or "")
+        if line.env_id
+        else "",
+        "SubAccountType": "Environment" if line.env_id else "",
+        "HostProviderName": _HOSTS.get(cloud.lower(), cloud.upper()) if cloud else "",
+    }
 
 
 def _lookup_rows(
