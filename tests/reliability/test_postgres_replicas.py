@@ -212,6 +212,9 @@ def _probes(replica: Replica) -> tuple[dict[str, Any], str]:
         _wait(ready, 30, "/readyz of a replica")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; its last answer: {last}") from None
+    index = httpx.get(f"{base}/api/v1/")  # the HTTP server's own read-only PostgreSQL backend
+    assert index.status_code == 200, index.text
+    assert all(f'"t{i}"' in index.text for i in range(TENANTS)), index.text
     return httpx.get(f"{base}/healthz").json(), httpx.get(f"{base}/metrics").text
 
 

@@ -166,3 +166,24 @@ class TestReplicasStartingOneTenant:
         finally:
             await asyncio.gather(*(s.close() for s in stores))
         assert versions == [1] * 6
+
+
+class TestLeaseState:
+    async def test_a_failing_heartbeat_is_reported_then_cleared(self, replica) -> None:
+        """A heartbeat that cannot reach the database sets the problem /readyz reports
+        (the leases are not renewed, so they will expire); the next good one clears it."""
+        a = await replica("a")
+        assert await a.claim("t1")
+        await a.tick()
+        assert a.problem is None
+        state = a.state()
+        assert (state.owner_id, state.held) == ("a", ("t1",))
+        assert state.last_renewal_age_s is not None
+        await a.storage.close()
+        await a.tick()
+        failing = a.state().problem
+        assert failing is not None
+        assert failing.startswith("lease heartbeat failed")
+        await a.storage.open()
+        await a.tick()
+        assert a.state().problem is None
