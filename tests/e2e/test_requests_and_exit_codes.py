@@ -7,6 +7,7 @@ the database is read with the sqlite3 module, as an operator would.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import signal
 import sqlite3
@@ -30,6 +31,8 @@ from tests.e2e.test_daemon_e2e import (
     tenant,
     wait_until,
 )
+
+from chargeback.service.progress import PROGRESS_INTERVAL_S
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +138,34 @@ class TestOnceExitStatus:
         assert done.returncode == 1
         assert "nothing retries this run on its own" in done.stderr
         assert f"chargeback once --config {config} --tenant demo" in done.stderr
+
+
+class TestProgress:
+    def test_once_logs_progress_every_few_seconds_before_the_first_date(
+        self, tmp_path: Path, sim: str
+    ) -> None:
+        """With usage queries slowed, once logs 'run progress' naming the API work done
+        before any date is committed, and no gap between log lines reaches the interval
+        plus 2 s (so the slow usage phase is covered too)."""
+        config = write_config(tmp_path, sim)
+        slower = {**SLOW_USAGE, "slow_seconds": 2 * PROGRESS_INTERVAL_S}
+        assert httpx.post(f"{sim}/_sim/faults", json=slower).status_code == 200
+        done = cli("once", config=config)
+        assert done.returncode == 0, done.stderr
+        events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        names = [e["event"] for e in events]
+        first_date = names.index("date committed")
+        progress = [e for e in events[:first_date] if e["event"] == "run progress"]
+        assert progress, names[:first_date]
+        assert progress[0]["running"] == ["demo"]
+        assert progress[0]["api_requests"] > 0
+        asked = {
+            k for e in progress if isinstance(e["by_endpoint"], dict) for k in e["by_endpoint"]
+        }
+        assert "/cmk/v2/clusters" in asked, asked  # the inventory phase, by endpoint
+        stamps = [dt.datetime.fromisoformat(e["timestamp"]) for e in events]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+        assert max(gaps) < PROGRESS_INTERVAL_S + 2, max(gaps)
 
 
 class TestOnceStops:

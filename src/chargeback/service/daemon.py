@@ -17,10 +17,10 @@ Signals are installed inside the running loop (``loop.add_signal_handler``) and 
 handlers stay synchronous: SIGUSR1 runs every tenant now, SIGHUP reloads the settings
 file, SIGTERM/SIGINT stop gracefully (a second one cancels running tenants at once).
 
-Every tenant run is a task the daemon owns, in a dict keyed by run key; a done
-callback reaps it and surfaces its failure. One tenant never runs twice at once, and
-at most ``max_concurrent_tenants`` run together. ``Daemon.run_once`` is the same
-machinery without scheduler, HTTP and signals (``chargeback once``).
+Every tenant run is a task the daemon owns (service/tenants.py); a request while the
+tenant runs is queued right after, and progress is logged every few seconds
+(service/progress.py). ``Daemon.run_once`` is the same machinery without scheduler
+and HTTP (``chargeback once``; SIGTERM/SIGINT stop it as they stop the daemon).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from chargeback.service.lifecycle import (
 )
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.service.pidfile import remove_pid, write_pid
+from chargeback.service.progress import ProgressTelemetry
 from chargeback.service.replicas import start_leases
 from chargeback.service.scheduling import TenantScheduler
 from chargeback.service.tenants import TenantPool
@@ -140,6 +141,9 @@ class Daemon:
             lambda: self.settings.daemon, self.summary_line, lambda: str(self.state), clock
         )
         self._serving = False
+        self.progress = ProgressTelemetry(
+            self.metrics, lambda: [] if self.pool is None else self.pool.running_names()
+        )
         self.stopped_by: signal.Signals | None = None
         """The stop signal that ended ``run_once`` early, if one did."""
 
@@ -176,10 +180,7 @@ class Daemon:
                 field="tenants",
             )
         if not names:
-            raise ConfigError(
-                "no enabled tenant to run: add one under 'tenants:' in the settings file",
-                field="tenants",
-            )
+            raise ConfigError("no enabled tenant to run (add one under tenants:)", field="tenants")
         tasks: dict[str, asyncio.Task[RunSummary | None]] = {}
         try:
             pool = await self._open_core(names)
@@ -203,7 +204,7 @@ class Daemon:
         self._stack = stack = AsyncExitStack()
         s = self.settings
         register_secrets(secret_values(s))
-        set_telemetry(self.metrics)
+        set_telemetry(self.progress)
         context = contextvars.copy_context()
 
         storage = make_backend(s.storage)
@@ -214,7 +215,10 @@ class Daemon:
         interrupted = await storage.interrupt_stale_runs(self._clock())
         if interrupted:
             log.warning("runs of a stopped process marked interrupted", runs=interrupted)
-        emitters = await open_emitters(s, storage, stack, self._exposition, self.metrics)
+        on_date = self.progress.date_emitted
+        emitters = await open_emitters(
+            s, storage, stack, self._exposition, self.metrics, on_date=on_date
+        )
         # PostgreSQL: replicas share the tenants, each run under its lease (DESIGN §18).
         self.leases = await start_leases(storage, s, self._lease_wanted, self.registry, stack)
 
@@ -231,6 +235,7 @@ class Daemon:
             gate=self.leases,
         )
         stack.push_async_callback(pool.aclose)
+        stack.push_async_callback(self._cancel, asyncio.create_task(self.progress.loop()))
         for name in tenants:
             await pool.add(name, s)
         gcpolicy.freeze_start_up()  # start-up is over (only if the CLI configured it)

@@ -47,10 +47,15 @@ async def open_emitters(
     stack: AsyncExitStack,
     exposition: DaemonExposition,
     metrics: ServiceMetrics,
+    *,
+    on_date: Callable[[], None] | None = None,
 ) -> list[NamedEmitter]:
-    """Create the configured emitters; ``prometheus`` ones also feed ``/metrics``."""
+    """Create the configured emitters; ``prometheus`` ones also feed ``/metrics``.
+
+    ``on_date`` is called once per date the first emitter emitted (progress lines).
+    """
     emitters: list[NamedEmitter] = []
-    for em in settings.emitters:
+    for i, em in enumerate(settings.emitters):
         emitter = emitter_registry.create(em.type, em.params, storage_backend=storage)
         if isinstance(emitter, PrometheusEmitter):
             emitter.set_tenants(settings.enabled_tenants())
@@ -58,7 +63,8 @@ async def open_emitters(
             exposition.emitters.append(emitter)
             stack.callback(exposition.emitters.remove, emitter)
             await emitter.refresh()
-        emitters.append(NamedEmitter(em.name, CountingEmitter(em.name, emitter, metrics)))
+        counted = CountingEmitter(em.name, emitter, metrics, on_date if i == 0 else None)
+        emitters.append(NamedEmitter(em.name, counted))
     return emitters
 
 

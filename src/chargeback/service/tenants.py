@@ -76,8 +76,15 @@ class RunGate(Protocol):
 class CountingEmitter:
     """Wraps an emitter to count its outcomes in ``chargeback_emits_total``."""
 
-    def __init__(self, name: str, inner: Emitter, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        name: str,
+        inner: Emitter,
+        metrics: ServiceMetrics,
+        on_emit: Callable[[], None] | None = None,
+    ) -> None:
         self._name, self._inner, self._metrics = name, inner, metrics
+        self._on_emit = on_emit
 
     async def __call__(
         self, tenant_id: str, day: dt.date, rows: Sequence[ChargebackRow], /
@@ -89,6 +96,8 @@ class CountingEmitter:
             self._metrics.emitted(self._name, ok=False)
             raise
         self._metrics.emitted(self._name, ok=True)
+        if self._on_emit is not None:
+            self._on_emit()
 
 
 class TenantPool:
@@ -141,6 +150,10 @@ class TenantPool:
     def names(self) -> list[str]:
         """Return the tenants' names, sorted."""
         return sorted(self._tenants)
+
+    def running_names(self) -> list[str]:
+        """Return the names of the tenants running now, sorted."""
+        return sorted(t.name for t in self._tenants.values() if t.running)
 
     def schedule_of(self, name: str) -> str:
         """Return the cron expression of tenant ``name``."""
