@@ -314,6 +314,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from chargeback.core.reconcile import build_report, render_report  # noqa: PLC0415
     from chargeback.core.storage.factory import open_backend  # noqa: PLC0415
+    from chargeback.core.unattributed import (  # noqa: PLC0415
+        render_unattributed,
+        unattributed_cost,
+    )
 
     configure_logging("warning", stream=sys.stderr)
     settings = _load(args, validate=False)
@@ -334,7 +338,8 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
             rep = await build_report(
                 storage, args.tenant, start, end, accept_refused=args.accept_refused
             )
-        return rep.ok, render_report(rep)
+            unattributed = await unattributed_cost(storage, args.tenant, start, end)
+        return rep.ok, "\n".join([render_report(rep), *render_unattributed(unattributed)])
 
     ok, text = asyncio.run(report())
     print(text)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from chargeback.core.emitters import registry as emitter_registry
 from chargeback.core.models import UNALLOCATED
+from chargeback.core.unattributed import Unattributed, render_unattributed, unattributed_cost
 from chargeback.demo_output import Progress, money, share
 from chargeback.errors import ConfigError
 from chargeback.settings import (
@@ -349,6 +350,7 @@ class _Totals:
     reasons: list[tuple[str, int]]
     report: ReconcileReport
     teams: WindowTeams
+    unattributed: Unattributed
 
 
 async def _totals(storage: StorageBackend, tenant: str, first: dt.date, last: dt.date) -> _Totals:
@@ -378,6 +380,7 @@ async def _totals(storage: StorageBackend, tenant: str, first: dt.date, last: dt
         reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:5],
         report=await build_report(storage, tenant, first, end),
         teams=await window_teams(ownership_store(storage), storage, tenant, first, last),
+        unattributed=await unattributed_cost(storage, tenant, first, end),
     )
 
 
@@ -466,6 +469,7 @@ def _tables(totals: _Totals, first: dt.date, last: dt.date) -> list[str]:
         f"Unallocated: {money(unallocated)} of {money(grand)} ({share(unallocated, grand)})"
         + (", largest reasons:" if why else ""),
         *(f"  {money(a):>14}  {r[:100]}" for r, a in why),
+        *render_unattributed(totals.unattributed),
         f"Reconciliation: OK, allocated equals billed for {len(report.dates)} dates "
         f"({money(report.billed_total)})"
         if report.ok
