@@ -497,3 +497,26 @@ class TestEveryLineType:
             assert {r.identity_id for r in rows} == {UNALLOCATED}
             assert all(r.reason for r in rows)
         assert {r.cost_type for r in rows} <= {"usage", "shared", "unallocated"}
+
+
+@pytest.mark.parametrize("policy", ["charge", "unallocated"])
+async def test_unknown_principals_setting_decides_where_their_usage_goes(
+    make_harness: HarnessFactory, policy: str
+) -> None:
+    """unknown_principals: 'charge' bills principals the inventory lacks as named (listed
+    as unattributed), 'unallocated' sends their usage to UNALLOCATED (unknown_principal)."""
+    from chargeback.core.unattributed import unattributed_cost  # noqa: PLC0415
+
+    h = make_harness(lookback_days=6, settings={"unknown_principals": policy})
+    runtime, storage = await h.runtime()
+    assert (await runtime.run()).status is RunStatus.SUCCESS
+    first, end = window(h)
+    rules = {r.rule for r in await all_rows(storage, first, end)}
+    unknown = (await unattributed_cost(storage, TENANT, first, end)).unknown_principals
+    if policy == "charge":
+        assert unknown, "the sim's usage names principals the inventory lacks"
+        assert "unknown_principal" not in rules
+    else:
+        assert unknown == {}
+        assert "unknown_principal" in rules
+    await runtime.aclose()

@@ -144,6 +144,12 @@ class CCloudSettings(_Strict):
     allocation: dict[str, AllocationOverride] = Field(default_factory=dict)
     """Per product type (e.g. ``KAFKA_NUM_CKUS``) overrides of the default rule."""
     org_wide: OrgWideSettings = Field(default_factory=OrgWideSettings)
+    unknown_principals: Literal["charge", "unallocated"] | None = None
+    """Usage by a principal the inventory does not know (deleted, or never listed):
+    ``charge`` charges it to that principal id as named, ``unallocated`` sends it to
+    UNALLOCATED (rule ``unknown_principal``); unset: each handler's default (Flink
+    ``unallocated``, the others ``charge``). Either way reconcile and the demo list it
+    as unattributed."""
     allocator_overrides: dict[str, str] = Field(default_factory=dict)
     """Read by the engine (``package.module:callable`` per product type); accepted here."""
     identity_resolver_overrides: dict[str, str] = Field(default_factory=dict)

@@ -220,7 +220,11 @@ class BaseHandler:
             self.DEFAULTS,
             overrides={pt: o.rule_override() for pt, o in settings.allocation.items()},
             default_metrics=DEFAULT_USAGE_METRICS,
-            unknown_to_unallocated=self.UNKNOWN_TO_UNALLOCATED,
+            unknown_to_unallocated=(
+                self.UNKNOWN_TO_UNALLOCATED
+                if settings.unknown_principals is None
+                else settings.unknown_principals == "unallocated"
+            ),
         )
 
     @property
