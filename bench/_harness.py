@@ -73,6 +73,7 @@ def plugin_settings(base_url: str = "http://sim") -> dict[str, Any]:
         "telemetry_url": base_url,
         "flink_url": base_url,
         "http": {"requests_per_second": None},
+        "metrics": {"retention_days": None},  # the benches' sims keep every day's usage
     }
 
 

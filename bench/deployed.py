@@ -138,6 +138,8 @@ def _settings(base: str) -> dict[str, Any]:
     return {
         "api_key": "SIMKEY", "api_secret": "SIMSECRET",
         "base_url": base, "telemetry_url": base, "flink_url": base,
+        # The sim is started with unlimited retention, so the backfill is split by usage.
+        "metrics": {"retention_days": None},
     }  # fmt: skip
 
 

@@ -198,6 +198,9 @@ def demo_settings(base: AppSettings, options: DemoOptions, sim_url: str) -> AppS
         "base_url": sim_url,
         "telemetry_url": sim_url,
         "flink_url": sim_url,
+        # The demo's sim keeps every day's usage, so the backfill is split by usage;
+        # a real Metrics API keeps ~7 days (see the README's usage ledger section).
+        "metrics": {**tenant.plugin_settings.get("metrics", {}), "retention_days": None},
     }
     emitters = [
         em.model_copy(update={"params": {**em.params, "output_dir": str(workdir / "csv")}})

@@ -144,6 +144,7 @@ def tenant(name: str, sim: str, *, inline_secret: bool = False) -> str:
         f"  {name}:\n    ecosystem: confluent_cloud\n    plugin_settings:\n"
         f"      api_key: {SIM_KEY}\n{secret}      base_url: {sim}\n      telemetry_url: {sim}\n"
         f"      flink_url: {sim}\n"
+        "      metrics: {retention_days: null}\n"  # the sim keeps every day's usage
     )
 
 

@@ -64,6 +64,7 @@ async def main(
             "telemetry_url": "http://sim",
             "flink_url": "http://sim",
             "http": {"requests_per_second": None},
+            "metrics": {"retention_days": None},  # the sim keeps every day's usage
         },
         lookback_days=lookback,
         cutoff_days=3,

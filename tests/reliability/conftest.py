@@ -187,7 +187,10 @@ class SimHarness:
             "http": {"requests_per_second": None, "max_retries": 8},
             **self.settings,
             **extra,
-        }
+            # The sim keeps every day's usage (metrics_retention_days=None below).
+            "metrics": {"retention_days": None, **self.settings.get("metrics", {}),
+                        **extra.get("metrics", {})},
+        }  # fmt: skip
 
     async def open_storage(self, **kw: Any) -> SQLiteBackend:
         """Open (and remember, to close later) a backend on the harness's file."""

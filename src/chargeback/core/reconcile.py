@@ -12,7 +12,8 @@ leaves it out; ``--accept-refused`` accepts such lines once the operator has loo
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from chargeback.core.money import format_amount
 from chargeback.core.storage.backend import ReconcileRow, StorageBackend
@@ -28,6 +29,8 @@ class DateTotal:
     billed: int
     allocated: int
     lines: int
+    unavailable: int = 0
+    """Lines split by ``usage_unavailable`` (their usage was gone, DESIGN §13)."""
 
     @property
     def difference(self) -> int:
@@ -48,6 +51,8 @@ class ReconcileReport:
         missing_dates: days of the range that were never calculated. They are listed
             for information and do not make the report fail: the range may reach past
             the lookback window or before the cutoff.
+        unavailable: lines split by ``usage_unavailable`` per (date, product type);
+            they conserve the bill, so they do not make the report fail either.
     """
 
     tenant_id: str
@@ -59,6 +64,7 @@ class ReconcileReport:
 
     accept_refused: bool = False
     """Whether refused lines are accepted (they are still listed)."""
+    unavailable: Mapping[tuple[dt.date, str], int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -112,19 +118,26 @@ async def build_report(
         raise ValueError(f"the reconcile range must have start <= end, got {start} > {end}")
     rows = tuple(await storage.reconcile(tenant_id, start, end))
     states = await storage.get_date_states(tenant_id, start, end)
+    unavailable = await storage.unavailable_lines(tenant_id, start, end)
     per_date: dict[dt.date, list[int]] = {}
     for row in rows:
-        acc = per_date.setdefault(row.day, [0, 0, 0])
+        acc = per_date.setdefault(row.day, [0, 0, 0, 0])
         acc[0] += row.billed
         acc[1] += row.allocated
         acc[2] += row.lines
-    dates = tuple(DateTotal(day, b, a, n) for day, (b, a, n) in sorted(per_date.items()))
+        acc[3] += unavailable.get((row.day, row.product_type), 0)
+    dates = tuple(DateTotal(day, b, a, n, u) for day, (b, a, n, u) in sorted(per_date.items()))
     days = (start + dt.timedelta(days=i) for i in range((end - start).days))
     missing = tuple(day for day in days if day not in states)
-    return ReconcileReport(tenant_id, start, end, rows, dates, missing, accept_refused)
+    return ReconcileReport(
+        tenant_id, start, end, rows, dates, missing, accept_refused, unavailable
+    )
 
 
-_HEADER = ("date", "product type", "billed", "allocated", "difference", "lines", "refused")
+_HEADER = (
+    "date", "product type", "billed", "allocated", "difference", "lines", "refused",
+    "usage unavailable",
+)  # fmt: skip
 
 
 def render_report(report: ReconcileReport) -> str:
@@ -133,6 +146,15 @@ def render_report(report: ReconcileReport) -> str:
     The last line is ``OK: allocated equals billed for N dates`` or
     ``MISMATCH: ...`` naming how many rows and dates differ and by how much.
     """
+    out = [f"tenant {report.tenant_id}: {report.start} to {report.end} (exclusive)"]
+    out.extend(_table(report))
+    out.extend(_notes(report))
+    out.extend(_verdict(report))
+    return "\n".join(out)
+
+
+def _table(report: ReconcileReport) -> list[str]:
+    """The header, one line per date and product type, and the total, aligned."""
     table: list[tuple[str, ...]] = [_HEADER]
     for row in report.rows:
         table.append(
@@ -144,14 +166,18 @@ def render_report(report: ReconcileReport) -> str:
                 format_amount(row.difference),
                 str(row.lines),
                 str(row.refused),
+                str(report.unavailable.get((row.day, row.product_type), 0)),
             )
         )
     billed, allocated = report.billed_total, report.allocated_total
     total = ("total", "", format_amount(billed), format_amount(allocated))
     lines = str(sum(r.lines for r in report.rows))
-    table.append((*total, format_amount(allocated - billed), lines, str(report.refused_lines)))
+    lacking = str(sum(d.unavailable for d in report.dates))
+    table.append(
+        (*total, format_amount(allocated - billed), lines, str(report.refused_lines), lacking)
+    )
     widths = [max(len(cells[i]) for cells in table) for i in range(len(_HEADER))]
-    right = {2, 3, 4, 5, 6}  # numbers align right
+    right = {2, 3, 4, 5, 6, 7}  # numbers align right
 
     def fmt(cells: tuple[str, ...]) -> str:
         parts = (
@@ -161,14 +187,12 @@ def render_report(report: ReconcileReport) -> str:
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    out = [
-        f"tenant {report.tenant_id}: {report.start} to {report.end} (exclusive)",
-        fmt(table[0]),
-        rule,
-        *(fmt(cells) for cells in table[1:-1]),
-        rule,
-        fmt(table[-1]),
-    ]
+    return [fmt(table[0]), rule, *(fmt(c) for c in table[1:-1]), rule, fmt(table[-1])]
+
+
+def _notes(report: ReconcileReport) -> list[str]:
+    """Dates never calculated and lines split by ``usage_unavailable``, if any."""
+    out: list[str] = []
     if report.missing_dates:
         shown = ", ".join(d.isoformat() for d in report.missing_dates[:10])
         more = len(report.missing_dates) - 10
@@ -176,8 +200,16 @@ def render_report(report: ReconcileReport) -> str:
             f"note: {len(report.missing_dates)} dates not calculated: {shown}"
             + (f" and {more} more" if more > 0 else "")
         )
-    out.extend(_verdict(report))
-    return "\n".join(out)
+    short = [d for d in report.dates if d.unavailable]
+    if short:
+        out.append(
+            f"note: {sum(d.unavailable for d in short)} lines on {len(short)} dates were "
+            "split by usage_unavailable (their usage was beyond the source's retention and "
+            "never collected): "
+            + ", ".join(f"{d.day} ({d.unavailable})" for d in short[:10])
+            + (f" and {len(short) - 10} more dates" if len(short) > 10 else "")
+        )
+    return out
 
 
 def _verdict(report: ReconcileReport) -> list[str]:

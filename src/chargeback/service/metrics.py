@@ -13,6 +13,8 @@ hosts and endpoint templates, emitter names, statuses).
 ``chargeback_dates_calculated_total{tenant}``         counter: tenant-dates committed
 ``chargeback_billing_lines_read_total{tenant}``       counter: billing lines read
 ``chargeback_rows_written_total{tenant}``             counter: chargeback rows written
+``chargeback_usage_unavailable_lines_total{tenant}`` counter: lines split by
+                                                      ``usage_unavailable`` (DESIGN §13)
 ``chargeback_unallocated_amount{tenant}``             gauge: cost on UNALLOCATED on the
                                                       latest calculated day (currency units)
 ``chargeback_api_requests_total{host,endpoint,status}`` counter: ecosystem API requests
@@ -103,6 +105,12 @@ class ServiceMetrics:
         self.rows_written = make.counter(
             "chargeback_rows_written", "Chargeback rows written to storage.", ("tenant",)
         )
+        self.usage_unavailable = make.counter(
+            "chargeback_usage_unavailable_lines",
+            "Billing lines split by usage_unavailable: their usage was beyond the source's "
+            "retention and never collected.",
+            ("tenant",),
+        )
         self.unallocated = make.gauge(
             "chargeback_unallocated_amount",
             "Cost charged to UNALLOCATED on the latest calculated day, in currency units.",
@@ -146,6 +154,7 @@ class ServiceMetrics:
         self.dates_calculated.labels(tenant=tenant)
         self.lines_read.labels(tenant=tenant)
         self.rows_written.labels(tenant=tenant)
+        self.usage_unavailable.labels(tenant=tenant)
 
     def tenant_removed(self, tenant: str) -> None:
         """Drop the per-tenant gauges of a tenant removed from the settings."""
@@ -162,6 +171,7 @@ class ServiceMetrics:
         self.dates_calculated.labels(tenant=tenant).inc(summary.dates_calculated)
         self.lines_read.labels(tenant=tenant).inc(summary.lines_read)
         self.rows_written.labels(tenant=tenant).inc(summary.rows_written)
+        self.usage_unavailable.labels(tenant=tenant).inc(summary.usage_unavailable_lines)
         if status == "success" and summary.finished_at is not None:
             self.last_success.labels(tenant=tenant).set(summary.finished_at.timestamp())
 

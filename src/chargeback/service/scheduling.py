@@ -153,6 +153,20 @@ class TenantScheduler:
             replace_existing=True,
         )
 
+    def schedule_collection(
+        self, expr: str, job: Callable[[], Awaitable[None]], *, jitter_s: int
+    ) -> None:
+        """Run ``job`` (the daemon's usage collection) at the times of crontab ``expr``."""
+        if self._scheduler is None:
+            raise RuntimeError("the scheduler is not started")
+        self._scheduler.add_job(
+            job,
+            cron_trigger(expr, jitter_s=jitter_s),
+            id="usage-collection",
+            name="collect usage",
+            replace_existing=True,
+        )
+
     def unschedule(self, name: str) -> None:
         """Remove tenant ``name``'s job, if it has one."""
         if self._scheduler is not None:

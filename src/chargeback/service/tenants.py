@@ -372,6 +372,22 @@ class TenantPool:
             log.warning("metrics not refreshed", tenant_id=name, error=str(exc))
         return summary
 
+    async def collect_usage(self) -> None:
+        """Collect every tenant's recent usage into the ledger, one tenant at a time.
+
+        A tenant's failure is logged and the next one goes on; a tenant that is running
+        is waited for (its run collects too).
+        """
+        for name in self.names():
+            tenant = self._tenants.get(name)
+            if tenant is None or not self.accepting_runs:
+                continue
+            with structlog.contextvars.bound_contextvars(tenant_id=name):
+                try:
+                    await tenant.runtime.collect_usage()
+                except Exception as exc:  # the tenant boundary: one tenant never stops the others
+                    log.warning("usage collection failed", error=f"{type(exc).__name__}: {exc}")
+
     def cancel_all(self) -> int:
         """Cancel every running run at once; return how many."""
         tasks = list(self.tasks.values())

@@ -156,8 +156,17 @@ class SchedulingSettings(_Section):
     """A scheduled run delayed by less than this still runs (coalesced into one)."""
     run_missed_on_startup: bool = True
     """At start-up, run a tenant whose last success is older than its latest scheduled time."""
+    usage_collection: str | None = "15 0 * * *"
+    """Crontab expression, UTC: when every tenant's recent usage is fetched into the usage
+    ledger (DESIGN §13), independent of billing, while the usage source still has it.
+    ``null``: only runs collect (each run does, before and after its dates)."""
 
     _cron = field_validator("schedule")(_check_cron)
+
+    @field_validator("usage_collection")
+    @classmethod
+    def _collection_cron(cls, value: str | None) -> str | None:
+        return None if value is None else _check_cron(value)
 
 
 class EmitterSettings(_Section):

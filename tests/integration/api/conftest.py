@@ -65,6 +65,7 @@ async def _compute(path: Path) -> None:
             "api_key": "SIMKEY", "api_secret": "SIMSECRET", "base_url": "http://sim",
             "telemetry_url": "http://sim", "flink_url": "http://sim",
             "http": {"requests_per_second": None, "max_retries": 8},
+            "metrics": {"retention_days": None},  # the sim keeps every day's usage
         },
         lookback_days=LOOKBACK_DAYS,
         cutoff_days=CUTOFF_DAYS,

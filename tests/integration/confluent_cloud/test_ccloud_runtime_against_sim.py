@@ -79,6 +79,8 @@ class Harness:
                 "flink_url": "http://sim",
                 "http": {"requests_per_second": None, "max_retries": 8},
                 **self.settings,
+                # The harness's sims keep every day's usage (metrics_retention_days=None).
+                "metrics": {"retention_days": None, **self.settings.get("metrics", {})},
             },
             lookback_days=self.lookback_days,
             cutoff_days=self.cutoff_days,

@@ -119,7 +119,8 @@ async def _current_run(db: Path, url: str, lookback: int) -> dict[str, Any]:
     config = TenantConfig(
         name=golden_driver.TENANT,
         ecosystem="confluent_cloud",
-        plugin_settings=golden_driver.plugin_settings(url),
+        # The sim keeps every day's usage; the baseline had no retention setting.
+        plugin_settings={**golden_driver.plugin_settings(url), "metrics": {"retention_days": None}},
         lookback_days=lookback,
         cutoff_days=3,
     )

@@ -82,7 +82,8 @@ async def _backfill(storage: StorageBackend, url: str) -> dict[str, int]:
     config = TenantConfig(
         name=TENANT,
         ecosystem="confluent_cloud",
-        plugin_settings=golden_driver.plugin_settings(url),
+        # The sim keeps every day's usage (--metrics-retention-days unlimited).
+        plugin_settings={**golden_driver.plugin_settings(url), "metrics": {"retention_days": None}},
         lookback_days=LOOKBACK,
         cutoff_days=3,
     )

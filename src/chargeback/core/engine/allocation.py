@@ -21,6 +21,8 @@ from typing import cast
 
 import structlog
 
+from chargeback.core.ledger.fallback import allocate_unavailable
+from chargeback.core.ledger.records import NO_GAPS, UsageGaps
 from chargeback.core.models import (
     UNALLOCATED,
     Allocation,
@@ -103,11 +105,13 @@ class DateAllocation:
         rows: the chargeback rows, line by line.
         unallocated: the amount charged to ``UNALLOCATED`` (minor units).
         allocator_errors: lines whose allocator or resolver broke its contract.
+        usage_unavailable: lines split by ``usage_unavailable`` (their usage is gone).
     """
 
     rows: list[ChargebackRow]
     unallocated: int
     allocator_errors: int
+    usage_unavailable: int = 0
 
 
 def _rule_name(allocator: object) -> str:
@@ -217,6 +221,7 @@ class Dispatcher:
         usage: Mapping[MetricQuery, UsageTable],
         notes: RunNotes | None = None,
         context: ResolveContext | None = None,
+        gaps: UsageGaps = NO_GAPS,
     ) -> DateAllocation:
         """Allocate one date's lines into chargeback rows that conserve every line.
 
@@ -229,19 +234,24 @@ class Dispatcher:
             notes: the run's already-logged warnings.
             context: the date's caches from :meth:`resolve_context`; pass the same one
                 for every slice of a date so handlers index the inventory once.
+            gaps: the date's usage that is unavailable; a line whose route needs any
+                of it is split by ``usage_unavailable`` (:mod:`chargeback.core.ledger.fallback`).
         """
         notes = notes if notes is not None else RunNotes()
         if context is None:
             context = self.resolve_context(day, identities, resources)
         rows: list[ChargebackRow] = []
-        unallocated = 0
-        errors = 0
+        unallocated = errors = lacking = 0
         tenant = self.tenant_id
         for line in lines:
             reason = self._problem(line, notes)
             if reason is None:
                 route = self.route(line.product_type)
-                result, reason = self._allocate(line, route, context, usage, day)
+                if gaps.missing and gaps.lacks(route.queries, line.resource_id):
+                    lacking += line.amount != 0  # a zero line has nothing to split, no rows
+                    result, reason = self._allocate(line, route, context, usage, day, gaps=gaps)
+                else:
+                    result, reason = self._allocate(line, route, context, usage, day)
                 if result is not None:
                     parts, reason, idents, amounts = _checked(line, result)
                     if reason is not None:
@@ -258,7 +268,9 @@ class Dispatcher:
             if line.amount or line.error is not None:  # a refused line (amount 0) shows too
                 rows.append(_unallocated_row(tenant, day, line, _rule_for(reason), reason))
                 unallocated += line.amount
-        return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
+        return DateAllocation(
+            rows=rows, unallocated=unallocated, allocator_errors=errors, usage_unavailable=lacking
+        )
 
     @staticmethod
     def resolve_context(
@@ -290,14 +302,22 @@ class Dispatcher:
         context: ResolveContext,
         usage: Mapping[MetricQuery, UsageTable],
         day: dt.date,
+        *,
+        gaps: UsageGaps | None = None,
     ) -> tuple[object | None, str]:
-        """Resolve and allocate one line; ``(result, "")`` or ``(None, reason)``."""
+        """Resolve and allocate one line; ``(result, "")`` or ``(None, reason)``.
+
+        With ``gaps`` (the line's usage is unavailable) the resolved identities share
+        the line by the gaps' fallback instead of the route's allocator.
+        """
         try:
             resolution = _resolve(route, line, context)
         except Exception as exc:  # plugin code may raise anything; line goes to UNALLOCATED
             return None, f"resolver_error: {type(exc).__name__}: {exc}"
         if not isinstance(resolution, IdentityResolution):
             return None, f"resolver_error: returned {type(resolution).__name__}"
+        if gaps is not None:
+            return allocate_unavailable(line, resolution.identities, gaps), ""
         rid = line.resource_id
         line_usage: dict[str, Mapping[str, int]] = {}
         for query in route.queries:

@@ -31,8 +31,11 @@ from chargeback.core.engine.inventory import Inventory, gather_inventory
 from chargeback.core.engine.periods import sync_periods
 from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
-from chargeback.core.engine.usage import RunUsage, UsageProvider
+from chargeback.core.engine.usage import UsageProvider
 from chargeback.core.money import to_decimal
+from chargeback.core.ledger.collect import collect_usage
+from chargeback.core.ledger.provider import LedgerStats, LedgerUsage
+from chargeback.core.ledger.records import UsagePolicy
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (
@@ -110,6 +113,7 @@ class TenantRuntime:
         self._handlers: Mapping[str, ServiceHandler] = {}
         self._cost_input: CostInput | None = None
         self._metrics: MetricsSource | None = None
+        self._usage_policy = UsagePolicy()
         self._storage_module: StorageModule | None = None
         self._fallback: CostAllocator | None = None
         self._dispatcher: Dispatcher | None = None
@@ -160,6 +164,7 @@ class TenantRuntime:
             raise PluginError(
                 f"plugin {name!r}: get_metrics_source() is not a MetricsSource", plugin=name
             )
+        policy = _usage_policy(self.plugin, name)
         module = self.plugin.get_storage_module()  # step 5
         if module is not None:
             if not isinstance(module, StorageModule):
@@ -176,6 +181,7 @@ class TenantRuntime:
         self._handlers = handlers
         self._cost_input = cost_input
         self._metrics = metrics
+        self._usage_policy = policy
         self._storage_module = module
         self._fallback = fallback
         self._started = True
@@ -291,7 +297,40 @@ class TenantRuntime:
             else:
                 log.info("earlier run recorded late", earlier_run_id=summary.run_id)
 
+    async def collect_usage(self) -> LedgerStats | None:
+        """Store the recent usage the ledger lacks (DESIGN §13); see
+        :mod:`chargeback.core.ledger.collect`. Waits for a run in progress.
+
+        Raises:
+            ConfigError, PluginError: as :meth:`start`.
+            SourceError, StorageError: the source or the storage failed.
+        """
+        async with self._lock:
+            await self.start()
+            with structlog.contextvars.bound_contextvars(tenant_id=self.tenant_id):
+                return await self._collect()
+
+    async def _collect(self) -> LedgerStats | None:
+        assert self._dispatcher is not None  # noqa: S101  (start() ran)
+        return await collect_usage(
+            self.storage,
+            self.tenant_id,
+            self._dispatcher,
+            self._metrics,
+            self._usage_policy,
+            clock=self._clock,
+        )
+
+    async def _collect_quietly(self) -> None:
+        """Collect before a run's dates and after them; a failure is logged and the run
+        goes on (its dates fetch what they need themselves)."""
+        try:
+            await self._collect()
+        except Exception as exc:  # a source or storage failure must not stop the run
+            log.warning("usage collection failed", error=f"{type(exc).__name__}: {exc}")
+
     async def _run(self, summary: RunSummary) -> None:
+        await self._collect_quietly()
         tenant = self.tenant_id
         cfg = self.config
         storage = self.storage
@@ -328,14 +367,21 @@ class TenantRuntime:
         summary.emit_failures = emitted.failed
         if requests:
             await storage.complete_reruns([r.request_id for r in requests], self._clock())
+        if fetch:
+            # The dates just committed say which resources are billed; on a first run
+            # the collection above had no billing to go by.
+            await self._collect_quietly()
 
     def usage_for_run(self) -> UsageProvider:
         """The usage seam: where one run's dates get their usage (see engine/usage.py).
 
-        Today a :class:`RunUsage` over the plugin's metrics source, fetching once per
-        query and resource per run; a provider that stores usage replaces it here.
+        The usage ledger (DESIGN §13): a :class:`LedgerUsage` reading stored usage and
+        fetching from the plugin's metrics source only the cells it lacks inside the
+        source's retention.
         """
-        return RunUsage(self._metrics)
+        return LedgerUsage(
+            self.storage, self.tenant_id, self._metrics, self._usage_policy, clock=self._clock
+        )
 
     async def _calculate(self, summary: RunSummary, plan: RunPlan, emitted: EmitOutcome) -> int:
         """Steps 7-8 for the dates of ``plan``; return the number of dates calculated."""
@@ -372,3 +418,19 @@ class TenantRuntime:
             emitted=emitted,
         )
         return await pipeline.run()  # step 8
+
+
+def _usage_policy(plugin: EcosystemPlugin, name: str) -> UsagePolicy:
+    """The plugin's :class:`UsagePolicy` (optional ``get_usage_policy()``; default: no
+    retention known, lines with unavailable usage split evenly)."""
+    getter = getattr(plugin, "get_usage_policy", None)
+    if getter is None:
+        return UsagePolicy(source=name)
+    policy = getter()
+    if not isinstance(policy, UsagePolicy):
+        raise PluginError(
+            f"plugin {name!r}: get_usage_policy() returned {type(policy).__name__}, "
+            "not a UsagePolicy",
+            plugin=name,
+        )
+    return policy

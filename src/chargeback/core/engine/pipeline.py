@@ -226,8 +226,9 @@ class DatePipeline:
         identities, resources = self._identities, self._resources
         context = dispatcher.resolve_context(day, identities, resources)
         usage = self._usage.for_date(day)
+        gaps = self._usage.gaps(day)
         rows: list[ChargebackRow] = []
-        unallocated = errors = 0
+        unallocated = errors = lacking = 0
         for i in range(0, max(len(lines), 1), ALLOCATION_SLICE):
             part = dispatcher.allocate_date(
                 day,
@@ -237,12 +238,18 @@ class DatePipeline:
                 usage=usage,
                 notes=self._notes,
                 context=context,
+                gaps=gaps,
             )
             rows.extend(part.rows)
             unallocated += part.unallocated
             errors += part.allocator_errors
+            lacking += part.usage_unavailable
             await asyncio.sleep(0)
-        return DateAllocation(rows=rows, unallocated=unallocated, allocator_errors=errors)
+        if lacking:
+            log.warning("usage unavailable", lines=lacking, reason=gaps.reason)
+        return DateAllocation(
+            rows=rows, unallocated=unallocated, allocator_errors=errors, usage_unavailable=lacking
+        )
 
     # -- commit and emit ----------------------------------------------------------------
     async def _commit_and_emit(
@@ -288,12 +295,14 @@ class DatePipeline:
         summary.dates_calculated += 1
         summary.rows_written += len(result.rows)
         summary.unallocated += result.unallocated
+        summary.usage_unavailable_lines += result.usage_unavailable
         log.info(
             "date committed",
             lines=len(lines),
             rows=len(result.rows),
             calc_seq=state.calc_seq,
             allocator_errors=result.allocator_errors,
+            usage_unavailable=result.usage_unavailable,
         )
         return state
 

@@ -73,6 +73,9 @@ class RunSummary:
     unallocated: int = 0
     emitted: int = 0
     emit_failures: int = 0
+    usage_unavailable_lines: int = 0
+    """Lines split by ``usage_unavailable``: their usage was gone at the source and
+    never stored (DESIGN §13)."""
     error: str | None = None
     storage_failed: bool = False
     """The run failed because the database did (locked, read-only, full): not ready."""
@@ -87,4 +90,5 @@ class RunSummary:
             "unallocated": self.unallocated,
             "emitted": self.emitted,
             "emit_failures": self.emit_failures,
+            "usage_unavailable_lines": self.usage_unavailable_lines,
         }

@@ -14,9 +14,11 @@ sources. It speaks to one :class:`UsageProvider` per run, in two calls:
 :class:`~chargeback.core.plugin.protocols.MetricsSource` once per query and resource
 per run (DESIGN §10: later chunks only ask for resources not asked for yet), up to
 the run's last date, and keeps the tables packed per date (:class:`UsageSpool`) until
-their date is allocated. A provider that stores usage (the usage ledger of DESIGN §13)
-implements the same two calls: ``prepare`` reads what is stored and fetches only the
-missing cells, ``for_date`` reads the date back.
+their date is allocated. The engine's provider is the usage ledger's
+(:class:`~chargeback.core.ledger.provider.LedgerUsage`, DESIGN §13): ``prepare`` reads
+what is stored and fetches only the missing cells inside the source's retention,
+``for_date`` hands the stored usage back and ``gaps`` names the cells beyond retention
+that were never stored.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from chargeback.core.engine.spool import UsageSpool
+from chargeback.core.ledger.records import NO_GAPS, UsageGaps
 from chargeback.core.models import MetricQuery, UsageTable
 from chargeback.core.plugin.protocols import MetricsSource
 
@@ -58,6 +61,12 @@ class UsageProvider(Protocol):
     def for_date(self, day: dt.date) -> Mapping[MetricQuery, UsageTable]:
         """Return every prepared query's table restricted to ``day`` (a query with no
         usage that day maps to an empty table). Called once per allocated date."""
+        ...
+
+    def gaps(self, day: dt.date) -> UsageGaps:
+        """Return the usage of ``day`` that is unavailable (neither stored nor fetchable),
+        with the reason and the fallback its lines are split by. Called once per
+        allocated date, after :meth:`for_date`."""
         ...
 
 
@@ -100,6 +109,10 @@ class RunUsage:
     def for_date(self, day: dt.date) -> dict[MetricQuery, UsageTable]:
         """Hand over one date's usage and forget it."""
         return self._spool.pop(day)
+
+    def gaps(self, day: dt.date) -> UsageGaps:
+        """Nothing is known to be unavailable: what the source did not answer is empty."""
+        return NO_GAPS
 
     async def _fetch(
         self,

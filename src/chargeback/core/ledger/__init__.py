@@ -15,18 +15,22 @@ fetched" stay different things.
 """
 
 from chargeback.core.ledger.records import (
+    NO_GAPS,
     UNAVAILABLE_RULE,
     UsageCell,
     UsageEntry,
+    UsageGaps,
     UsagePolicy,
     UsageWindow,
     query_id,
 )
 
 __all__ = [
+    "NO_GAPS",
     "UNAVAILABLE_RULE",
     "UsageCell",
     "UsageEntry",
+    "UsageGaps",
     "UsagePolicy",
     "UsageWindow",
     "query_id",

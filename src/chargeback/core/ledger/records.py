@@ -11,18 +11,20 @@ orphan them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from chargeback.core.models import MetricQuery
 
 __all__ = [
+    "NO_GAPS",
     "SETTLE",
     "UNAVAILABLE_RULE",
     "UnavailableFallback",
     "UsageCell",
     "UsageEntry",
+    "UsageGaps",
     "UsagePolicy",
     "UsageWindow",
     "query_id",
@@ -148,3 +150,28 @@ class UsageWindow:
             f"usage for {day.isoformat()} is older than {self.label}'s "
             f"{self.retention}-day retention and was never collected"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageGaps:
+    """The usage one date lacks: cells neither stored nor fetchable any more.
+
+    Attributes:
+        missing: query -> the resources whose usage that day is unavailable.
+        reason: why (names the date and the retention).
+        fallback: how the lines that need it are split.
+    """
+
+    missing: Mapping[MetricQuery, frozenset[str]]
+    reason: str = ""
+    fallback: UnavailableFallback = "even"
+
+    def lacks(self, queries: Sequence[MetricQuery], resource_id: str | None) -> bool:
+        """Whether any of ``queries`` has no usage for ``resource_id`` that day."""
+        if resource_id is None or not self.missing:
+            return False
+        return any(resource_id in self.missing.get(q, ()) for q in queries)
+
+
+NO_GAPS = UsageGaps({})
+"""A date with all its usage."""

@@ -13,8 +13,9 @@ from contextlib import AbstractAsyncContextManager
 
 import aiosqlite
 
-from chargeback.core.ledger.records import UsageCell, UsageEntry
+from chargeback.core.ledger.records import UNAVAILABLE_RULE, UsageCell, UsageEntry
 from chargeback.core.storage._ledger_rows import entries_of, rows_of, span_of
+from chargeback.core.storage._queries import DATE_ROWS
 from chargeback.core.storage._util import date_from_text, datetime_from_text, datetime_to_text
 
 __all__ = ["SQLiteLedger"]
@@ -39,6 +40,12 @@ _BILLED = (
     "SELECT DISTINCT product_type, resource_id FROM billing_lines WHERE tenant_id = ? "
     "AND date >= ? AND date < ? AND resource_id IS NOT NULL AND error IS NULL"
 )
+
+_UNAVAILABLE = f"""
+SELECT s.date, r.product_type, COUNT(DISTINCT r.line_id) FROM {DATE_ROWS}
+WHERE s.tenant_id = ? AND s.date >= ? AND s.date < ? AND r.rule = ?
+GROUP BY s.date, r.product_type
+"""
 
 
 class SQLiteLedger:
@@ -109,3 +116,13 @@ class SQLiteLedger:
                 _BILLED, (tenant_id, start.isoformat(), end.isoformat())
             )
         return {(str(r[0]), str(r[1])) for r in rows}
+
+    async def unavailable_lines(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> dict[tuple[dt.date, str], int]:
+        """Count the lines split by ``usage_unavailable``, per date and product type."""
+        async with self._read(f"counting unavailable usage of tenant {tenant_id!r}") as conn:
+            rows = await conn.execute_fetchall(
+                _UNAVAILABLE, (tenant_id, start.isoformat(), end.isoformat(), UNAVAILABLE_RULE)
+            )
+        return {(date_from_text(r[0]), str(r[1])): int(r[2]) for r in rows}

@@ -22,6 +22,7 @@ from chargeback.core.storage.backend import (
 )
 
 __all__ = [
+    "DATE_ROWS",
     "RECORD_EMISSION",
     "cost_totals",
     "date_states",
@@ -42,6 +43,9 @@ in the table's own B-tree. ``CROSS JOIN`` keeps ``date_state`` the outer loop; t
 tenant and date are compared too, so a row in a range but of another date never
 counts (the unary ``+`` keeps SQLite from building an automatic index on them when
 no tenant is given)."""
+
+DATE_ROWS = _DATE_ROWS
+"""The same join, for the other SQLite read modules (the usage ledger's counts)."""
 
 _RECONCILE = f"""
 WITH billed AS (

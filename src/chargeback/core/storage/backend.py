@@ -390,3 +390,9 @@ class StorageBackend(Protocol):
         """Return the ``(product_type, resource_id)`` pairs of the stored billing lines
         with ``start <= day < end`` (what usage collection asks for)."""
         ...
+
+    async def unavailable_lines(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> dict[tuple[dt.date, str], int]:
+        """Count the lines split by ``usage_unavailable``, per date and product type."""
+        ...

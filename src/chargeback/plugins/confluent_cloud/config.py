@@ -71,6 +71,15 @@ class MetricsSettings(_Strict):
     together than they left. The tenants of one process with the same value share one
     such limit (it is per IP); several processes behind one IP must divide it.
     ``null``: the host's ``http.requests_per_second`` applies instead."""
+    retention_days: int | None = Field(default=7, ge=1)
+    """How many days back the Metrics API still answers (Confluent's guides say about 7;
+    reference §4.3 marks it UNCONFIRMED). Usage older than this that the usage ledger
+    does not hold is never asked for: its lines get the rule ``usage_unavailable``.
+    ``null``: no limit (a source that keeps its history). With ``source: prometheus``
+    the Prometheus server's own retention applies and this is not used."""
+    when_unavailable: Literal["even", "unallocated"] = "even"
+    """How a line whose usage is unavailable is split: ``even`` over the identities
+    active on the resource that day, or ``unallocated``."""
     resources_per_query: int = Field(default=100, ge=1, le=1000)
     """Resources (clusters, compute pools) asked for in one Metrics API query: an OR of
     their ids, grouped by resource and principal, paged by ``limit``. The reference

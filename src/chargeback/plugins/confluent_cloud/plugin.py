@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import structlog
 
+from chargeback.core.ledger import UsagePolicy
 from chargeback.core.rules import FallbackAllocator
 from chargeback.core.sources import (
     Credentials,
@@ -138,6 +139,20 @@ class ConfluentCloudPlugin:
             self.settings.telemetry_url,
             metrics.limit,
             resources_per_query=metrics.resources_per_query,
+        )
+
+    def get_usage_policy(self) -> UsagePolicy:
+        """The usage source's name and retention, for the usage ledger (DESIGN §13)."""
+        metrics = self.settings.metrics
+        if metrics.source == "prometheus":
+            return UsagePolicy(
+                source="prometheus", fallback=metrics.when_unavailable, label="Prometheus"
+            )
+        return UsagePolicy(
+            source="metrics_api",
+            retention_days=metrics.retention_days,
+            fallback=metrics.when_unavailable,
+            label="the Metrics API",
         )
 
     def get_storage_module(self) -> CCloudStorageModule:

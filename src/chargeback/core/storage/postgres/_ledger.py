@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from chargeback.core.ledger.records import UsageCell, UsageEntry
+from chargeback.core.ledger.records import UNAVAILABLE_RULE, UsageCell, UsageEntry
 from chargeback.core.storage._ledger_rows import entries_of, rows_of, span_of
 
 __all__ = ["PostgresLedger"]
@@ -43,6 +43,12 @@ _CELLS = (
 _BILLED = (
     "SELECT DISTINCT product_type, resource_id FROM billing_lines WHERE tenant_id = %s "
     "AND date >= %s AND date < %s AND resource_id IS NOT NULL AND error IS NULL"
+)
+
+_UNAVAILABLE = (
+    "SELECT date, product_type, COUNT(DISTINCT line_id) FROM chargeback_rows "
+    "WHERE tenant_id = %s AND date >= %s AND date < %s AND rule = %s "
+    "GROUP BY date, product_type"
 )
 
 
@@ -122,3 +128,12 @@ class PostgresLedger:
             cur = await conn.execute(_BILLED, (tenant_id, start, end))
             rows = await cur.fetchall()
         return {(str(r[0]), str(r[1])) for r in rows}
+
+    async def unavailable_lines(
+        self, tenant_id: str, start: dt.date, end: dt.date
+    ) -> dict[tuple[dt.date, str], int]:
+        """Count the lines split by ``usage_unavailable``, per date and product type."""
+        async with self._read(f"counting unavailable usage of tenant {tenant_id!r}") as conn:
+            cur = await conn.execute(_UNAVAILABLE, (tenant_id, start, end, UNAVAILABLE_RULE))
+            rows = await cur.fetchall()
+        return {(r[0], str(r[1])): int(r[2]) for r in rows}
