@@ -16,6 +16,7 @@ async def _noop(_: str) -> None:
 
 
 async def test_the_collection_fires_next_at_its_crontab_time() -> None:
+    """The job is registered at the next 00:15 UTC and calls the collection."""
     calls: list[str] = []
 
     async def collect() -> None:
@@ -39,6 +40,7 @@ async def test_the_collection_fires_next_at_its_crontab_time() -> None:
 
 
 def test_the_collection_schedule_is_a_checked_crontab_or_null() -> None:
+    """The setting is a valid crontab line or null; anything else names the problem."""
     assert SchedulingSettings().usage_collection == "15 0 * * *"
     assert SchedulingSettings(usage_collection=None).usage_collection is None
     with pytest.raises(ValidationError, match="cron"):

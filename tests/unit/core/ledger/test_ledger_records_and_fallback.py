@@ -30,6 +30,7 @@ class TestWindow:
         assert window.fetchable(TODAY - dt.timedelta(days=6))
 
     def test_at_midnight_the_oldest_retained_day_is_whole(self) -> None:
+        """At 00:00 the retention edge is a midnight: that day is still whole."""
         window = UsagePolicy(retention_days=7).window(at(0))
         assert window.first == TODAY - dt.timedelta(days=7)
 
@@ -44,11 +45,13 @@ class TestWindow:
         assert not late.storable(TODAY)
 
     def test_no_retention_holds_every_day(self) -> None:
+        """A source without retention (a Prometheus keeping its history) holds every day."""
         window = UsagePolicy(retention_days=None).window(at(12))
         assert window.first is None
         assert window.storable(dt.date(2000, 1, 1))
 
     def test_the_reason_names_the_date_the_source_and_the_retention(self) -> None:
+        """The row reason says which date, which source and which retention."""
         window = UsagePolicy(retention_days=7, label="the Metrics API").window(at(12))
         assert window.reason(dt.date(2026, 10, 3)) == (
             "usage for 2026-10-03 is older than the Metrics API's 7-day retention and was "
@@ -58,6 +61,7 @@ class TestWindow:
 
 class TestGaps:
     def test_a_line_lacks_usage_if_any_of_its_queries_lacks_its_resource(self) -> None:
+        """One missing query of the line's resource is enough; other resources are not affected."""
         other = MetricQuery("response_bytes", "m/response_bytes", "resource.kafka.id", "p")
         gaps = UsageGaps({Q: frozenset({"lkc-1"})})
         assert gaps.lacks((other, Q), "lkc-1")
@@ -99,6 +103,7 @@ class TestFallback:
             assert {p.identity_id for p in parts} <= ids
 
     def test_the_unallocated_fallback_charges_unallocated(self) -> None:
+        """when_unavailable: unallocated sends the whole line to UNALLOCATED with the reason."""
         gaps = UsageGaps({}, reason=REASON, fallback="unallocated")
         [part] = allocate_unavailable(line(900), people("sa-1"), gaps).allocations
         assert (part.identity_id, part.amount, part.rule, part.reason) == (
@@ -107,6 +112,7 @@ class TestFallback:
 
     @pytest.mark.parametrize("amount", [900, 0])
     def test_with_nobody_active_the_line_goes_to_unallocated_saying_so(self, amount: int) -> None:
+        """Nobody to share with: UNALLOCATED, and the reason says so (zero lines too)."""
         [part] = allocate_unavailable(
             line(amount), people(), UsageGaps({}, reason=REASON)
         ).allocations
