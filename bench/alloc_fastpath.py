@@ -2,7 +2,7 @@
 
 A usage line of the large org's size (23 payers, 70 % usage / 30 % shared, so ~46
 parts) is split by the core's ``allocate_usage`` and checked by the engine's
-``_checked``, in two variants within one process, interleaved:
+``checked`` (core/engine/conserve.py), in two variants within one process, interleaved:
 
 - **A, fast**: the allocators build ``Allocation`` tuples in C with plain ``str``
   cost types, which ``_checked`` accepts with C-level passes as they are;
@@ -30,7 +30,7 @@ from fractions import Fraction
 from itertools import repeat
 from typing import Any
 
-from chargeback.core.engine.allocation import _checked
+from chargeback.core.engine.conserve import checked as _checked
 from chargeback.core.models import (
     Allocation,
     AllocationContext,

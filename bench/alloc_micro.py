@@ -14,7 +14,7 @@ import json
 import timeit
 from typing import Any
 
-from chargeback.core.engine.allocation import _checked
+from chargeback.core.engine.conserve import checked as _checked
 from chargeback.core.models import (
     Allocation,
     AllocationResult,

@@ -21,14 +21,13 @@ from typing import cast
 
 import structlog
 
+from chargeback.core.engine.conserve import Part, checked
 from chargeback.core.ledger.fallback import allocate_unavailable
 from chargeback.core.ledger.records import NO_GAPS, UsageGaps
 from chargeback.core.models import (
     UNALLOCATED,
-    Allocation,
     AllocationContext,
     AllocationParams,
-    AllocationResult,
     BillingLineItem,
     ChargebackRow,
     CostType,
@@ -253,7 +252,7 @@ class Dispatcher:
                 else:
                     result, reason = self._allocate(line, route, context, usage, day)
                 if result is not None:
-                    parts, reason, idents, amounts = _checked(line, result)
+                    parts, reason, idents, amounts = checked(line, result)
                     if reason is not None:
                         errors += 1
                         _log_once(notes, "allocator_error", line.product_type, reason)
@@ -359,7 +358,7 @@ def _rows_of(  # noqa: PLR0917  (the row's parts, in the row's order)
     tenant: str,
     day: dt.date,
     line: BillingLineItem,
-    parts: Sequence[_Part],
+    parts: Sequence[Part],
     idents: list[str],
     amounts: list[int],
 ) -> Iterator[ChargebackRow]:
@@ -417,97 +416,5 @@ def _log_once(notes: RunNotes, kind: str, product_type: str, reason: str) -> Non
         log.error("allocation failed", product_type=product_type, reason=reason)
 
 
-_Part = tuple[str, int, str, str, str | None]
-
-
 _new_row = cast(Callable[[tuple[object, ...]], ChargebackRow], partial(_new, ChargebackRow))
 """Build a :class:`ChargebackRow` from its twelve values in C (no Python frame per row)."""
-
-
-def _checked(
-    line: BillingLineItem, result: object
-) -> tuple[Sequence[_Part], str | None, list[str], list[int]]:
-    """Validate an allocator's result; return conserving parts and an error, if any.
-
-    Parts to the same identity with the same cost type, rule and reason are merged
-    and zero parts dropped, so a line never has duplicate rows.
-
-    The common case (well-formed ``Allocation`` parts with ``str`` ids, cost types,
-    rules and reasons, distinct keys, no zero and no UNALLOCATED part, summing to the
-    line) is checked with C-level passes and returns the parts as they are; anything
-    else (``CostType`` members included) takes :func:`_merged`, which converts them.
-    Also returns the parts' identity ids and amounts (the caller's row columns).
-    """
-    if type(result) is not AllocationResult:
-        return _with_columns(*_merged(line, result))
-    parts = result.allocations
-    if not parts or type(parts) not in _SEQUENCES or set(map(type, parts)) != {Allocation}:
-        return _with_columns(*_merged(line, result))
-    idents, amounts, cost_types, rules, reasons = zip(*parts, strict=True)  # columns, in C
-    if (
-        set(map(type, idents)) != {str}
-        or "" in idents
-        or UNALLOCATED in idents
-        or set(map(type, amounts)) != {int}
-        or sum(amounts) != line.amount
-        or 0 in amounts
-        or set(map(type, cost_types)) != {str}
-        or set(map(type, rules)) != {str}
-        or not set(map(type, reasons)) <= _REASON_TYPES
-        # Distinct identities make distinct keys; only a line charged to an identity
-        # twice (a usage and a shared part) needs the whole keys compared.
-        or (
-            len(set(idents)) != len(parts)
-            and len(set(zip(idents, cost_types, rules, reasons, strict=True))) != len(parts)
-        )
-    ):
-        return _with_columns(*_merged(line, result))
-    return parts, None, list(idents), list(amounts)
-
-
-def _with_columns(
-    parts: list[_Part], error: str | None
-) -> tuple[list[_Part], str | None, list[str], list[int]]:
-    return parts, error, list(map(_IDENT, parts)), list(map(_AMOUNT, parts))
-
-
-def _merged(line: BillingLineItem, result: object) -> tuple[list[_Part], str | None]:
-    """The general case of :func:`_checked`: validate part by part, merge, drop zeros."""
-    if not isinstance(result, AllocationResult):
-        reason = f"allocator_error: returned {type(result).__name__}, not AllocationResult"
-        return [(UNALLOCATED, line.amount, _UNALLOCATED, "allocator_error", reason)], reason
-    merged: dict[tuple[str, str, str, str | None], int] = {}
-    total = 0
-    for part in result.allocations:
-        problem = _part_problem(part)
-        if problem is not None:
-            reason = f"allocator_error: {problem}"
-            return [(UNALLOCATED, line.amount, _UNALLOCATED, "allocator_error", reason)], reason
-        ident, amount, cost_type, part_rule, why = part
-        if ident == UNALLOCATED and not why:
-            why = f"{part_rule}: no reason given"
-        key = (ident, str(cost_type), str(part_rule), why)
-        merged[key] = merged.get(key, 0) + amount
-        total += amount
-    error: str | None = None
-    if total != line.amount:
-        error = f"allocator_error: parts sum to {total}, line amount is {line.amount}"
-        key = (UNALLOCATED, _UNALLOCATED, "allocator_error", error)
-        merged[key] = merged.get(key, 0) + line.amount - total
-    parts = [(k[0], v, k[1], k[2], k[3]) for k, v in merged.items() if v]
-    return parts, error
-
-
-def _part_problem(part: object) -> str | None:
-    """Return what is wrong with one allocation part, or ``None``."""
-    if not isinstance(part, tuple) or len(part) != 5:
-        return f"part {part!r:.60} is not an Allocation"
-    ident, amount = part[0], part[1]
-    if not isinstance(ident, str) or not ident:
-        return f"identity id {ident!r} is empty or not a string"
-    if type(amount) is not int:
-        return f"amount {amount!r} is not an int of minor units"
-    reason = part[4]
-    if reason is not None and not isinstance(reason, str):
-        return f"reason {reason!r:.60} is not text"
-    return None

@@ -32,10 +32,10 @@ from chargeback.core.engine.periods import sync_periods
 from chargeback.core.engine.pipeline import DatePipeline, PipelineParts, RunPlan
 from chargeback.core.engine.types import NamedEmitter, RunStatus, RunSummary, TenantConfig
 from chargeback.core.engine.usage import UsageProvider
-from chargeback.core.money import to_decimal
 from chargeback.core.ledger.collect import collect_usage
 from chargeback.core.ledger.provider import LedgerStats, LedgerUsage
 from chargeback.core.ledger.records import UsagePolicy
+from chargeback.core.money import to_decimal
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.overrides import load_overrides
 from chargeback.core.plugin.protocols import (

@@ -44,7 +44,7 @@ from chargeback.core.engine.allocation import DateAllocation, Dispatcher, RunNot
 from chargeback.core.engine.inventory import Inventory
 from chargeback.core.engine.spool import LineSpool
 from chargeback.core.engine.types import NamedEmitter, RunSummary
-from chargeback.core.engine.usage import UsageProvider
+from chargeback.core.engine.usage import UsageProvider, gaps_of
 from chargeback.core.models import BillingLineItem, ChargebackRow, IdentitySet
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.protocols import CostInput, PluginRows, StorageModule
@@ -226,7 +226,7 @@ class DatePipeline:
         identities, resources = self._identities, self._resources
         context = dispatcher.resolve_context(day, identities, resources)
         usage = self._usage.for_date(day)
-        gaps = self._usage.gaps(day)
+        gaps = gaps_of(self._usage, day)
         rows: list[ChargebackRow] = []
         unallocated = errors = lacking = 0
         for i in range(0, max(len(lines), 1), ALLOCATION_SLICE):

@@ -35,7 +35,7 @@ from chargeback.core.ledger.records import NO_GAPS, UsageGaps
 from chargeback.core.models import MetricQuery, UsageTable
 from chargeback.core.plugin.protocols import MetricsSource
 
-__all__ = ["RESOURCES_PER_FETCH", "RunUsage", "UsageProvider"]
+__all__ = ["RESOURCES_PER_FETCH", "RunUsage", "UsageProvider", "gaps_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +45,13 @@ RESOURCES_PER_FETCH = 50
 
 @runtime_checkable
 class UsageProvider(Protocol):
-    """The usage of one run's dates, as the date pipeline asks for it."""
+    """The usage of one run's dates, as the date pipeline asks for it.
+
+    A provider may also have ``gaps(day) -> UsageGaps`` (see :func:`gaps_of`): the
+    usage of ``day`` that is unavailable (neither stored nor fetchable), with the
+    reason and the fallback its lines are split by; the pipeline calls it once per
+    allocated date, after ``for_date``. A provider without it has no gaps.
+    """
 
     async def prepare(
         self, needed: Mapping[MetricQuery, set[str]], first: dt.date, last: dt.date
@@ -61,12 +67,6 @@ class UsageProvider(Protocol):
     def for_date(self, day: dt.date) -> Mapping[MetricQuery, UsageTable]:
         """Return every prepared query's table restricted to ``day`` (a query with no
         usage that day maps to an empty table). Called once per allocated date."""
-        ...
-
-    def gaps(self, day: dt.date) -> UsageGaps:
-        """Return the usage of ``day`` that is unavailable (neither stored nor fetchable),
-        with the reason and the fallback its lines are split by. Called once per
-        allocated date, after :meth:`for_date`."""
         ...
 
 
@@ -143,3 +143,14 @@ class RunUsage:
                 if isinstance(table, BaseException):
                     raise table
                 self._spool.add(query, table)
+
+
+def gaps_of(provider: UsageProvider, day: dt.date) -> UsageGaps:
+    """The provider's gaps of ``day``, or none if it has no ``gaps`` method."""
+    gaps = getattr(provider, "gaps", None)
+    if gaps is None:
+        return NO_GAPS
+    found = gaps(day)
+    if not isinstance(found, UsageGaps):
+        raise TypeError(f"{type(provider).__name__}.gaps() returned {type(found).__name__}")
+    return found

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from chargeback.core.engine.allocation import Dispatcher, RunNotes, _checked, _merged
+from chargeback.core.engine.allocation import Dispatcher, RunNotes
+from chargeback.core.engine.conserve import checked as _checked
+from chargeback.core.engine.conserve import merged as _merged
 from chargeback.core.models import (
     UNALLOCATED,
     Allocation,
