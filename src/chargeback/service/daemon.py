@@ -274,11 +274,7 @@ class Daemon:
         stack.callback(self._scheduler.shutdown)
         for name in pool.names():
             self._schedule(name, pool.schedule_of(name))
-        collection = s.scheduling.usage_collection
-        if collection is not None:
-            self._scheduler.schedule_collection(
-                collection, self._collect_usage, jitter_s=s.scheduling.jitter_s
-            )
+        self._scheduler.schedule_collection(s.scheduling, pool.collect_usage)  # DESIGN §13
         if self.handle_signals:
             self._install_signals()
             stack.callback(self._remove_signals)
@@ -326,11 +322,6 @@ class Daemon:
         """A tenant whose lease a dead replica left, or free with pending reruns: run it."""
         if self.pool is not None and name in self.pool.names():
             self.pool.request_run(name, "takeover")
-
-    async def _collect_usage(self) -> None:
-        """APScheduler job: store every tenant's recent usage in the ledger (DESIGN §13)."""
-        if self.pool is not None:
-            await self.pool.collect_usage()
 
     def request_run_all(self, trigger: str = "signal") -> list[str]:
         """Start a run of every tenant that is not running (what SIGUSR1 does)."""

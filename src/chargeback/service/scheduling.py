@@ -14,9 +14,13 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+
+if TYPE_CHECKING:
+    from chargeback.settings import SchedulingSettings
 
 __all__ = ["TenantScheduler", "cron_trigger", "latest_fire_time", "missed_run", "next_fire_time"]
 
@@ -154,14 +158,17 @@ class TenantScheduler:
         )
 
     def schedule_collection(
-        self, expr: str, job: Callable[[], Awaitable[None]], *, jitter_s: int
+        self, settings: SchedulingSettings, job: Callable[[], Awaitable[None]]
     ) -> None:
-        """Run ``job`` (the daemon's usage collection) at the times of crontab ``expr``."""
+        """Run ``job`` (the daemon's usage collection) at ``settings.usage_collection``,
+        delayed by up to ``settings.jitter_s``; nothing if that is ``None``."""
         if self._scheduler is None:
             raise RuntimeError("the scheduler is not started")
+        if settings.usage_collection is None:
+            return
         self._scheduler.add_job(
             job,
-            cron_trigger(expr, jitter_s=jitter_s),
+            cron_trigger(settings.usage_collection, jitter_s=settings.jitter_s),
             id="usage-collection",
             name="collect usage",
             replace_existing=True,

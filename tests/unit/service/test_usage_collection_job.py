@@ -16,7 +16,8 @@ async def _noop(_: str) -> None:
 
 
 async def test_the_collection_fires_next_at_its_crontab_time() -> None:
-    """The job is registered at the next 00:15 UTC and calls the collection."""
+    """The job is registered at the next 00:15 UTC and calls the collection; ``null``
+    schedules nothing (the job already there is left as it is)."""
     calls: list[str] = []
 
     async def collect() -> None:
@@ -25,9 +26,7 @@ async def test_the_collection_fires_next_at_its_crontab_time() -> None:
     scheduler = TenantScheduler(_noop, misfire_grace_s=60)
     scheduler.start()
     try:
-        scheduler.schedule_collection(
-            SchedulingSettings().usage_collection or "", collect, jitter_s=0
-        )
+        scheduler.schedule_collection(SchedulingSettings(jitter_s=0), collect)
         job = scheduler._scheduler.get_job("usage-collection")  # type: ignore[union-attr]
         fire = job.next_run_time.astimezone(dt.UTC)
         now = dt.datetime.now(dt.UTC)
@@ -35,6 +34,8 @@ async def test_the_collection_fires_next_at_its_crontab_time() -> None:
         assert now < fire <= now + dt.timedelta(days=1)
         await job.func()
         assert calls == ["collect"]
+        scheduler.schedule_collection(SchedulingSettings(usage_collection=None), collect)
+        assert scheduler._scheduler.get_job("usage-collection") is not None  # type: ignore[union-attr]
     finally:
         scheduler.shutdown()
 
