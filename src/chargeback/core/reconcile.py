@@ -129,9 +129,7 @@ async def build_report(
     dates = tuple(DateTotal(day, b, a, n, u) for day, (b, a, n, u) in sorted(per_date.items()))
     days = (start + dt.timedelta(days=i) for i in range((end - start).days))
     missing = tuple(day for day in days if day not in states)
-    return ReconcileReport(
-        tenant_id, start, end, rows, dates, missing, accept_refused, unavailable
-    )
+    return ReconcileReport(tenant_id, start, end, rows, dates, missing, accept_refused, unavailable)
 
 
 _HEADER = (
