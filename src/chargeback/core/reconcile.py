@@ -133,8 +133,8 @@ async def build_report(
 
 
 _HEADER = (
-    "date", "product type", "billed", "allocated", "difference", "lines", "refused",
-    "usage unavailable",
+    "date", "product type", "billed", "allocated", "difference", "lines",
+    "usage unavailable", "refused",
 )  # fmt: skip
 
 
@@ -163,8 +163,8 @@ def _table(report: ReconcileReport) -> list[str]:
                 format_amount(row.allocated),
                 format_amount(row.difference),
                 str(row.lines),
-                str(row.refused),
                 str(report.unavailable.get((row.day, row.product_type), 0)),
+                str(row.refused),
             )
         )
     billed, allocated = report.billed_total, report.allocated_total
@@ -172,7 +172,7 @@ def _table(report: ReconcileReport) -> list[str]:
     lines = str(sum(r.lines for r in report.rows))
     lacking = str(sum(d.unavailable for d in report.dates))
     table.append(
-        (*total, format_amount(allocated - billed), lines, str(report.refused_lines), lacking)
+        (*total, format_amount(allocated - billed), lines, lacking, str(report.refused_lines))
     )
     widths = [max(len(cells[i]) for cells in table) for i in range(len(_HEADER))]
     right = {2, 3, 4, 5, 6, 7}  # numbers align right
