@@ -267,9 +267,7 @@ class Daemon:
         stack = self._need(self._stack)
         if s.http.enabled:
             await self._start_http(stack)
-        self._scheduler = TenantScheduler(
-            self._scheduled_run, misfire_grace_s=s.scheduling.misfire_grace_s
-        )
+        self._scheduler = TenantScheduler.of(self._scheduled_run, s.scheduling)
         self._scheduler.start()
         stack.callback(self._scheduler.shutdown)
         for name in pool.names():

@@ -123,6 +123,13 @@ class TenantScheduler:
         self._misfire_grace_s = misfire_grace_s
         self._scheduler: AsyncIOScheduler | None = None
 
+    @classmethod
+    def of(
+        cls, job: Callable[[str], Awaitable[None]], settings: SchedulingSettings
+    ) -> TenantScheduler:
+        """The scheduler with ``settings.misfire_grace_s``."""
+        return cls(job, misfire_grace_s=settings.misfire_grace_s)
+
     @property
     def running(self) -> bool:
         """Whether the scheduler runs (``/readyz`` asks)."""
