@@ -37,6 +37,7 @@ import yaml
 
 from chargeback import export_cli, ownership_cli, storage_cli
 from chargeback.core.engine.types import RunStatus, RunSummary
+from chargeback.core.money import format_amount
 from chargeback.errors import ChargebackError, ConfigError
 from chargeback.logging import configure_logging, register_secrets
 from chargeback.service import gcpolicy
@@ -179,6 +180,8 @@ def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None, *, aga
     failed = False
     for summary in summaries:
         failed |= _report_outcome(summary, again=again.format(tenant=summary.tenant_id))
+    if summaries and daemon.stopped_by is None:
+        asyncio.run(_report_windows(settings, [s.tenant_id for s in summaries]))
     if daemon.stopped_by is not None:
         print(
             f"chargeback: stopped by {daemon.stopped_by.name}: committed dates are kept, the "
@@ -187,6 +190,33 @@ def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None, *, aga
         )
         return 128 + int(daemon.stopped_by)
     return EXIT_FAIL if failed else EXIT_OK
+
+
+async def _report_windows(settings: AppSettings, tenants: Sequence[str]) -> None:
+    """After ``once``: each tenant window's refused lines and unattributed cost (stderr)."""
+    from chargeback.core.storage.factory import open_backend  # noqa: PLC0415
+    from chargeback.core.unattributed import unattributed_cost  # noqa: PLC0415
+
+    today = dt.datetime.now(dt.UTC).date()
+    async with open_backend(settings.storage, read_only=True) as storage:
+        for tenant in tenants:
+            cfg = settings.tenant_config(tenant)
+            first = today - dt.timedelta(days=cfg.lookback_days)
+            end = today - dt.timedelta(days=cfg.cutoff_days - 1)
+            refused = sum(r.refused for r in await storage.reconcile(tenant, first, end))
+            u = await unattributed_cost(storage, tenant, first, end)
+            share = f"{100 * u.amount / u.total:.1f}%" if u.total else "-"
+            sentinels = format_amount(sum(u.sentinels.values()))
+            unknown = format_amount(sum(u.unknown_principals.values()))
+            n_unknown = len(u.unknown_principals)
+            print(
+                f"tenant {tenant} {first}..{end - dt.timedelta(days=1)}: unattributed "
+                f"{format_amount(u.amount)} of {format_amount(u.total)} ({share}: UNALLOCATED "
+                f"{format_amount(u.unallocated)}, sentinels {sentinels}, {n_unknown} "
+                f"principals not in the inventory {unknown}); refused lines {refused}"
+                + (" (see chargeback reconcile)" if refused else ""),
+                file=sys.stderr,
+            )
 
 
 def _report_outcome(summary: RunSummary, *, again: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -126,6 +127,12 @@ class TestOnceExitStatus:
         written = sorted(p.name for p in blocker.glob("*.csv"))
         assert len(written) == calculated  # every date of the first run, emitted now
         assert "0 emits failed" in second.stderr
+        # The run's summary names the window's unattributed cost and refused lines.
+        window = (
+            r"tenant demo \S+: unattributed [\d.]+ of [\d.]+ \(\d+\.\d%: UNALLOCATED [\d.]+, "
+            r"sentinels [\d.]+, \d+ principals not in the inventory [\d.]+\); refused lines 0"
+        )
+        assert re.search(window, second.stderr), second.stderr
 
     def test_once_with_a_failing_api_says_what_the_operator_should_do(
         self, tmp_path: Path, sim: str

@@ -267,7 +267,7 @@ class HttpClient:
         reason = last.reason if last else "unknown"
         raise SourceError(
             f"{method} {plain_url(url)} failed after {attempts} attempts (last: {reason}); "
-            "the API kept failing, the run will be retried",
+            "the API kept failing; the run stops here and its committed dates are kept",
             url=plain_url(url),
             status=last.status if last else None,
         )
