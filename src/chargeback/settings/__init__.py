@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from chargeback.core.budgets.config import BudgetSettings
 from chargeback.core.engine.types import TenantConfig
 from chargeback.core.ownership.config import OwnershipSettings
 from chargeback.core.storage.factory import parse_url as parse_storage_url
@@ -222,6 +223,7 @@ class AppSettings(BaseSettings):
     emitters: list[EmitterSettings] = Field(default_factory=_default_emitters)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     ownership: OwnershipSettings = OwnershipSettings()  # teams (core/ownership/config.py)
+    budgets: BudgetSettings = BudgetSettings()  # per team (core/budgets/config.py)
 
     @classmethod
     def settings_customise_sources(
@@ -252,6 +254,13 @@ class AppSettings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"emitter names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _budget_tenants(self) -> AppSettings:
+        for rule in self.budgets.rules:
+            if rule.tenant not in self.tenants:
+                raise ValueError(f"budget {rule.name!r}: tenant {rule.tenant!r} is not configured")
         return self
 
     def tenant_schedule(self, name: str) -> str:
