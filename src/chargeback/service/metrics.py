@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from chargeback.core.engine.types import RunSummary
 from chargeback.core.money import to_decimal
+from chargeback.service.budget_metrics import BudgetMetrics
 from chargeback.service.period_metrics import PeriodMetrics
 
 __all__ = ["ServiceMetrics"]
@@ -79,6 +80,7 @@ class ServiceMetrics:
         )
         self.running = make.gauge("chargeback_tenants_running", "Tenant runs in progress.")
         self.periods = PeriodMetrics(registry)
+        self.budgets = BudgetMetrics(registry)
 
     def _add_run_metrics(self, make: _Factory) -> None:
         """The metrics of tenant runs and what they calculated."""
@@ -162,6 +164,7 @@ class ServiceMetrics:
             with contextlib.suppress(KeyError):
                 gauge.remove(tenant)
         self.periods.forget(tenant)
+        self.budgets.forget(tenant)
 
     def run_finished(self, summary: RunSummary, seconds: float, *, status: str) -> None:
         """Record one finished run (``status`` may be ``timeout`` on top of RunStatus)."""

@@ -174,6 +174,7 @@ class TenantPool:
             self._metrics.run_aborted(name, 0.0, status="failed")
             return False
         attributor = self._attributor(name, settings)
+        self._metrics.budgets.configure(settings.budgets)
         runtime = TenantRuntime(
             config, plugin, self._storage, self._emitters, attributor=attributor
         )
@@ -238,6 +239,7 @@ class TenantPool:
                 self._metrics.set_last_success(name, ok.finished_at.timestamp())
             await self._update_unallocated(name)
             await self._metrics.periods.refresh(self._storage, name)
+            await self._metrics.budgets.refresh(self._storage, name)
         except ChargebackError as exc:
             log.warning("tenant metrics not restored", tenant_id=name, error=str(exc))
 
@@ -366,6 +368,7 @@ class TenantPool:
             if summary.dates_calculated:
                 await self._update_unallocated(name)
             await self._metrics.periods.refresh(self._storage, name)
+            await self._metrics.budgets.refresh(self._storage, name)
             if self._after_run is not None:
                 await self._after_run()
         except ChargebackError as exc:

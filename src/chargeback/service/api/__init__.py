@@ -9,6 +9,8 @@
     GET /api/v1/dates            per-date status: calculated, fingerprints, totals, open/closed
     GET /api/v1/runs             the newest runs
     GET /api/v1/explain          one billing line, its parts and why (JSON, CSV)
+    GET /api/v1/budgets          each team budget of a month: spent, thresholds, forecast
+    GET /api/v1/forecast         every team's month-end forecast with its interval
     GET /api/v1/openapi.json     the OpenAPI document, generated from the endpoints
 
 Each route runs on the HTTP server's own loop and reads the database through that
@@ -30,7 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 import chargeback
-from chargeback.service.api import allocation, explain, inventory, status
+from chargeback.core.budgets.config import BudgetSettings
+from chargeback.service.api import allocation, budgets, explain, inventory, status
 from chargeback.service.api._auth import ApiTokens, TokenAuthMiddleware, scope_of
 from chargeback.service.api._endpoint import ApiContext, Endpoint, make_context
 from chargeback.service.api._openapi import openapi_document
@@ -52,6 +55,8 @@ ENDPOINTS: tuple[Endpoint[Any], ...] = (
     status.dates_endpoint,
     status.runs_endpoint,
     explain.endpoint,
+    budgets.budgets_endpoint,
+    budgets.forecast_endpoint,
 )
 
 
@@ -86,7 +91,10 @@ def context_factory(
 ) -> Callable[[Request], Awaitable[ApiContext]]:
     """Make each request's :class:`ApiContext` (the API's and the UI's routes share it)."""
     return functools.partial(
-        make_context, today=_today, open_days=functools.partial(_open_days, settings)
+        make_context,
+        today=_today,
+        open_days=functools.partial(_open_days, settings),
+        budgets=BudgetSettings() if settings is None else settings.budgets,
     )
 
 

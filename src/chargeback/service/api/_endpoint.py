@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chargeback.core.budgets.config import BudgetSettings
 from chargeback.core.query import QuerySource, query_source
 from chargeback.core.storage.backend import StorageBackend
 from chargeback.errors import QueryError
@@ -85,6 +86,7 @@ class ApiContext:
     scope: Scope
     today: dt.date
     open_days: Callable[[str], int]
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
     _source: QuerySource | None = field(default=None, repr=False)
 
     @property
@@ -183,7 +185,13 @@ class Endpoint(Generic[P]):
 
 
 async def make_context(
-    request: Request, *, today: Callable[[], dt.date], open_days: Callable[[str], int]
+    request: Request,
+    *,
+    today: Callable[[], dt.date],
+    open_days: Callable[[str], int],
+    budgets: BudgetSettings | None = None,
 ) -> ApiContext:
     """The context of one request (storage opened on the server's loop)."""
-    return ApiContext(request, await storage_of(request), scope_of(request), today(), open_days)
+    storage = await storage_of(request)
+    return ApiContext(request, storage, scope_of(request), today(), open_days,
+                      budgets or BudgetSettings())  # fmt: skip
