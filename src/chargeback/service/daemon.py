@@ -400,7 +400,6 @@ class Daemon:
             configure_logging(new.logging.level, new.logging.format)
         register_secrets(secret_values(new))
         self.settings = new
-        self.metrics.budgets.configure(new.budgets)
         self._exposition.set_tenants(new.enabled_tenants())
         if self.leases is not None:
             self.leases.tenants = new.enabled_tenants()

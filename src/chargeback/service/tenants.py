@@ -198,8 +198,10 @@ class TenantPool:
     async def apply_ownership(self, old: AppSettings, new: AppSettings) -> list[str]:
         """Give every tenant the new ownership rules; re-attribute those whose rules changed.
 
+        The team budgets are taken from ``new`` too (evaluated from the next run on).
         Returns the tenants re-attributed (their changed dates re-emitted).
         """
+        self._metrics.budgets.configure(new.budgets)
         done: list[str] = []
         for name, tenant in list(self._tenants.items()):
             attributor = tenant.runtime.attributor
