@@ -393,3 +393,38 @@ class TestOwnershipReload:
         assert not await d.reload()
         assert await teams_of_sa1() == {"beta"}
         assert d.settings.ownership.all_rules()[0].team == "beta"
+
+    async def test_budget_gauges_after_a_run_and_at_restart(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """The budget gauges are evaluated after the run from the stored team totals, and a
+        restarted daemon serves them before any run."""
+        tenants = (
+            "  acme: {ecosystem: example}\n"
+            "ownership: {rules: [{name: a, team: alpha, match: {identity_id: sa-1}}]}\n"
+            "budgets: {forecast_days: 3, rules: [{name: al, tenant: acme, team: alpha,"
+            " amount: '2.5'}]}\n"
+        )
+        first: Daemon = await make_daemon(tenants)
+        await wait_idle(first)
+        with sqlite3.connect(tmp_path / "var" / "cb.db") as conn:
+            (latest,) = conn.execute("SELECT MAX(date) FROM ownership_dates").fetchone()
+            (spent,) = conn.execute(
+                "SELECT SUM(amount) FROM ownership_team_totals WHERE team = 'alpha'"
+                " AND substr(date, 1, 7) = substr(?, 1, 7)",
+                (latest,),
+            ).fetchone()
+        assert spent > 0
+        labels = {"tenant": "acme", "budget": "al", "team": "alpha"}
+        want = spent / 2.5e9
+        assert scraped(first, "chargeback_budget_spent_ratio", **labels) == pytest.approx(want)
+        assert scraped(first, "chargeback_budget_amount", **labels) == 2.5
+        forecast = scraped(first, "chargeback_forecast_month_end", tenant="acme", team="alpha")
+        assert forecast is not None
+        assert forecast >= spent / 1e9
+        await first.aclose()
+        second: Daemon = await make_daemon(tenants)
+        assert scraped(second, "chargeback_budget_spent_ratio", **labels) == pytest.approx(want)
+        assert scraped(second, "chargeback_forecast_month_end", tenant="acme", team="alpha") == (
+            forecast
+        )
