@@ -320,6 +320,7 @@ async def _backfill(
         print("the tenant could not be started (see the log above)", file=out, flush=True)
         return None
     await asyncio.wait([task])
+    progress.flush()
     summary = None if task.cancelled() else task.result()
     if summary is None or daemon.storage is None:
         print("backfill stopped before it finished", file=out, flush=True)
