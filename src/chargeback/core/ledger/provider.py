@@ -8,8 +8,10 @@ run. For the queries and resources a chunk needs, over the rest of the run's dat
    resources at a time, and store each batch's cells in one transaction as soon as it
    arrives, before any date is allocated (a cell the source answered nothing for is
    stored empty; a day not yet ended and settled is used but never stored);
-3. read every needed cell back from the ledger, so a date is allocated from stored
-   usage whether it was fetched now, collected days ago or fetched by an earlier run.
+3. hand every needed cell to the run: those stored before read from the ledger (collected
+   days ago, or fetched by an earlier run), those fetched now exactly as they were just
+   stored (reading them back would only cost time), so a date is split by stored usage
+   whenever it is calculated.
 
 Cells that are missing and beyond retention are the date's :class:`UsageGaps`: their
 lines get the rule ``usage_unavailable`` (see the dispatcher), never a rule claiming
@@ -26,7 +28,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
@@ -111,8 +113,8 @@ class LedgerUsage:
         if self._metrics is None:
             log.warning("usage needed but the plugin has no metrics source", queries=len(new))
             return
-        young = await self._fill(new, first, last, keep_gaps=True)
-        await self._load(new, first, last, young)
+        filled = await self._fill(new, first, last, keep_gaps=True)
+        await self._load(new, first, last, filled)
         log.info(
             "usage prepared",
             source=self._policy.source,
@@ -152,8 +154,8 @@ class LedgerUsage:
     # -- the work -----------------------------------------------------------------------
     async def _fill(
         self, needed: Needed, first: dt.date, last: dt.date, *, keep_gaps: bool
-    ) -> dict[MetricQuery, UsageTable]:
-        """Fetch and store the missing cells; return the usage of days too young to store."""
+    ) -> _Filled:
+        """Fetch and store the missing cells; return what was fetched and what was missing."""
         by_id = {query_id(q): q for q in needed}
         days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
         wanted = {
@@ -166,20 +168,25 @@ class LedgerUsage:
             for cell in missing - to_fetch:
                 self._gaps[cell.day].setdefault(by_id[cell.query], set()).add(cell.resource_id)
             self.stats.unavailable += len(missing) - len(to_fetch)
+        stored_before = len(wanted) > len(missing)
         if not to_fetch:
-            return {}
-        return await self._fetch_and_store(to_fetch, by_id)
+            return _Filled({}, missing, stored_before)
+        return _Filled(await self._fetch_and_store(to_fetch, by_id), missing, stored_before)
 
     async def _fetch_and_store(
         self, cells: set[UsageCell], by_id: Mapping[str, MetricQuery]
     ) -> dict[MetricQuery, UsageTable]:
-        """Fetch ``cells`` a batch of resources at a time; store each batch at once."""
+        """Fetch ``cells`` a batch of resources at a time; store each batch at once.
+
+        Returns the fetched usage (the cells just stored, and those of days too fresh
+        to store), which the run then uses as it was stored.
+        """
         assert self._metrics is not None  # noqa: S101  (checked by the callers)
         per_query: dict[str, set[UsageCell]] = defaultdict(set)
         for cell in cells:
             per_query[cell.query].add(cell)
         resources = sorted({c.resource_id for c in cells})
-        young: dict[MetricQuery, UsageTable] = defaultdict(dict)
+        fresh: dict[MetricQuery, UsageTable] = defaultdict(dict)
         for i in range(0, len(resources), self._batch):
             batch = set(resources[i : i + self._batch])
             asks = []
@@ -194,10 +201,10 @@ class LedgerUsage:
             for (query, mine), table in zip(asks, tables, strict=True):
                 if isinstance(table, BaseException):
                     raise table
-                entries.extend(self._entries(query, mine, table, young))
+                entries.extend(self._entries(query, mine, table, fresh))
             await self._storage.write_usage(self._tenant, entries)
             self.stats.stored += len(entries)
-        return young
+        return fresh
 
     async def _fetch_one(self, query: MetricQuery, cells: set[UsageCell]) -> UsageTable:
         """One query's missing cells of a batch: one fetch over their span of days."""
@@ -214,43 +221,51 @@ class LedgerUsage:
         query: MetricQuery,
         cells: set[UsageCell],
         table: UsageTable,
-        young: dict[MetricQuery, UsageTable],
+        fresh: dict[MetricQuery, UsageTable],
     ) -> list[UsageEntry]:
-        """The storable cells as entries; a younger day's usage goes to ``young``."""
+        """The storable cells as entries; every cell's usage also goes to ``fresh``."""
         at = self._clock()
         out: list[UsageEntry] = []
         for cell in sorted(cells):
             values = dict(table.get((cell.day, cell.resource_id), {}))
+            if values:
+                fresh[query][(cell.day, cell.resource_id)] = values
             if not self._window.storable(cell.day):
-                if values:
-                    young[query][(cell.day, cell.resource_id)] = values
                 continue
             out.append(
                 UsageEntry(cell.day, cell.query, cell.resource_id, values, self._policy.source, at)
             )
         return out
 
-    async def _load(
-        self, needed: Needed, first: dt.date, last: dt.date, young: Mapping[MetricQuery, UsageTable]
-    ) -> None:
-        """Read the needed cells back from the ledger into the spool, per query."""
+    async def _load(self, needed: Needed, first: dt.date, last: dt.date, filled: _Filled) -> None:
+        """Put the needed cells into the spool, per query: those stored before from the
+        ledger, those fetched now as they were just stored."""
         by_id = {query_id(q): q for q in needed}
-        resources = set().union(*needed.values())
-        entries = await self._storage.read_usage(
-            self._tenant,
-            first,
-            last + dt.timedelta(days=1),
-            queries=list(by_id),
-            resource_ids=resources,
-        )
         tables: dict[MetricQuery, UsageTable] = {q: {} for q in needed}
-        for entry in entries:
-            query = by_id[entry.query]
-            if entry.resource_id in needed[query]:
-                self.stats.read += 1
-                if entry.values:
-                    tables[query][(entry.day, entry.resource_id)] = dict(entry.values)
-        for query, table in young.items():
+        if filled.stored_before:
+            entries = await self._storage.read_usage(
+                self._tenant,
+                first,
+                last + dt.timedelta(days=1),
+                queries=list(by_id),
+                resource_ids=set().union(*needed.values()),
+            )
+            for entry in entries:
+                query = by_id[entry.query]
+                if entry.resource_id in needed[query] and entry.cell not in filled.missing:
+                    self.stats.read += 1
+                    if entry.values:
+                        tables[query][(entry.day, entry.resource_id)] = dict(entry.values)
+        for query, table in filled.fresh.items():
             tables.setdefault(query, {}).update(table)
         for query, table in tables.items():
             self._spool.add(query, table)
+
+
+class _Filled(NamedTuple):
+    """What :meth:`LedgerUsage._fill` did: the usage it fetched (query -> table), the
+    cells the ledger lacked, and whether it held any of the wanted cells before."""
+
+    fresh: Mapping[MetricQuery, UsageTable]
+    missing: set[UsageCell]
+    stored_before: bool
