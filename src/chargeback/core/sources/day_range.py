@@ -1,0 +1,123 @@
+"""Daily values from Prometheus over exact UTC days (``query_range``, one step per day).
+
+A query is evaluated at ``T = midnight(D + 1) - 1 ms`` for every day ``D`` of the
+range, so a range selector of :data:`DAY_WINDOW` (``[86399999ms]``, both ends
+included) covers exactly ``[midnight(D), midnight(D + 1) - 1 ms]``: no window
+straddles two days and every sample belongs to one day only. The evaluation's
+timestamp is inside ``D``, so its UTC day is the day the value belongs to.
+
+One request per query and range; a range longer than ``max_points`` days is sent in
+consecutive chunks (Prometheus refuses more than 11,000 points per series).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import SecretStr
+
+from chargeback.core.sources.http import Credentials, HttpClient
+from chargeback.core.sources.values import day_of, parse_decimal
+from chargeback.errors import SourceError
+
+__all__ = ["DAY_WINDOW", "DayRangeQuery", "DaySeries"]
+
+DAY_WINDOW = "86399999ms"
+"""The range of one UTC day less its last millisecond (range selectors include both ends)."""
+
+QUERY_RANGE = "/api/v1/query_range"
+_DAY_S = 86400
+_MAX_POINTS = 11_000
+
+
+@dataclass(frozen=True, slots=True)
+class DaySeries:
+    """One series of a result: its labels and its value per UTC day (exact decimals)."""
+
+    labels: dict[str, str]
+    values: dict[dt.date, Decimal]
+
+
+class DayRangeQuery:
+    """Run PromQL per exact UTC day against one Prometheus server.
+
+    Args:
+        client: the tenant's retrying HTTP client.
+        url: the server's base URL.
+        username: basic-auth user (none: anonymous requests).
+        password: basic-auth password.
+        max_points: days per request at most (chunks beyond).
+    """
+
+    def __init__(
+        self,
+        client: HttpClient,
+        url: str,
+        *,
+        username: str | None = None,
+        password: SecretStr | None = None,
+        max_points: int = _MAX_POINTS,
+    ) -> None:
+        if max_points < 1:
+            raise ValueError(f"max_points must be at least 1, got {max_points}")
+        self._client = client
+        self._url = url.rstrip("/") + QUERY_RANGE
+        self._max_points = max_points
+        self._creds = Credentials(username, password or SecretStr("")) if username else None
+
+    async def days(self, promql: str, start: dt.date, end: dt.date) -> list[DaySeries]:
+        """Return every series of ``promql`` with its value for each day ``start <= D < end``.
+
+        Days without a value (no samples) are absent from ``values``.
+
+        Raises:
+            SourceError: the server failed or answered something other than a matrix.
+        """
+        merged: dict[tuple[tuple[str, str], ...], DaySeries] = {}
+        first = start
+        while first < end:
+            last = min(end, first + dt.timedelta(days=self._max_points))
+            for series in await self._chunk(promql, first, last):
+                key = tuple(sorted(series.labels.items()))
+                into = merged.setdefault(key, DaySeries(series.labels, {}))
+                into.values.update(series.values)
+            first = last
+        return list(merged.values())
+
+    async def _chunk(self, promql: str, start: dt.date, end: dt.date) -> list[DaySeries]:
+        first = _midnight(start + dt.timedelta(days=1)) - 0.001
+        last = _midnight(end) - 0.001
+        form = {
+            "query": promql,
+            "start": f"{first:.3f}",
+            "end": f"{last:.3f}",
+            "step": str(_DAY_S),
+        }
+        body = await self._client.request_json(
+            "POST", self._url, endpoint=QUERY_RANGE, form=form,
+            credentials=self._creds, anonymous=self._creds is None,
+        )  # fmt: skip
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise SourceError(f"POST {self._url} did not succeed: {str(body)[:200]}", url=self._url)
+        data = body.get("data", {})
+        if data.get("resultType") != "matrix":
+            raise SourceError(f"POST {self._url}: expected a matrix for {promql!r}", url=self._url)
+        return [_series(raw, start, end) for raw in data.get("result", [])]
+
+
+def _series(raw: Any, start: dt.date, end: dt.date) -> DaySeries:
+    labels = {str(k): str(v) for k, v in raw.get("metric", {}).items()}
+    values: dict[dt.date, Decimal] = {}
+    for ts, text in raw.get("values", []):
+        day = day_of(float(ts))
+        value = parse_decimal(text)
+        if day is not None and value is not None and start <= day < end:
+            values[day] = value
+    return DaySeries(labels, values)
+
+
+def _midnight(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
