@@ -1,0 +1,54 @@
+"""The PromQL of the self-managed Kafka plugin, one expression per quantity.
+
+Every expression is evaluated per exact UTC day (see
+:mod:`chargeback.core.sources.day_range`) and grouped by the cluster label, so one
+request answers every cluster and every day of the run.
+
+- gauges (brokers, partitions, log size): the day's average of the samples;
+- counters (bytes in/out): the last sample of the day minus the last sample of the
+  previous day (exact bytes between those two scrapes, no extrapolation; a day, or the
+  day after, without samples has no value).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from chargeback.core.sources.day_range import DAY_WINDOW
+
+__all__ = ["Kind", "expression"]
+
+Kind = Literal["gauge_sum", "gauge_max", "counter_delta"]
+
+
+def selector(metric: str, cluster_label: str, cluster_ids: Sequence[str]) -> str:
+    """``metric{cluster=~"a|b"}``."""
+    ids = "|".join(_literal(c) for c in sorted(set(cluster_ids)))
+    return f'{metric}{{{cluster_label}=~"{ids}"}}'
+
+
+_RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+def _literal(value: str) -> str:
+    """``value`` as a regex literal inside a PromQL double-quoted string.
+
+    Not :func:`re.escape`: it escapes ``-``, which PromQL's string parser refuses.
+    """
+    regex = _RE2_SPECIAL.sub(r"\\\1", value)
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def expression(kind: Kind, select: str, group: Sequence[str]) -> str:
+    """The day's value of ``select`` aggregated by the ``group`` labels."""
+    by = ", ".join(group)
+    if kind == "gauge_sum":
+        return f"sum by ({by}) (avg_over_time({select}[{DAY_WINDOW}]))"
+    if kind == "gauge_max":
+        return f"max by ({by}) (avg_over_time({select}[{DAY_WINDOW}]))"
+    return (
+        f"sum by ({by}) (last_over_time({select}[{DAY_WINDOW}])"
+        f" - last_over_time({select}[{DAY_WINDOW}] offset 1d))"
+    )
