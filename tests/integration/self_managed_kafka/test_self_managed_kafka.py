@@ -215,7 +215,10 @@ async def test_a_scrape_gap_is_reported_never_billed_as_zero(
         assert line.error.startswith("scrape_gap:"), line
         assert line.quantity is None
         assert line.amount == 0
-        assert not result.parts(line)
+        rows = [r for r in result.rows[GAP_DAY] if r.line_id == line.line_id]
+        assert [(r.identity_id, r.amount) for r in rows] == [(UNALLOCATED, 0)]
+        assert rows[0].reason is not None
+        assert "scrape_gap: no samples" in rows[0].reason
     for product_type in NETWORK:
         assert result.line(GAP_CLUSTER, product_type, AFTER_GAP).error is not None
     assert result.line(GAP_CLUSTER, "KAFKA_COMPUTE", AFTER_GAP).error is None
