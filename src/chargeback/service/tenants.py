@@ -198,7 +198,7 @@ class TenantPool:
     async def apply_ownership(self, old: AppSettings, new: AppSettings) -> list[str]:
         """Give every tenant the new ownership rules; re-attribute those whose rules changed.
 
-        The team budgets are taken from ``new`` too (evaluated from the next run on).
+        The team budgets are taken from ``new`` too, and every tenant's re-evaluated.
         Returns the tenants re-attributed (their changed dates re-emitted).
         """
         self._metrics.budgets.configure(new.budgets)
@@ -217,6 +217,11 @@ class TenantPool:
                 log.error("re-attribution failed", tenant_id=name, error=str(exc))  # noqa: TRY400  (expected; the message says it all)
                 continue
             done.append(name)
+        for name in self._tenants:  # the new budgets, on the teams as now attributed
+            try:
+                await self._metrics.budgets.refresh(self._storage, name)
+            except ChargebackError as exc:
+                log.warning("budgets not re-evaluated", tenant_id=name, error=str(exc))
         if done and self._after_run is not None:
             await self._after_run()
         return done

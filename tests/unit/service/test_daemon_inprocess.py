@@ -397,8 +397,8 @@ class TestOwnershipReload:
     async def test_budget_gauges_after_a_run_and_at_restart(
         self, make_daemon: Any, tmp_path: Path
     ) -> None:
-        """The budget gauges are evaluated after the run from the stored team totals, and a
-        restarted daemon serves them before any run."""
+        """The budget gauges are evaluated after the run from the stored team totals, a
+        restarted daemon serves them before any run, and a reload re-evaluates them."""
         tenants = (
             "  acme: {ecosystem: example}\n"
             "ownership: {rules: [{name: a, team: alpha, match: {identity_id: sa-1}}]}\n"
@@ -428,3 +428,8 @@ class TestOwnershipReload:
         assert scraped(second, "chargeback_forecast_month_end", tenant="acme", team="alpha") == (
             forecast
         )
+        settings = settings_text(tmp_path, tenants.replace("'2.5'", "'5'"))
+        (tmp_path / "settings.yaml").write_text(settings, encoding="utf-8")
+        assert await second.reload()  # SIGHUP: the new amount is evaluated at once
+        assert scraped(second, "chargeback_budget_amount", **labels) == 5
+        assert scraped(second, "chargeback_budget_spent_ratio", **labels) == pytest.approx(want / 2)
