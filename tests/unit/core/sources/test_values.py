@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.core.sources.values import day_of, parse_decimal, usage_value
+from chargeback.core.sources.values import MAX_USAGE, day_of, parse_decimal, usage_value
 
 
 class TestUsageValue:
@@ -21,9 +21,18 @@ class TestUsageValue:
     )
     def test_every_value_rounds_like_its_decimal(self, value: float | int, scale: int) -> None:
         """A point's value becomes round_half_even(Decimal(repr(value)) * scale), whatever
-        path it takes (integral floats and ints have a fast one)."""
-        expected = int((Decimal(repr(value)) * scale).to_integral_value(rounding=ROUND_HALF_EVEN))
+        path it takes (integral floats and ints have a fast one), or None beyond MAX_USAGE."""
+        exact = int((Decimal(repr(value)) * scale).to_integral_value(rounding=ROUND_HALF_EVEN))
+        expected = exact if abs(exact) <= MAX_USAGE else None
         assert usage_value(value, scale) == expected
+
+    def test_weights_beyond_64_bits_are_not_numbers(self) -> None:
+        """A sample no store can hold (and no meter can measure) is skipped like text."""
+        assert usage_value("1e999") is None
+        assert usage_value(2**63) is None
+        assert usage_value(-(2**63)) is None
+        assert usage_value(MAX_USAGE) == MAX_USAGE
+        assert usage_value(2**62, 1000) is None  # in range until scaled
 
     def test_text_numbers_and_non_numbers(self) -> None:
         """Numeric strings are read exactly; booleans, NaN and text are not numbers."""
