@@ -27,7 +27,7 @@ from chargeback.core.sources.http import Credentials, HttpClient
 from chargeback.core.sources.values import day_of, usage_value
 from chargeback.errors import SourceError
 
-__all__ = ["PrometheusSettings", "PrometheusSource"]
+__all__ = ["PrometheusSettings", "PrometheusSource", "promql_regex_literal"]
 
 QUERY_RANGE = "/api/v1/query_range"
 _DAY_S = 86400
@@ -44,6 +44,19 @@ class PrometheusSettings(BaseModel):
     function: Literal["sum_over_time", "increase"] = "sum_over_time"
     """``sum_over_time`` for per-interval delta gauges (the default); ``increase`` for a
     setup that exposes cumulative counters."""
+
+
+_RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+def promql_regex_literal(value: str) -> str:
+    """``value`` as a literal of a regex matcher inside a PromQL double-quoted string.
+
+    Not :func:`re.escape`: it escapes ``-`` (``lkc\\-abc``), an escape PromQL's
+    string parser refuses (HTTP 400), so every Confluent id would break the query.
+    """
+    regex = _RE2_SPECIAL.sub(r"\\\1", value)
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _same(name: str) -> str:
@@ -86,7 +99,7 @@ class PrometheusSource:
         """Return the PromQL of ``query`` for ``resource_ids``."""
         res_label = self._label_name(query.resource_label)
         group = self._label_name(query.group_by)
-        ids = "|".join(re.escape(r) for r in sorted(set(resource_ids)))
+        ids = "|".join(promql_regex_literal(r) for r in sorted(set(resource_ids)))
         selector = f'{self._metric_name(query.metric)}{{{res_label}=~"{ids}"}}'
         return f"sum by ({res_label}, {group}) ({self._function}({selector}[1d]))"
 

@@ -12,11 +12,11 @@ request answers every cluster and every day of the run.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Literal
 
 from chargeback.core.sources.day_range import DAY_WINDOW
+from chargeback.core.sources.prometheus import promql_regex_literal
 
 __all__ = ["Kind", "expression"]
 
@@ -25,20 +25,8 @@ Kind = Literal["gauge_sum", "gauge_max", "counter_delta"]
 
 def selector(metric: str, cluster_label: str, cluster_ids: Sequence[str]) -> str:
     """``metric{cluster=~"a|b"}``."""
-    ids = "|".join(_literal(c) for c in sorted(set(cluster_ids)))
+    ids = "|".join(promql_regex_literal(c) for c in sorted(set(cluster_ids)))
     return f'{metric}{{{cluster_label}=~"{ids}"}}'
-
-
-_RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
-
-
-def _literal(value: str) -> str:
-    """``value`` as a regex literal inside a PromQL double-quoted string.
-
-    Not :func:`re.escape`: it escapes ``-``, which PromQL's string parser refuses.
-    """
-    regex = _RE2_SPECIAL.sub(r"\\\1", value)
-    return regex.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def expression(kind: Kind, select: str, group: Sequence[str]) -> str:

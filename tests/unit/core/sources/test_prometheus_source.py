@@ -72,7 +72,7 @@ class TestPrometheusSource:
         (form,) = prom.forms
         assert form["step"] == "86400"
         assert form["query"] == (
-            'sum by (cluster, tenant) (sum_over_time(broker_bytes_in{cluster=~"c\\-1|c\\.2"}[1d]))'
+            'sum by (cluster, tenant) (sum_over_time(broker_bytes_in{cluster=~"c-1|c\\\\.2"}[1d]))'
         )
         assert table == {
             (D1, "c-1"): {"team-a": 100},
@@ -92,8 +92,7 @@ class TestPrometheusSource:
         )
         table = await source.fetch(QUERY, ["c-1"], D1, D3)
         assert prom.forms[0]["query"] == (
-            "sum by (x_cluster, x_tenant) "
-            '(increase(x_broker_bytes_in_total{x_cluster=~"c\\-1"}[1d]))'
+            'sum by (x_cluster, x_tenant) (increase(x_broker_bytes_in_total{x_cluster=~"c-1"}[1d]))'
         )
         assert table[(dt.date(2026, 3, 2), "c-1")] == {"team-a": 50400, "team-b": 1_000_000}
 

@@ -190,7 +190,7 @@ class TestPrometheus:
         assert form["step"] == "86400"
         assert form["query"] == (
             "sum by (kafka_id, principal_id) (sum_over_time("
-            'confluent_kafka_server_request_bytes{kafka_id=~"lkc\\-a|lkc\\-b"}[1d]))'
+            'confluent_kafka_server_request_bytes{kafka_id=~"lkc-a|lkc-b"}[1d]))'
         )
         assert table == {(D1, "lkc-a"): {"sa-1": 100}, (dt.date(2026, 3, 2), "lkc-a"):
                          {"sa-1": 50, "sa-2": 1000}}  # fmt: skip
