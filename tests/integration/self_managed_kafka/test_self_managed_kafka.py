@@ -8,11 +8,14 @@ plugin's output.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.integration.self_managed_kafka.history import (
     CLUSTERS,
@@ -253,3 +256,20 @@ async def test_static_identities_claim_principals(server: PrometheusServer, tmp_
         assert sum(parts.values()) == line.amount
     finally:
         await storage.close()
+
+
+def query_range_requests(server: PrometheusServer) -> int:
+    """The server's own count of answered ``query_range`` requests."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    pattern = r'prometheus_http_requests_total\{code="200",handler="/api/v1/query_range"\} (\d+)'
+    found = re.search(pattern, text)
+    return int(found.group(1)) if found else 0
+
+
+async def test_one_request_per_query_and_chunk(server: PrometheusServer, tmp_path: Path) -> None:
+    """5 quantities + 2 usage metrics over 30 days in 7-day chunks, plus the principal listing."""
+    before = query_range_requests(server)
+    _, storage = await run_tenant(tmp_path, settings(server.url))
+    await storage.close()
+    listing = math.ceil((400 + 1) / 7)  # identities.lookback_days back from today, to today
+    assert query_range_requests(server) - before == (5 + 2) * math.ceil(30 / 7) + listing
