@@ -17,6 +17,8 @@ hosts and endpoint templates, emitter names, statuses).
                                                       ``usage_unavailable`` (DESIGN §13)
 ``chargeback_unallocated_amount{tenant}``             gauge: cost on UNALLOCATED on the
                                                       latest calculated day (currency units)
+``chargeback_unattributed_amount{tenant}``            gauge: UNALLOCATED + sentinel identities
+                                                      + principals not in the inventory, same day
 ``chargeback_api_requests_total{host,endpoint,status}`` counter: ecosystem API requests
 ``chargeback_api_request_duration_seconds{host}``     histogram: their latency
 ``chargeback_api_retries_total{host,reason}``         counter: retried requests
@@ -118,6 +120,12 @@ class ServiceMetrics:
             "Cost charged to UNALLOCATED on the latest calculated day, in currency units.",
             ("tenant",),
         )
+        self.unattributed = make.gauge(
+            "chargeback_unattributed_amount",
+            "Cost on no known, real identity on the latest calculated day (UNALLOCATED, "
+            "sentinel identities, principals not in the inventory), in currency units.",
+            ("tenant",),
+        )
 
     def _add_api_metrics(self, make: _Factory) -> None:
         """The metrics of the ecosystem API requests plugins make (the Telemetry hook)."""
@@ -160,7 +168,7 @@ class ServiceMetrics:
 
     def tenant_removed(self, tenant: str) -> None:
         """Drop the per-tenant gauges of a tenant removed from the settings."""
-        for gauge in (self.last_success, self.unallocated):
+        for gauge in (self.last_success, self.unallocated, self.unattributed):
             with contextlib.suppress(KeyError):
                 gauge.remove(tenant)
         self.periods.forget(tenant)
@@ -190,6 +198,10 @@ class ServiceMetrics:
     def set_unallocated(self, tenant: str, minor: int) -> None:
         """Set the unallocated cost of the tenant's latest calculated day (minor units)."""
         self.unallocated.labels(tenant=tenant).set(float(to_decimal(minor)))
+
+    def set_unattributed(self, tenant: str, minor: int) -> None:
+        """Set the unattributed cost of the tenant's latest calculated day (minor units)."""
+        self.unattributed.labels(tenant=tenant).set(float(to_decimal(minor)))
 
     def emitted(self, emitter: str, *, ok: bool) -> None:
         """Count one emitter call."""

@@ -30,6 +30,7 @@ from chargeback.core.plugin.protocols import Emitter
 from chargeback.core.plugin.registry import PluginRegistry
 from chargeback.core.storage.backend import StorageBackend
 from chargeback.core.storage.ownership import ownership_store
+from chargeback.core.unattributed import unattributed_cost
 from chargeback.errors import ChargebackError
 from chargeback.service.metrics import ServiceMetrics
 from chargeback.settings import AppSettings
@@ -258,6 +259,8 @@ class TenantPool:
         state = states.get(latest)
         if state is not None:
             self._metrics.set_unallocated(name, state.unallocated_total)
+        day = await unattributed_cost(self._storage, name, latest, latest + dt.timedelta(days=1))
+        self._metrics.set_unattributed(name, day.amount)
 
     async def last_success(self, name: str) -> dt.datetime | None:
         """Return when the tenant's last successful run started (from storage)."""

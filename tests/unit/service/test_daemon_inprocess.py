@@ -433,3 +433,43 @@ class TestOwnershipReload:
         assert await second.reload()  # SIGHUP: the new amount is evaluated at once
         assert scraped(second, "chargeback_budget_amount", **labels) == 5
         assert scraped(second, "chargeback_budget_spent_ratio", **labels) == pytest.approx(want / 2)
+
+
+class TestUnattributedGauge:
+    async def test_gauge_counts_principals_the_inventory_lost(
+        self, make_daemon: Any, tmp_path: Path
+    ) -> None:
+        """chargeback_unattributed_amount is the latest day's cost on UNALLOCATED, sentinels
+        and principals not in the inventory: an identity removed from the stored inventory
+        joins it at the next start, beside an unchanged unallocated gauge."""
+        first: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        await wait_idle(first)
+        await first.aclose()
+        db = sqlite3.connect(tmp_path / "var" / "cb.db")
+        try:
+            latest, identity, cost = db.execute(
+                "SELECT date, identity_id, SUM(amount) FROM chargeback_rows WHERE tenant_id = "
+                "'acme' AND identity_id != 'UNALLOCATED' AND date = (SELECT MAX(date) FROM "
+                "chargeback_rows WHERE tenant_id = 'acme') GROUP BY identity_id "
+                "ORDER BY SUM(amount) DESC LIMIT 1"
+            ).fetchone()
+            assert cost > 0
+            with db:
+                db.execute("DELETE FROM identities WHERE tenant_id = 'acme' AND identity_id = ?",
+                           (identity,))  # fmt: skip
+            expected = db.execute(
+                "SELECT COALESCE(SUM(r.amount), 0) FROM chargeback_rows AS r LEFT JOIN "
+                "identities AS i ON i.tenant_id = r.tenant_id AND i.identity_id = r.identity_id "
+                "WHERE r.tenant_id = 'acme' AND r.date = ? AND (r.identity_id = 'UNALLOCATED' "
+                "OR i.identity_id IS NULL OR i.identity_type = 'sentinel')",
+                (latest,),
+            ).fetchone()[0]
+        finally:
+            db.close()
+        second: Daemon = await make_daemon("  acme: {ecosystem: example}\n")
+        get = second.registry.get_sample_value
+        unattributed = get("chargeback_unattributed_amount", {"tenant": "acme"})
+        unallocated = get("chargeback_unallocated_amount", {"tenant": "acme"})
+        assert unattributed == expected / 10**9
+        assert unallocated is not None
+        assert unattributed >= unallocated + cost / 10**9 - 1e-9

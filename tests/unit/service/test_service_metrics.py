@@ -76,6 +76,15 @@ class TestServiceMetrics:
         ServiceMetrics(reg).set_unallocated("acme", 12_500_000_000)
         assert reg.get_sample_value("chargeback_unallocated_amount", {"tenant": "acme"}) == 12.5
 
+    def test_unattributed_in_currency_units_and_dropped_with_its_tenant(self) -> None:
+        """The unattributed gauge converts nanos too, and goes when its tenant goes."""
+        reg = CollectorRegistry()
+        metrics = ServiceMetrics(reg)
+        metrics.set_unattributed("acme", 7_250_000_000)
+        assert reg.get_sample_value("chargeback_unattributed_amount", {"tenant": "acme"}) == 7.25
+        metrics.tenant_removed("acme")
+        assert reg.get_sample_value("chargeback_unattributed_amount", {"tenant": "acme"}) is None
+
     def test_telemetry_hook(self) -> None:
         """Installed as telemetry, API requests and retries are counted by host."""
         reg = CollectorRegistry()
