@@ -35,6 +35,7 @@ import psycopg
 import pytest
 from tests.storage_targets import POSTGRESQL, postgres_cluster
 from tests.support.process import free_port
+from tests.support.sim import serve_sim
 
 from chargeback.core.storage.factory import open_backend
 from chargeback.settings import StorageSettings
@@ -64,28 +65,9 @@ def _wait(check: Any, timeout_s: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One ccloud_sim for every tenant of every replica."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("sim") / "sim.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*[sys.executable, "-m", "ccloud_sim", "serve"], "--port", str(port), "--seed", "9",
-             "--scale", "tiny", "--metrics-retention-days", "unlimited", "--now", SIM_NOW],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/_sim/stats", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        try:
-            _wait(up, 30, "ccloud_sim")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    log_path = tmp_path_factory.mktemp("sim") / "sim.log"
+    with serve_sim(log_path, scale="tiny", seed=9, now=SIM_NOW) as url:
+        yield url
 
 
 def _settings(var: Path, url: str, sim: str, port: int) -> str:

@@ -16,17 +16,15 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from tests.support.sim import serve_sim
 
 from chargeback.core.engine.orchestrator import TenantRuntime
 from chargeback.core.engine.types import RunStatus, TenantConfig
@@ -46,12 +44,6 @@ golden_driver = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(golden_driver)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -74,29 +66,8 @@ def baseline_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sim_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A ccloud_sim (the current one) on a free port, clock frozen at :data:`NOW`."""
     scale, seed = request.param
-    port = _free_port()
-    log = (tmp_path / "sim.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ccloud_sim", "serve", "--port", str(port), "--seed", str(seed),
-         "--scale", scale, "--now", NOW.isoformat(), "--metrics-retention-days", "unlimited"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/_sim/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"ccloud_sim did not start: {(tmp_path / 'sim.log').read_text()}")
-                time.sleep(0.1)
+    with serve_sim(tmp_path / "sim.log", scale=scale, seed=seed, now=NOW.isoformat()) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def _baseline_run(src: Path, db: Path, url: str, lookback: int) -> dict[str, Any]:

@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib.util
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.storage_targets import POSTGRESQL, SQLITE
-from tests.support.process import free_port
+from tests.support.sim import serve_sim
 
 from chargeback.cli import main
 from chargeback.core.engine.orchestrator import TenantRuntime
@@ -49,30 +45,9 @@ TENANT = golden_driver.TENANT
 @pytest.fixture(scope="module")
 def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A small ccloud_sim on a free port, clock frozen at :data:`NOW`."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("sim") / "sim.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ccloud_sim", "serve", "--port", str(port), "--seed", "5",
-             "--scale", "small", "--now", NOW.isoformat(), "--metrics-retention-days",
-             "unlimited"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/_sim/stats", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        pytest.fail(f"ccloud_sim did not start: {log_path.read_text()}")
-                    time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with serve_sim(log_path, scale="small", seed=5, now=NOW.isoformat()) as url:
+        yield url
 
 
 async def _backfill(storage: StorageBackend, url: str) -> dict[str, int]:
