@@ -17,16 +17,13 @@ import structlog
 
 from chargeback.core.models import BillingLineItem
 from chargeback.core.money import to_minor
-from chargeback.core.sources.day_range import DayRangeQuery
+from chargeback.core.sources.day_range import SCRAPE_GAP, DayRangeQuery
 from chargeback.plugins.self_managed_kafka.config import ClusterSettings, SelfManagedKafkaSettings
 from chargeback.plugins.self_managed_kafka.costs import CATEGORY, COSTS, CostSpec
 from chargeback.plugins.self_managed_kafka.promql import expression, selector
 from chargeback.plugins.self_managed_kafka.rates import RateCard
 
 __all__ = ["SCRAPE_GAP", "KafkaCostInput"]
-
-SCRAPE_GAP = "scrape_gap"
-"""The prefix of the error of a line whose quantity has no samples."""
 
 _log = structlog.get_logger(__name__)
 

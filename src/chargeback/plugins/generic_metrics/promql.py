@@ -1,0 +1,64 @@
+"""The PromQL of the generic metrics plugin: a series selector and the day's function.
+
+Every expression is evaluated per exact UTC day (see
+:mod:`chargeback.core.sources.day_range`), so one request answers every day of the run:
+
+- ``gauge_average``: each series' average over the day's samples;
+- ``increase``: each counter series' last sample of the day minus its last sample of
+  the day before (exact, no extrapolation; a day, or the day before, without samples
+  has no value, and a counter that went down gives a negative value).
+
+A quantity is the sum over the series, sent with the smallest series value of the day
+in the same answer (``part="min"``), so a counter that went down is seen even where the
+others' growth hides it in the sum.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from chargeback.core.sources.day_range import DAY_WINDOW
+
+__all__ = [
+    "MIN_PART",
+    "PART_LABEL",
+    "SUM_PART",
+    "Kind",
+    "day_values",
+    "grouped",
+    "presence",
+    "quantity",
+]
+
+Kind = Literal["gauge_average", "increase"]
+
+PART_LABEL = "chargeback_part"
+"""The label telling a quantity's two series apart (its sum and its smallest term)."""
+SUM_PART, MIN_PART = "sum", "min"
+
+
+def day_values(kind: Kind, select: str) -> str:
+    """The day's value of every series of ``select``."""
+    if kind == "gauge_average":
+        return f"avg_over_time({select}[{DAY_WINDOW}])"
+    window = f"{select}[{DAY_WINDOW}]"
+    return f"(last_over_time({window}) - last_over_time({window} offset 1d))"
+
+
+def grouped(kind: Kind, select: str, label: str) -> str:
+    """The day's value of ``select`` summed per value of ``label`` (the usage)."""
+    return f"sum by ({label}) ({day_values(kind, select)})"
+
+
+def quantity(kind: Kind, select: str) -> str:
+    """The day's sum over the series of ``select`` and, apart, the smallest series value."""
+    values = day_values(kind, select)
+    return (
+        f'label_replace(sum({values}), "{PART_LABEL}", "{SUM_PART}", "", "")'
+        f' or label_replace(min({values}), "{PART_LABEL}", "{MIN_PART}", "", "")'
+    )
+
+
+def presence(select: str, label: str) -> str:
+    """One series per value of ``label`` on each day ``select`` has samples with it."""
+    return f"count by ({label}) (last_over_time({select}[{DAY_WINDOW}]))"
