@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -100,6 +102,8 @@ async def costs(request: Request) -> Response:
     if getattr(request.state, "sim_truncate", False) and size > 1:
         take = max(1, size // 2)
     page, more = _collect(state, (start, end), offset, take, as_of)
+    if state.faults.billing_amounts:
+        page = _bad_amounts(page, state.faults.billing_amounts)
     nxt = "null"
     if more:
         tok = encode_token(
@@ -120,6 +124,20 @@ async def costs(request: Request) -> Response:
         + "]}"
     )
     return json_response(body)
+
+
+def _bad_amounts(page: list[str], amounts: dict[str, Any]) -> list[str]:
+    """The page with the ``billing_amounts`` fault applied: each row of a listed line type
+    reports that amount (its other fields stay true)."""
+    out = []
+    for text in page:
+        row = json.loads(text)
+        if row.get("line_type") in amounts:
+            row["amount"] = amounts[row["line_type"]]
+            out.append(json.dumps(row))
+        else:
+            out.append(text)
+    return out
 
 
 def _collect(

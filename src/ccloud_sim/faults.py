@@ -39,6 +39,8 @@ class Faults:
             ``next``/``page_token``; the client must still get everything).
         rate_cut_body: send a 200 whose JSON body is cut in half.
         outage: every request gets 503.
+        billing_amounts: line type -> the ``amount`` every cost row of that type reports
+            (a bad bill, e.g. ``{"KAFKA_PARTITION": 1e15}``; empty = the true amounts).
         paths: only requests whose path starts with one of these prefixes get faults
             (empty = all).
     """
@@ -55,6 +57,7 @@ class Faults:
     rate_cut_body: float = 0.0
     outage: bool = False
     paths: tuple[str, ...] = ()
+    billing_amounts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def uniform(cls, rate: float, seed: int = 0) -> Faults:
@@ -81,6 +84,8 @@ class Faults:
         for key, value in values.items():
             if key not in names:
                 raise ValueError(f"unknown fault {key!r}; expected one of {sorted(names)}")
+            if key == "billing_amounts" and not isinstance(value, dict):
+                raise ValueError("billing_amounts is an object: line type -> amount")
             setattr(self, key, tuple(value) if key == "paths" else value)
 
     def as_dict(self) -> dict[str, Any]:

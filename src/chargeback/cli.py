@@ -223,7 +223,9 @@ def _report_outcome(summary: RunSummary, *, again: str) -> bool:
     """Print one tenant's outcome (and what to do about a failure); return whether it failed."""
     counts = (
         f"{summary.dates_calculated} dates calculated, {summary.emitted} emitted, "
-        f"{summary.emit_failures} emits failed"
+        f"{summary.emit_failures} emits failed; in the dates calculated: "
+        f"{summary.refused_lines} refused lines, unattributed "
+        f"{format_amount(summary.unattributed)}"
     )
     if summary.status is RunStatus.SUCCESS and not summary.emit_failures:
         print(f"tenant {summary.tenant_id}: {summary.status}: {counts}", file=sys.stderr)

@@ -33,6 +33,7 @@ from tests.e2e.test_daemon_e2e import (
     wait_until,
 )
 
+from chargeback.core.money import to_decimal
 from chargeback.service.progress import PROGRESS_INTERVAL_S
 
 pytestmark = pytest.mark.e2e
@@ -103,6 +104,64 @@ class TestRerunDuringARun:
         counts = json.loads(str(finished[1]["counts"]))
         assert counts["dates_calculated"] >= 1  # the rerun date really was recalculated
         assert "run queued: it starts when the current run ends" in daemon.text()
+
+
+def _labelled(text: str, name: str, tenant: str) -> float | None:
+    """The value of ``name{tenant="..."}`` in an exposition."""
+    prefix = f'{name}{{tenant="{tenant}"}} '
+    return next((float(x.split()[1]) for x in text.splitlines() if x.startswith(prefix)), None)
+
+
+def _window_truth(config_dir: Path) -> tuple[int, int]:
+    """The test's own SQL: refused lines, and nanos on no known real identity
+    (UNALLOCATED, sentinels, principals not in the stored inventory)."""
+    with sqlite3.connect(f"file:{config_dir / 'var' / 'cb.db'}?mode=ro", uri=True) as conn:
+        (refused,) = conn.execute(
+            "SELECT COUNT(*) FROM billing_lines WHERE error LIKE 'refused: %'"
+        ).fetchone()
+        (unattributed,) = conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM chargeback_rows WHERE identity_id NOT IN "
+            "(SELECT identity_id FROM identities WHERE identity_type != 'sentinel')"
+        ).fetchone()
+        (unknown,) = conn.execute(
+            "SELECT COUNT(*) FROM chargeback_rows WHERE identity_id LIKE 'sa-zz%' "
+            "AND identity_id NOT IN (SELECT identity_id FROM identities)"
+        ).fetchone()
+    assert unknown > 0  # the sim's principal IAM does not know was charged
+    return int(refused), int(unattributed)
+
+
+class TestRunSummaryCounts:
+    def test_run_finished_names_refused_lines_and_unattributed_cost(
+        self, tmp_path: Path, sim: str, procs: Callable[..., Proc]
+    ) -> None:
+        """A bill with out-of-range amounts and a principal IAM does not know: the daemon's
+        ``run finished`` line, the run's stored counts, /api/v1/runs and /metrics carry the
+        refused lines and the unattributed cost, equal to the test's own SQL."""
+        config = write_config(tmp_path, sim)
+        port = int(config.read_text("utf-8").split("port: ")[1].split("}")[0])
+        base = f"http://127.0.0.1:{port}"
+        huge = {"billing_amounts": {"KAFKA_PARTITION": 1e15}}
+        assert httpx.post(f"{sim}/_sim/faults", json=huge).status_code == 200
+        daemon = procs([*CLI, "run", "--config", str(config)], tmp_path / "d.log", daemon_env())
+        wait_until(lambda: http_ok(f"{base}/readyz"), 30, "/readyz")
+        daemon.signal(signal.SIGUSR1)
+        wait_until(lambda: '"run finished"' in daemon.text(), 90, "the run to finish")
+        events = [json.loads(x) for x in daemon.text().splitlines() if x.startswith("{")]
+        [finished] = [e for e in events if e["event"] == "run finished"]
+        refused, unattributed = _window_truth(tmp_path)
+        assert refused >= finished["dates_calculated"] >= 3  # one KAFKA_PARTITION line a day
+        assert finished["refused_lines"] == refused
+        assert finished["level"] == "warning"
+        assert finished["unattributed"] == str(to_decimal(unattributed))
+        assert unattributed > 0
+        counts = json.loads(str(runs(tmp_path)[0]["counts"]))
+        assert (counts["refused_lines"], counts["unattributed"]) == (refused, unattributed)
+        api = httpx.get(f"{base}/api/v1/runs", params={"tenant": "demo"}).json()
+        listed = api["runs"][0]["counts"]
+        assert (listed["refused_lines"], listed["unattributed"]) == (refused, unattributed)
+        exposition = httpx.get(f"{base}/metrics").text
+        assert _labelled(exposition, "chargeback_refused_lines_total", "demo") == refused
 
 
 class TestOnceExitStatus:

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from chargeback.core.models import UNALLOCATED
+from chargeback.core.models import UNALLOCATED, ChargebackRow, Identity
 from chargeback.core.money import format_amount
 from chargeback.core.storage.backend import StorageBackend
 
-__all__ = ["SENTINEL_TYPE", "Unattributed", "render_unattributed", "unattributed_cost"]
+__all__ = [
+    "SENTINEL_TYPE",
+    "Unattributed",
+    "render_unattributed",
+    "unattributed_cost",
+    "unattributed_of_rows",
+]
 
 SENTINEL_TYPE = "sentinel"
 """The identity type of a plugin's placeholder identities."""
@@ -60,6 +67,18 @@ async def unattributed_cost(
         sentinels=dict(sorted(sentinels.items())),
         unknown_principals=dict(sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
+
+
+def unattributed_of_rows(rows: Iterable[ChargebackRow], identities: Mapping[str, Identity]) -> int:
+    """The unattributed amount of ``rows`` (minor units), by the rule of
+    :func:`unattributed_cost`: UNALLOCATED, sentinel identities and ids ``identities``
+    (the run's inventory) does not hold."""
+    total = 0
+    for row in rows:
+        identity = identities.get(row.identity_id)
+        if identity is None or identity.identity_type == SENTINEL_TYPE:
+            total += row.amount  # UNALLOCATED is never in the inventory
+    return total
 
 
 def _share(part: int, whole: int) -> str:

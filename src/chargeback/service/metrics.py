@@ -15,6 +15,8 @@ hosts and endpoint templates, emitter names, statuses).
 ``chargeback_rows_written_total{tenant}``             counter: chargeback rows written
 ``chargeback_usage_unavailable_lines_total{tenant}`` counter: lines split by
                                                       ``usage_unavailable`` (DESIGN §13)
+``chargeback_refused_lines_total{tenant}``            counter: billing lines whose amount was
+                                                      refused (kept at 0 with the reason)
 ``chargeback_unallocated_amount{tenant}``             gauge: cost on UNALLOCATED on the
                                                       latest calculated day (currency units)
 ``chargeback_unattributed_amount{tenant}``            gauge: UNALLOCATED + sentinel identities
@@ -115,6 +117,12 @@ class ServiceMetrics:
             "retention and never collected.",
             ("tenant",),
         )
+        self.refused_lines = make.counter(
+            "chargeback_refused_lines",
+            "Billing lines of committed dates whose reported amount was refused (out of "
+            "range, or nothing to derive it from): kept at 0 with the reason.",
+            ("tenant",),
+        )
         self.unallocated = make.gauge(
             "chargeback_unallocated_amount",
             "Cost charged to UNALLOCATED on the latest calculated day, in currency units.",
@@ -165,6 +173,7 @@ class ServiceMetrics:
         self.lines_read.labels(tenant=tenant)
         self.rows_written.labels(tenant=tenant)
         self.usage_unavailable.labels(tenant=tenant)
+        self.refused_lines.labels(tenant=tenant)
 
     def tenant_removed(self, tenant: str) -> None:
         """Drop the per-tenant gauges of a tenant removed from the settings."""
@@ -183,6 +192,7 @@ class ServiceMetrics:
         self.lines_read.labels(tenant=tenant).inc(summary.lines_read)
         self.rows_written.labels(tenant=tenant).inc(summary.rows_written)
         self.usage_unavailable.labels(tenant=tenant).inc(summary.usage_unavailable_lines)
+        self.refused_lines.labels(tenant=tenant).inc(summary.refused_lines)
         if status == "success" and summary.finished_at is not None:
             self.last_success.labels(tenant=tenant).set(summary.finished_at.timestamp())
 

@@ -264,7 +264,9 @@ class TenantRuntime:
         if summary.status is RunStatus.SUCCESS:
             counts: dict[str, object] = dict(summary.counts())
             counts["unallocated"] = str(to_decimal(summary.unallocated))  # currency units
-            log.info("run finished", **counts)
+            counts["unattributed"] = str(to_decimal(summary.unattributed))
+            # Refused lines are a warning: an amount the bill reported is not charged.
+            (log.warning if summary.refused_lines else log.info)("run finished", **counts)
         else:
             log.error("run failed", status=str(summary.status), error=summary.error)
         if not recorded:

@@ -45,10 +45,11 @@ from chargeback.core.engine.inventory import Inventory
 from chargeback.core.engine.spool import LineSpool
 from chargeback.core.engine.types import NamedEmitter, RunSummary
 from chargeback.core.engine.usage import UsageProvider, gaps_of
-from chargeback.core.models import BillingLineItem, ChargebackRow, IdentitySet
+from chargeback.core.models import REFUSED, BillingLineItem, ChargebackRow, IdentitySet
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.protocols import CostInput, PluginRows, StorageModule
 from chargeback.core.storage.backend import DateState, StorageBackend
+from chargeback.core.unattributed import unattributed_of_rows
 
 __all__ = ["Chunk", "CommitQueue", "DatePipeline", "PipelineParts", "RunPlan", "billing_chunks"]
 
@@ -292,10 +293,14 @@ class DatePipeline:
             inventory_fingerprint=self._inventory.fingerprint,
             calculated_at=parts.clock(),
         )
+        refused = sum(1 for line in lines if line.error and line.error.startswith(REFUSED))
+        unattributed = unattributed_of_rows(result.rows, self._identities)
         summary.dates_calculated += 1
         summary.rows_written += len(result.rows)
         summary.unallocated += result.unallocated
         summary.usage_unavailable_lines += result.usage_unavailable
+        summary.refused_lines += refused
+        summary.unattributed += unattributed
         log.info(
             "date committed",
             lines=len(lines),
@@ -303,7 +308,10 @@ class DatePipeline:
             calc_seq=state.calc_seq,
             allocator_errors=result.allocator_errors,
             usage_unavailable=result.usage_unavailable,
+            refused_lines=refused,
         )
+        if refused:
+            log.warning("billing lines refused", lines=refused, see="chargeback reconcile")
         return state
 
     async def emit(self, day: dt.date, state: DateState, rows: Sequence[ChargebackRow]) -> None:

@@ -76,6 +76,13 @@ class RunSummary:
     usage_unavailable_lines: int = 0
     """Lines split by ``usage_unavailable``: their usage was gone at the source and
     never stored (DESIGN §13)."""
+    refused_lines: int = 0
+    """Billing lines of the committed dates whose amount was refused (out of range, or
+    nothing to derive it from): kept with the reported amount and the reason, at 0."""
+    unattributed: int = 0
+    """Minor units of the committed dates charged to no known, real identity: UNALLOCATED,
+    sentinel identities and principals not in the inventory (see
+    :mod:`~chargeback.core.unattributed`)."""
     error: str | None = None
     storage_failed: bool = False
     """The run failed because the database did (locked, read-only, full): not ready."""
@@ -91,4 +98,6 @@ class RunSummary:
             "emitted": self.emitted,
             "emit_failures": self.emit_failures,
             "usage_unavailable_lines": self.usage_unavailable_lines,
+            "refused_lines": self.refused_lines,
+            "unattributed": self.unattributed,
         }
