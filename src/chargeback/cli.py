@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+EXIT_SCRAPE_GAPS = 4
+"""``once``/``rerun --now``: every run succeeded, but lines had no data (``scrape_gap``)."""
 
 
 def _date(text: str) -> dt.date:
@@ -62,6 +64,15 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from exc
+
+
+def _accept_gaps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accept-gaps",
+        action="store_true",
+        help=f"exit 0, not {EXIT_SCRAPE_GAPS}, despite lines whose metrics had no samples "
+        "(scrape_gap; they are still stored at 0 with the reason and listed)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     add("run", "run the daemon: scheduler, /metrics, health, signals")
     once = add("once", "run every tenant once and exit (non-zero if any failed)")
     once.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
+    _accept_gaps(once)
     rerun = add("rerun", "recalculate a range of dates of a tenant")
     rerun.add_argument("--tenant", required=True)
     rerun.add_argument("--from", dest="start", type=_date, required=True, help="first day")
@@ -90,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument(
         "--now", action="store_true", help="run it in this process instead of signalling the daemon"
     )
+    _accept_gaps(rerun)
     add("check-config", "validate the settings and print them with secrets masked")
     rec = add("reconcile", "compare billed and allocated totals (exit 1 on a mismatch)")
     rec.add_argument("--tenant", required=True)
@@ -167,11 +180,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
 
 
-def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None, *, again: str) -> int:
+def _run_in_process(
+    settings: AppSettings,
+    tenants: Sequence[str] | None,
+    *,
+    again: str,
+    accept_gaps: bool = False,
+) -> int:
     """Run tenants once in this process; report each outcome; return the exit status.
 
     Exit 1 when a run failed or any emit failed (the emit is retried by the next run),
-    ``128 + signal`` when SIGTERM/SIGINT stopped the runs early.
+    ``128 + signal`` when SIGTERM/SIGINT stopped the runs early, 4 when every run
+    succeeded but lines had no data (scrape gaps), unless ``accept_gaps``.
     """
     from chargeback.service.daemon import Daemon  # noqa: PLC0415
 
@@ -189,7 +209,10 @@ def _run_in_process(settings: AppSettings, tenants: Sequence[str] | None, *, aga
             file=sys.stderr,
         )
         return 128 + int(daemon.stopped_by)
-    return EXIT_FAIL if failed else EXIT_OK
+    if failed:
+        return EXIT_FAIL
+    gaps = sum(s.scrape_gap_lines for s in summaries)
+    return EXIT_SCRAPE_GAPS if gaps and not accept_gaps else EXIT_OK
 
 
 async def _report_windows(settings: AppSettings, tenants: Sequence[str]) -> None:
@@ -226,6 +249,11 @@ def _report_outcome(summary: RunSummary, *, again: str) -> bool:
         f"{summary.emit_failures} emits failed; in the dates calculated: "
         f"{summary.refused_lines} refused lines, unattributed "
         f"{format_amount(summary.unattributed)}"
+    ) + (
+        f", {summary.scrape_gap_lines} lines without data (scrape_gap: stored at 0 with "
+        "the reason, never billed; see the warnings in the log)"
+        if summary.scrape_gap_lines
+        else ""
     )
     if summary.status is RunStatus.SUCCESS and not summary.emit_failures:
         print(f"tenant {summary.tenant_id}: {summary.status}: {counts}", file=sys.stderr)
@@ -263,7 +291,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
         )
     asyncio.run(validate_settings(settings, str(args.config)))
     again = f"chargeback once --config {args.config} --tenant {{tenant}}"
-    return _run_in_process(settings, args.tenant, again=again)
+    return _run_in_process(settings, args.tenant, again=again, accept_gaps=args.accept_gaps)
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
@@ -297,7 +325,7 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     if args.now:
         asyncio.run(validate_settings(settings, str(args.config)))
         again = f"chargeback rerun --config {args.config} --tenant {{tenant}} --from ... --now"
-        return _run_in_process(settings, [args.tenant], again=again)
+        return _run_in_process(settings, [args.tenant], again=again, accept_gaps=args.accept_gaps)
     print(_signal_daemon(settings, args.tenant, running))
     return EXIT_OK
 

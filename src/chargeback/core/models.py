@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "NO_ATTRIBUTES",
     "REFUSED",
+    "SCRAPE_GAP",
     "UNALLOCATED",
     "Allocation",
     "AllocationContext",
@@ -39,6 +40,11 @@ __all__ = [
 
 UNALLOCATED = "UNALLOCATED"
 """Identity id that receives cost nobody can be charged for, always with a reason."""
+
+SCRAPE_GAP = "scrape_gap: "
+"""How a line's ``error`` starts when its quantity had no samples on its day (a metrics
+source's scrapes failed): the line is stored with amount 0 and the reason, and the
+engine counts it in the run's summary; never billed as zero silently."""
 
 REFUSED = "refused: "
 """How a line's ``error`` starts when its billed amount could not be taken at all (out

@@ -17,6 +17,8 @@ hosts and endpoint templates, emitter names, statuses).
                                                       ``usage_unavailable`` (DESIGN §13)
 ``chargeback_refused_lines_total{tenant}``            counter: billing lines whose amount was
                                                       refused (kept at 0 with the reason)
+``chargeback_scrape_gap_lines_total{tenant}``         counter: lines without data on their day
+                                                      (``scrape_gap``), stored at 0
 ``chargeback_unallocated_amount{tenant}``             gauge: cost on UNALLOCATED on the
                                                       latest calculated day (currency units)
 ``chargeback_unattributed_amount{tenant}``            gauge: UNALLOCATED + sentinel identities
@@ -123,6 +125,12 @@ class ServiceMetrics:
             "range, or nothing to derive it from): kept at 0 with the reason.",
             ("tenant",),
         )
+        self.scrape_gaps = make.counter(
+            "chargeback_scrape_gap_lines",
+            "Billing lines with no amount because their quantity had no samples on their "
+            "day (scrape_gap): reported, never billed as zero.",
+            ("tenant",),
+        )
         self.unallocated = make.gauge(
             "chargeback_unallocated_amount",
             "Cost charged to UNALLOCATED on the latest calculated day, in currency units.",
@@ -174,6 +182,7 @@ class ServiceMetrics:
         self.rows_written.labels(tenant=tenant)
         self.usage_unavailable.labels(tenant=tenant)
         self.refused_lines.labels(tenant=tenant)
+        self.scrape_gaps.labels(tenant=tenant)
 
     def tenant_removed(self, tenant: str) -> None:
         """Drop the per-tenant gauges of a tenant removed from the settings."""
@@ -193,6 +202,7 @@ class ServiceMetrics:
         self.rows_written.labels(tenant=tenant).inc(summary.rows_written)
         self.usage_unavailable.labels(tenant=tenant).inc(summary.usage_unavailable_lines)
         self.refused_lines.labels(tenant=tenant).inc(summary.refused_lines)
+        self.scrape_gaps.labels(tenant=tenant).inc(summary.scrape_gap_lines)
         if status == "success" and summary.finished_at is not None:
             self.last_success.labels(tenant=tenant).set(summary.finished_at.timestamp())
 

@@ -239,6 +239,8 @@ async def test_a_scrape_gap_is_reported_never_billed_as_zero(
         assert "scrape_gap" in rows[0].reason
     assert result.line("PG_COMPUTE", GAP_DAY).error is None
     assert result.line("PG_STORAGE", AFTER_GAP).error is None
+    assert result.summary.scrape_gap_lines == len(gaps)
+    assert result.summary.counts()["scrape_gap_lines"] == len(gaps)
 
 
 async def test_a_counter_reset_and_a_missing_rate_are_reported(

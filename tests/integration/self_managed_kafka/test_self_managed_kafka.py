@@ -31,7 +31,7 @@ from tests.integration.self_managed_kafka.history import (
 from tests.support.prometheus import PrometheusServer, prometheus_with_history
 
 from chargeback.core.engine.orchestrator import TenantRuntime
-from chargeback.core.engine.types import RunStatus, TenantConfig
+from chargeback.core.engine.types import RunStatus, RunSummary, TenantConfig
 from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow
 from chargeback.core.money import to_minor
 from chargeback.core.plugin.registry import PluginRegistry
@@ -68,13 +68,17 @@ def settings(url: str, **extra: Any) -> dict[str, Any]:
 
 
 class Stored:
-    """What one run stored: lines and rows by date."""
+    """What one run stored: lines and rows by date, and the run's summary."""
 
     def __init__(
-        self, lines: dict[dt.date, list[BillingLineItem]], rows: dict[dt.date, list[ChargebackRow]]
+        self,
+        lines: dict[dt.date, list[BillingLineItem]],
+        rows: dict[dt.date, list[ChargebackRow]],
+        summary: RunSummary,
     ) -> None:
         self.lines = lines
         self.rows = rows
+        self.summary = summary
 
     def line(self, cluster: str, product_type: str, day: dt.date) -> BillingLineItem:
         return next(
@@ -111,7 +115,7 @@ async def run_tenant(
         await runtime.aclose()
     lines = {d: await storage.read_lines("onprem", d) for d in DAYS}
     rows = {d: await storage.read_rows("onprem", d) for d in DAYS}
-    return Stored(lines, rows), storage
+    return Stored(lines, rows, summary), storage
 
 
 @pytest.fixture
@@ -226,6 +230,7 @@ async def test_a_scrape_gap_is_reported_never_billed_as_zero(
         assert result.line(GAP_CLUSTER, product_type, AFTER_GAP).error is not None
     assert result.line(GAP_CLUSTER, "KAFKA_COMPUTE", AFTER_GAP).error is None
     assert result.line("east-1", "KAFKA_COMPUTE", GAP_DAY).error is None
+    assert result.summary.scrape_gap_lines == len(TYPES) + len(NETWORK)
 
 
 async def test_reconcile_balances_every_day(stored: tuple[Stored, SQLiteBackend]) -> None:

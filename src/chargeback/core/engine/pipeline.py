@@ -45,7 +45,13 @@ from chargeback.core.engine.inventory import Inventory
 from chargeback.core.engine.spool import LineSpool
 from chargeback.core.engine.types import NamedEmitter, RunSummary
 from chargeback.core.engine.usage import UsageProvider, gaps_of
-from chargeback.core.models import REFUSED, BillingLineItem, ChargebackRow, IdentitySet
+from chargeback.core.models import (
+    REFUSED,
+    SCRAPE_GAP,
+    BillingLineItem,
+    ChargebackRow,
+    IdentitySet,
+)
 from chargeback.core.ownership.attributor import Attributor
 from chargeback.core.plugin.protocols import CostInput, PluginRows, StorageModule
 from chargeback.core.storage.backend import DateState, StorageBackend
@@ -301,6 +307,12 @@ class DatePipeline:
         summary.usage_unavailable_lines += result.usage_unavailable
         summary.refused_lines += refused
         summary.unattributed += unattributed
+        gaps = _scrape_gaps(lines)
+        summary.scrape_gap_lines += gaps
+        if gaps:
+            log.warning(
+                "billing lines without data", lines=gaps, reason="scrape_gap", date=str(day)
+            )
         log.info(
             "date committed",
             lines=len(lines),
@@ -329,6 +341,11 @@ class DatePipeline:
         self._emitted.add(outcome)
         self._summary.emitted = self._emitted.emitted
         self._summary.emit_failures = self._emitted.failed
+
+
+def _scrape_gaps(lines: Sequence[BillingLineItem]) -> int:
+    """How many of a date's lines had no samples (``scrape_gap: ...``)."""
+    return sum(1 for line in lines if line.error is not None and line.error.startswith(SCRAPE_GAP))
 
 
 class CommitQueue:

@@ -83,6 +83,9 @@ class RunSummary:
     """Minor units of the committed dates charged to no known, real identity: UNALLOCATED,
     sentinel identities and principals not in the inventory (see
     :mod:`~chargeback.core.unattributed`)."""
+    scrape_gap_lines: int = 0
+    """Lines of the committed dates whose quantity had no samples on their day (error
+    ``scrape_gap: ...``): stored at 0 with the reason, never billed."""
     error: str | None = None
     storage_failed: bool = False
     """The run failed because the database did (locked, read-only, full): not ready."""
@@ -100,4 +103,5 @@ class RunSummary:
             "usage_unavailable_lines": self.usage_unavailable_lines,
             "refused_lines": self.refused_lines,
             "unattributed": self.unattributed,
+            "scrape_gap_lines": self.scrape_gap_lines,
         }

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from chargeback.core.models import SCRAPE_GAP
 from chargeback.core.sources.http import Credentials, HttpClient
 from chargeback.core.sources.values import day_of, parse_decimal
 from chargeback.errors import SourceError
@@ -27,11 +28,6 @@ __all__ = ["DAY_WINDOW", "SCRAPE_GAP", "DayRangeQuery", "DaySeries"]
 
 DAY_WINDOW = "86399999ms"
 """The range of one UTC day less its last millisecond (range selectors include both ends)."""
-
-SCRAPE_GAP = "scrape_gap"
-"""The prefix (``scrape_gap: ...``) of the ``error`` of a billing line whose quantity has
-no samples on its day: a plugin reports it on the line, and the engine counts such
-lines in the run's summary (never billed as zero)."""
 
 QUERY_RANGE = "/api/v1/query_range"
 _DAY_S = 86400

@@ -112,7 +112,7 @@ def _problem(
     spec = cost.quantity
     if value is None:
         before = " or the day before" if spec.kind == "increase" else ""
-        return f"{SCRAPE_GAP}: no samples of {spec.query} on {day}{before} ({cost.name})"
+        return f"{SCRAPE_GAP}no samples of {spec.query} on {day}{before} ({cost.name})"
     if spec.kind == "increase" and value.smallest < 0:
         return f"{COUNTER_RESET}: a series of {spec.query} went down on {day} ({cost.name})"
     if rate is None:

@@ -94,7 +94,7 @@ def _problem(
     rate: Decimal | None,
 ) -> str | None:
     if value is None:
-        return f"{SCRAPE_GAP}: no samples of {cost.metric} for cluster {cluster.id} on {day}" + (
+        return f"{SCRAPE_GAP}no samples of {cost.metric} for cluster {cluster.id} on {day}" + (
             " or the day before" if cost.kind == "counter_delta" else ""
         )
     if value < 0:
