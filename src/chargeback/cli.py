@@ -13,6 +13,7 @@
     chargeback export openmetrics --config F --tenant T [--from D --to D] [--output F]
     chargeback copy-db      --from sqlite:///F --to postgresql://...   move without recomputing
     chargeback export focus --config F --tenant T --month YYYY-MM --out F.csv   FOCUS dataset
+    chargeback report       --config F --tenant T --month YYYY-MM [--team X] --format html|csv
 
 ``--config`` defaults to ``$CHARGEBACK_CONFIG`` or ``settings.yaml``. Every invalid
 settings file ends the command with exit status 2 and a message naming the file, the
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from chargeback import export_cli, ownership_cli, storage_cli
+from chargeback import export_cli, ownership_cli, report_cli, storage_cli
 from chargeback.core.engine.types import RunStatus, RunSummary
 from chargeback.core.money import format_amount
 from chargeback.errors import ChargebackError, ConfigError
@@ -117,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     storage_cli.add_commands(add)
     export_cli.add_commands(add)
     ownership_cli.add_commands(add)
+    report_cli.add_commands(add)
     if importlib.util.find_spec("chargeback.demo") is not None:
         demo = add("demo", "start ccloud_sim and the daemon and compute a chargeback")
         importlib.import_module("chargeback.demo").add_arguments(demo)
@@ -145,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "copy-db": storage_cli.cmd_copy_db,
         "export": export_cli.cmd_export,
         "ownership": ownership_cli.cmd_ownership,
+        "report": report_cli.cmd_report,
     }
     try:
         return commands[args.command](args)

@@ -16,8 +16,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from chargeback.core.ownership.matcher import Key
 from chargeback.core.query.aggregate import GroupRow
 from chargeback.core.query.spec import TEAM, Filter
+from chargeback.core.storage.backend import DateState, StorageBackend
+from chargeback.core.storage.ownership import ownership_store
 
-__all__ = ["KEY_DIMENSIONS", "NOT_ATTRIBUTED", "source_dimensions", "team_groups"]
+__all__ = [
+    "KEY_DIMENSIONS",
+    "NOT_ATTRIBUTED",
+    "current_teams",
+    "source_dimensions",
+    "team_groups",
+]
 
 NOT_ATTRIBUTED = "(not attributed)"
 """The team of rows whose day has no current attribution."""
@@ -60,3 +68,27 @@ def team_groups(
         new_key = tuple(team if p is None else g.key[p] for p in positions)
         out.append(GroupRow(g.day, new_key, g.cost_type, g.amount))
     return out
+
+
+async def current_teams(
+    storage: StorageBackend, tenant: str, states: Mapping[dt.date, DateState]
+) -> dict[dt.date, dict[Key, str]]:
+    """Each day's key -> team, for the days whose attribution is of their current calculation.
+
+    A day left out has no honest team (its rows go to :data:`NOT_ATTRIBUTED`): never
+    attributed, attributed for an older calculation, stored in a format this version
+    cannot read, or a backend without attributions.
+    """
+    try:
+        store = ownership_store(storage)
+    except TypeError:  # a backend without attributions: every day is not attributed
+        return {}
+    teams: dict[dt.date, dict[Key, str]] = {}
+    for day, state in states.items():
+        try:
+            att = await store.read_attribution(tenant, day)
+        except (KeyError, ValueError, TypeError, IndexError):  # a format it cannot read
+            att = None
+        if att is not None and att.calc_seq == state.calc_seq:
+            teams[day] = {share.key: share.decision.team for share in att.shares}
+    return teams

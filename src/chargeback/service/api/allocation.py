@@ -22,7 +22,6 @@ from pydantic import Field
 from starlette.responses import Response
 
 from chargeback.core.money import format_amount
-from chargeback.core.ownership.matcher import Key
 from chargeback.core.query import (
     MAX_LIMIT,
     AllocationSet,
@@ -39,9 +38,8 @@ from chargeback.core.query import (
 )
 from chargeback.core.query.aggregate import DayTotal, GroupRow
 from chargeback.core.query.spec import TEAM
-from chargeback.core.query.teams import source_dimensions, team_groups
+from chargeback.core.query.teams import current_teams, source_dimensions, team_groups
 from chargeback.core.storage.backend import DateState
-from chargeback.core.storage.ownership import ownership_store
 from chargeback.service.api._csv import csv_response, wants_csv
 from chargeback.service.api._endpoint import ApiContext, Endpoint, TenantParams, model_response
 from chargeback.service.api._models import (
@@ -250,18 +248,7 @@ async def _team_groups(
     team_filters = [f for f in spec.filters if f.dimension == TEAM]
     raw = await ctx.source.allocation_groups(tenant, window, Step.DAY, asked, row_filters)
     raw = [g for g in raw if g.day not in covered]
-    try:
-        store = ownership_store(ctx.storage)
-    except TypeError:  # a backend without attributions: every day is not attributed
-        store = None
-    teams: dict[dt.date, dict[Key, str]] = {}
-    for day, state in states.items():
-        try:
-            att = None if store is None else await store.read_attribution(tenant, day)
-        except (KeyError, ValueError, TypeError, IndexError):  # stored in a format it cannot read
-            att = None
-        if att is not None and att.calc_seq == state.calc_seq:
-            teams[day] = {share.key: share.decision.team for share in att.shares}
+    teams = await current_teams(ctx.storage, tenant, states)
     return rolled + team_groups(raw, asked, spec.dimensions, teams, team_filters)
 
 
