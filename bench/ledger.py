@@ -14,7 +14,12 @@ Usage::
     .venv/bin/python -m bench.ledger --scale large --days 14 --pairs 2 [--out result.json]
 
 Reports per variant the median wall and CPU of both runs, and for the ledger its rows
-and bytes per day (``dbstat``) and the ratio ledger / no-ledger.
+and bytes per day (``dbstat``) and the ratio ledger / no-ledger. CPU figures:
+``cpu_s`` the whole benchmark process (the in-process sim included), ``sim_cpu_s`` the
+sim's share, ``chargeback_cpu_s`` the rest (the daemon process's own work),
+``writer_cpu_s`` the storage's writer child (large date commits and, since the ledger
+writes through it, large ledger batches), ``total_cpu_s`` chargeback's own plus its
+writer's: what the run costs the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -53,6 +59,17 @@ def _restore(monkey: dict[str, Any]) -> None:
         TenantRuntime._collect_quietly = monkey.pop("collect")  # type: ignore[method-assign]
 
 
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU of a running process (``/proc/PID/stat``), 0 without one."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _run(sim: Sim, db: Path, days: int, retention: int | None) -> dict[str, Any]:
     storage = SQLiteBackend(db)
     await storage.open()
@@ -62,14 +79,24 @@ async def _run(sim: Sim, db: Path, days: int, retention: int | None) -> dict[str
         lookback_days=days, cutoff_days=3, run_timeout_s=24 * 3600.0,
     )  # fmt: skip
     runtime = TenantRuntime(config, sim.plugin(), storage, clock=sim.clock.now)
+    sim.transport.sim_cpu_s = 0.0
     try:
         with Meter() as m:
             summary = await runtime.run()
         assert summary.error is None, summary.error
+        writer_cpu = _process_cpu_s(storage.writer_pid)  # a fresh child per run (new backend)
     finally:
         await runtime.aclose()
         await storage.close()
-    return {"wall_s": round(m.wall_s, 3), "cpu_s": round(m.cpu_s, 3)}
+    sim_cpu = sim.transport.sim_cpu_s
+    return {
+        "wall_s": round(m.wall_s, 3),
+        "cpu_s": round(m.cpu_s, 3),
+        "sim_cpu_s": round(sim_cpu, 3),
+        "chargeback_cpu_s": round(m.cpu_s - sim_cpu, 3),
+        "writer_cpu_s": round(writer_cpu, 3),
+        "total_cpu_s": round(m.cpu_s - sim_cpu + writer_cpu, 3),
+    }
 
 
 def _ledger_size(db: Path) -> dict[str, Any]:
@@ -130,7 +157,7 @@ def main() -> None:
         pairs = [asyncio.run(_pair(args.scale, args.days, Path(tmp), n)) for n in range(args.pairs)]
     report: dict[str, Any] = {"scale": args.scale, "days": args.days, "pairs": pairs}
     for run in ("backfill", "next_day"):
-        for key in ("wall_s", "cpu_s"):
+        for key in ("wall_s", "cpu_s", "chargeback_cpu_s", "writer_cpu_s", "total_cpu_s"):
             with_ledger = _median(pairs, "ledger", run, key)
             without = _median(pairs, "no-ledger", run, key)
             report[f"{run}_{key}"] = {

@@ -160,7 +160,7 @@ class SchedulingSettings(_Section):
     usage_collection: str | None = "15 0 * * *"
     """Crontab expression, UTC: when every tenant's recent usage is fetched into the usage
     ledger (DESIGN §13), independent of billing, while the usage source still has it.
-    ``null``: only runs collect (each run does, before and after its dates)."""
+    ``null``: only runs collect (each run does, before its dates and with them)."""
 
     _cron = field_validator("schedule")(_check_cron)
 

@@ -324,8 +324,8 @@ class TenantRuntime:
         )
 
     async def _collect_quietly(self) -> None:
-        """Collect before a run's dates and after them; a failure is logged and the run
-        goes on (its dates fetch what they need themselves)."""
+        """Collect before a run's dates; a failure is logged and the run goes on (its
+        dates fetch what they need themselves)."""
         try:
             await self._collect()
         except Exception as exc:  # a source or storage failure must not stop the run
@@ -369,10 +369,9 @@ class TenantRuntime:
         summary.emit_failures = emitted.failed
         if requests:
             await storage.complete_reruns([r.request_id for r in requests], self._clock())
-        if fetch:
-            # The dates just committed say which resources are billed; on a first run
-            # the collection above had no billing to go by.
-            await self._collect_quietly()
+        # No collection after the dates: the run's usage provider stored the recent days
+        # of the resources they bill (LedgerUsage.prepare), which on a first run are
+        # the ones the collection above had no billing to find.
 
     def usage_for_run(self) -> UsageProvider:
         """The usage seam: where one run's dates get their usage (see engine/usage.py).

@@ -113,7 +113,12 @@ class LedgerUsage:
         if self._metrics is None:
             log.warning("usage needed but the plugin has no metrics source", queries=len(new))
             return
-        filled = await self._fill(new, first, last, keep_gaps=True)
+        # The days after the run's last that the source holds whole are fetched and
+        # stored in the same requests: the run does not allocate them (still inside the
+        # billing cutoff), but their usage is kept while it exists, with no second
+        # round of requests after the run.
+        through = max(last, self._window.last_complete)
+        filled = await self._fill(new, first, through, keep_gaps=True)
         await self._load(new, first, last, filled)
         log.info(
             "usage prepared",
@@ -187,24 +192,38 @@ class LedgerUsage:
             per_query[cell.query].add(cell)
         resources = sorted({c.resource_id for c in cells})
         fresh: dict[MetricQuery, UsageTable] = defaultdict(dict)
-        for i in range(0, len(resources), self._batch):
-            batch = set(resources[i : i + self._batch])
-            asks = []
-            for qid in sorted(per_query):
-                mine = {c for c in per_query[qid] if c.resource_id in batch}
-                if mine:
-                    asks.append((by_id[qid], mine))
-            tables = await asyncio.gather(
-                *(self._fetch_one(query, mine) for query, mine in asks), return_exceptions=True
-            )
-            entries: list[UsageEntry] = []
-            for (query, mine), table in zip(asks, tables, strict=True):
-                if isinstance(table, BaseException):
-                    raise table
-                entries.extend(self._entries(query, mine, table, fresh))
-            await self._storage.write_usage(self._tenant, entries)
-            self.stats.stored += len(entries)
+        writing: asyncio.Task[None] | None = None
+        try:
+            for i in range(0, len(resources), self._batch):
+                batch = set(resources[i : i + self._batch])
+                asks = []
+                for qid in sorted(per_query):
+                    mine = {c for c in per_query[qid] if c.resource_id in batch}
+                    if mine:
+                        asks.append((by_id[qid], mine))
+                tables = await asyncio.gather(
+                    *(self._fetch_one(query, mine) for query, mine in asks), return_exceptions=True
+                )
+                entries: list[UsageEntry] = []
+                for (query, mine), table in zip(asks, tables, strict=True):
+                    if isinstance(table, BaseException):
+                        raise table
+                    entries.extend(self._entries(query, mine, table, fresh))
+                # One batch is written (by the storage's writer process, for a large one)
+                # while the next is fetched; all are stored before any is used.
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._store(entries))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():  # a fetch failed: finish the write
+                await asyncio.gather(writing, return_exceptions=True)
         return fresh
+
+    async def _store(self, entries: list[UsageEntry]) -> None:
+        await self._storage.write_usage(self._tenant, entries)
+        self.stats.stored += len(entries)
 
     async def _fetch_one(self, query: MetricQuery, cells: set[UsageCell]) -> UsageTable:
         """One query's missing cells of a batch: one fetch over their span of days."""
@@ -256,8 +275,9 @@ class LedgerUsage:
                     self.stats.read += 1
                     if entry.values:
                         tables[query][(entry.day, entry.resource_id)] = dict(entry.values)
-        for query, table in filled.fresh.items():
-            tables.setdefault(query, {}).update(table)
+        for query, table in filled.fresh.items():  # the run's days only (see prepare)
+            mine = tables.setdefault(query, {})
+            mine.update((key, values) for key, values in table.items() if key[0] <= last)
         for query, table in tables.items():
             self._spool.add(query, table)
 

@@ -1,13 +1,19 @@
 """The usage ledger on SQLite (DESIGN §13): the ledger methods of the SQLite backend.
 
 :class:`SQLiteLedger` is mixed into :class:`~chargeback.core.storage.sqlite.SQLiteBackend`
-and uses its transaction helpers: every write is one ``BEGIN IMMEDIATE`` transaction on
-the writer connection, every read goes to the reader's WAL snapshot.
+and uses its transaction helpers: every write is one ``BEGIN IMMEDIATE`` transaction,
+every read goes to the reader's WAL snapshot. A write of many rows (a backfill's batch
+of clusters, ~50 k rows) goes to the backend's writer child process like a large date
+commit (:mod:`~chargeback.core.storage._writer`), so binding and inserting them does not
+take this process's CPU; a smaller one runs on the writer connection's thread. Both run
+:func:`~chargeback.core.storage._transaction.write_usage_transaction`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import sqlite3
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -16,17 +22,20 @@ import aiosqlite
 from chargeback.core.ledger.records import UNAVAILABLE_RULE, UsageCell, UsageEntry
 from chargeback.core.storage._ledger_rows import entries_of, rows_of, span_of
 from chargeback.core.storage._queries import DATE_ROWS
-from chargeback.core.storage._util import date_from_text, datetime_from_text, datetime_to_text
+from chargeback.core.storage._transaction import write_usage_transaction
+from chargeback.core.storage._util import (
+    date_from_text,
+    datetime_from_text,
+    datetime_to_text,
+    rollback_quietly,
+    run_in_connection,
+    translate_error,
+)
+from chargeback.core.storage._writer import CommitWriter, WriterDiedError
+from chargeback.errors import StorageError
 
 __all__ = ["SQLiteLedger"]
 
-_DELETE_CELL = (
-    "DELETE FROM usage_ledger WHERE tenant_id = ? AND date = ? AND query = ? AND resource_id = ?"
-)
-_INSERT = (
-    "INSERT INTO usage_ledger (tenant_id, date, query, resource_id, principal_id, value, "
-    "source, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _READ = (
     "SELECT date, query, resource_id, principal_id, value, source, fetched_at "
     "FROM usage_ledger WHERE tenant_id = ? AND date >= ? AND date < ? "
@@ -48,8 +57,19 @@ GROUP BY s.date, r.product_type
 """
 
 
+_DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
+
+
 class SQLiteLedger:
     """The usage-ledger half of the SQLite backend's storage protocol."""
+
+    _path: str
+    _lock: asyncio.Lock
+    _child: CommitWriter | None
+    _child_min_rows: int | None
+
+    def _writable(self, action: str) -> aiosqlite.Connection:
+        raise NotImplementedError  # pragma: no cover - SQLiteBackend's
 
     def _write(self, action: str) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         raise NotImplementedError  # pragma: no cover - SQLiteBackend's
@@ -68,9 +88,24 @@ class SQLiteLedger:
             return
         rows = list(rows_of(tenant_id, entries, day=dt.date.isoformat, at=datetime_to_text))
         cells = [(tenant_id, e.day.isoformat(), e.query, e.resource_id) for e in entries]
-        async with self._write(f"storing usage of tenant {tenant_id!r}") as conn:
-            await conn.executemany(_DELETE_CELL, cells)
-            await conn.executemany(_INSERT, rows)
+        action = f"storing usage of tenant {tenant_id!r}"
+        child = self._child
+        if child is not None and len(rows) < (self._child_min_rows or 0):
+            child = None
+        payload = None if child is None else child.encode_usage(cells, rows)
+        async with self._lock:
+            conn = self._writable(action)
+            try:
+                if conn.in_transaction:  # left open by an interrupted earlier write
+                    await rollback_quietly(conn)
+                if child is not None and payload is not None:
+                    await child.commit(payload)
+                else:
+                    await run_in_connection(conn, write_usage_transaction, cells, rows)
+            except _DB_ERRORS as exc:
+                raise translate_error(exc, action, self._path) from exc
+            except WriterDiedError as exc:
+                raise StorageError(f"{action} failed: {exc}") from exc
 
     async def read_usage(
         self,

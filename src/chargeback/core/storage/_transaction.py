@@ -15,7 +15,16 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
-__all__ = ["CORE_TABLES", "Batch", "StateRecord", "insert_statement", "write_transaction"]
+__all__ = [
+    "CORE_TABLES",
+    "USAGE_DELETE",
+    "USAGE_INSERT",
+    "Batch",
+    "StateRecord",
+    "insert_statement",
+    "write_transaction",
+    "write_usage_transaction",
+]
 
 CORE_TABLES = frozenset(
     {
@@ -188,3 +197,38 @@ def write_transaction(
                 conn.execute("ROLLBACK")
         raise
     return calc_seq
+
+
+USAGE_DELETE = (
+    "DELETE FROM usage_ledger WHERE tenant_id = ? AND date = ? AND query = ? AND resource_id = ?"
+)
+"""Deletes one stored cell of the usage ledger: ``(tenant, date, query, resource)``."""
+USAGE_INSERT = (
+    "INSERT INTO usage_ledger (tenant_id, date, query, resource_id, principal_id, value, "
+    "source, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+"""Inserts one row of the usage ledger (see ``core.storage._ledger_rows.rows_of``)."""
+
+
+def write_usage_transaction(
+    conn: sqlite3.Connection,
+    cells: Sequence[tuple[object, ...]],
+    rows: Sequence[tuple[object, ...]],
+) -> int:
+    """Replace usage-ledger cells as one transaction; return the rows inserted.
+
+    ``cells`` are the :data:`USAGE_DELETE` parameters of every cell written (a stored
+    version of a cell is replaced whole), ``rows`` the :data:`USAGE_INSERT` parameters.
+    Any error rolls the transaction back and is raised.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(USAGE_DELETE, cells)
+        conn.executemany(USAGE_INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return len(rows)

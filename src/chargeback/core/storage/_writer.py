@@ -40,11 +40,12 @@ import pickle
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 
 import structlog
 
 from chargeback.core.storage._commit import PreparedCommit
-from chargeback.core.storage._writer_child import HEADER, encode, read_frame
+from chargeback.core.storage._writer_child import HEADER, encode, encode_usage, read_frame
 
 __all__ = ["CommitWriter", "WriterDiedError"]
 
@@ -85,8 +86,17 @@ class CommitWriter:
         """
         return encode(prepared.batches, prepared.state)
 
+    @staticmethod
+    def encode_usage(
+        cells: Sequence[tuple[object, ...]], rows: Sequence[tuple[object, ...]]
+    ) -> bytes:
+        """Serialize a usage-ledger write for :meth:`commit` (its answer: the rows
+        inserted), see :func:`._writer_child.encode_usage`."""
+        return encode_usage(cells, rows)
+
     async def commit(self, payload: bytes) -> int:
-        """Run a commit from :meth:`encode` in the child; return the new ``calc_seq``.
+        """Run a commit from :meth:`encode` in the child; return the new ``calc_seq``
+        (for a usage-ledger write from :meth:`encode_usage`: the rows inserted).
 
         The exchange runs on a worker thread, which sleeps in ``write``/``read``
         without the GIL while the child works. If the awaiting task is cancelled, this

@@ -4,7 +4,10 @@ Reads frames (8-byte big-endian length, then a marshalled or pickled body, see
 :func:`encode`) from stdin, each a date commit (its batches and its ``date_state``
 record), runs it with
 :func:`~chargeback.core.storage._transaction.write_transaction` and answers on stdout
-``("ok", calc_seq)`` or ``("error", exception)``. Ends at end-of-file on stdin.
+``("ok", calc_seq)`` or ``("error", exception)``. A frame tagged :data:`USAGE` instead
+holds usage-ledger cells and rows (:func:`encode_usage`), written by
+:func:`~chargeback.core.storage._transaction.write_usage_transaction`; its answer is
+``("ok", rows inserted)``. Ends at end-of-file on stdin.
 
 Deliberately imports only the standard library and ``_transaction`` (and the
 package ``__init__``\ s above them, which bring in ``chargeback.core.money`` and
@@ -27,18 +30,26 @@ import signal
 import sqlite3
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import IO
 
-from chargeback.core.storage._transaction import Batch, StateRecord, write_transaction
+from chargeback.core.storage._transaction import (
+    Batch,
+    StateRecord,
+    write_transaction,
+    write_usage_transaction,
+)
 
 __all__ = [
     "HEADER",
     "MARSHALLED",
     "PICKLED",
+    "USAGE",
     "decode",
     "die_with_parent",
     "encode",
+    "encode_usage",
     "read_frame",
     "serve",
 ]
@@ -47,6 +58,8 @@ HEADER = struct.Struct(">Q")
 MARSHALLED = b"m"
 PICKLED = b"p"
 """The first byte of a request frame: how the rest is serialized."""
+USAGE = b"u"
+"""The first byte of a usage-ledger write (marshalled cells and rows, not a date commit)."""
 _IGNORED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
 _CACHE_KB = 8000
 """SQLite page cache of the child: a commit appends at the right edge of the table and
@@ -73,6 +86,21 @@ def decode(frame: bytes) -> tuple[list[Batch], StateRecord]:
     else:
         batches, state = pickle.loads(body)  # noqa: S301  (our parent's)
     return [Batch._make(b) for b in batches], StateRecord._make(state)
+
+
+def encode_usage(cells: Sequence[tuple[object, ...]], rows: Sequence[tuple[object, ...]]) -> bytes:
+    """A usage-ledger write's frame body: the cells to replace and the rows to insert,
+    marshalled (every value is text, an int or ``None``)."""
+    return USAGE + marshal.dumps((list(cells), list(rows)))
+
+
+def _request(frame: bytes) -> Callable[[sqlite3.Connection], int]:
+    """The transaction of one request frame: a usage-ledger write or a date commit."""
+    if frame[:1] == USAGE:
+        cells, rows = marshal.loads(memoryview(frame)[1:])  # noqa: S302  (our parent's)
+        return partial(write_usage_transaction, cells=cells, rows=rows)
+    batches, state = decode(frame)
+    return partial(write_transaction, batches=batches, state=state)
 
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
@@ -126,7 +154,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def serve(path: str, busy_timeout_ms: int, requests: IO[bytes], answers: IO[bytes]) -> None:
-    """One commit per frame until end-of-file."""
+    """One commit (or usage-ledger write) per frame until end-of-file."""
     for name in _IGNORED_SIGNALS:
         signum = getattr(signal, name, None)
         if signum is not None:
@@ -135,9 +163,9 @@ def serve(path: str, busy_timeout_ms: int, requests: IO[bytes], answers: IO[byte
     try:
         while (frame := read_frame(requests)) is not None:
             try:
-                batches, state = decode(frame)
-                del frame
-                _answer(answers, "ok", write_transaction(conn, batches, state))
+                transaction = _request(frame)
+                del frame  # the decoded rows are enough; the frame's bytes go now
+                _answer(answers, "ok", transaction(conn))
             except Exception as exc:
                 _answer(answers, "error", exc)
     finally:

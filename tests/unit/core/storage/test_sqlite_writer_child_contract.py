@@ -2,17 +2,19 @@
 
 The child is SQLite's second write path (DESIGN §7; ``storage.writer_process_min_rows``),
 not a backend of its own: the commit tests of the contract suite run here once more
-with ``writer_process_min_rows=0``, so both paths keep the same contract.
+with ``writer_process_min_rows=0``, so both paths keep the same contract; so do the
+usage ledger's, whose large writes go to the same child.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 from tests.storage_targets import SQLITE_WRITER_CHILD, StorageTarget
-from tests.unit.core.storage.contract import test_commit
+from tests.unit.core.storage.contract import test_commit, test_ledger
 
 from chargeback.core.storage.backend import StorageBackend
 from chargeback.core.storage.factory import open_backend
@@ -39,6 +41,16 @@ async def backend(child_settings: StorageSettings) -> AsyncIterator[StorageBacke
 
 
 @pytest.fixture
+def reopen(child_settings: StorageSettings) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """Another backend on the test's database (as the contract suite's ``reopen``)."""
+
+    def again(*, read_only: bool = False) -> AbstractAsyncContextManager[StorageBackend]:
+        return open_backend(child_settings, read_only=read_only)
+
+    return again
+
+
+@pytest.fixture
 def peek(child_settings: StorageSettings) -> Callable[..., list[tuple[Any, ...]]]:
     """Raw SQL on the test's database (as the contract suite's ``peek``)."""
     return lambda sql, *params: SQLITE_WRITER_CHILD.peek(child_settings, sql, params)
@@ -58,3 +70,11 @@ class TestPluginRowsThroughTheChild(test_commit.TestPluginRows):
 
 class TestConcurrentCommitsThroughTheChild(test_commit.TestConcurrentCommits):
     """The contract's concurrent commits, written by the child."""
+
+
+class TestLedgerWriteAndReadThroughTheChild(test_ledger.TestWriteAndRead):
+    """The usage ledger's cells, written by the child."""
+
+
+class TestLedgerBadInputThroughTheChild(test_ledger.TestBadInput):
+    """The usage ledger's refusals (a value beyond 64 bits fails in the child)."""
