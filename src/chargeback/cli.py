@@ -12,7 +12,7 @@
     chargeback migrate      --config F                       apply storage migrations, exit
     chargeback export openmetrics --config F --tenant T [--from D --to D] [--output F]
     chargeback copy-db      --from sqlite:///F --to postgresql://...   move without recomputing
-    chargeback export focus --config F --tenant T --month YYYY-MM --out F.csv   FOCUS dataset
+    chargeback export focus --config F --tenant T --month YYYY-MM --out F.csv   FOCUS (or F.parquet)
     chargeback report       --config F --tenant T --month YYYY-MM [--team X] --format html|csv
 
 ``--config`` defaults to ``$CHARGEBACK_CONFIG`` or ``settings.yaml``. Every invalid

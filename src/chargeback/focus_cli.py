@@ -2,6 +2,8 @@
 
     chargeback export focus --config F --tenant T --month 2026-11 --out F [--version 1.3]
 
+``--out`` names a ``.csv`` or a ``.parquet`` file; the suffix picks the format.
+
 It writes the same dataset as the ``focus`` emitter (the params of a configured
 ``focus`` emitter are used: currency, billing account), reading a read-only storage
 beside a running daemon. The summary on stdout gives the rows, the dates, the
@@ -27,7 +29,9 @@ __all__ = ["add_arguments", "cmd_export_focus"]
 def add_arguments(export: argparse.ArgumentParser) -> None:
     """Add the options of ``export focus`` to the ``export`` parser."""
     export.add_argument("--month", help="focus: the billing period, YYYY-MM")
-    export.add_argument("--out", type=Path, help="focus: the file to write (.csv)")
+    export.add_argument(
+        "--out", type=Path, help="focus: the file to write (.csv or .parquet: the format)"
+    )
     export.add_argument(
         "--version", dest="focus_version", choices=["1.2", "1.3"], default=None,
         help="focus: FOCUS version (default: the configured focus emitter's, else 1.3)",
@@ -58,7 +62,9 @@ def cmd_export_focus(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     register_secrets(secret_values(settings))
     if len(args.tenant) != 1 or args.month is None or args.out is None:
-        raise ConfigError("export focus needs one --tenant, --month YYYY-MM and --out FILE.csv")
+        raise ConfigError(
+            "export focus needs one --tenant, --month YYYY-MM and --out FILE.csv (or .parquet)"
+        )
     if args.start or args.end or args.output:
         raise ConfigError("export focus takes --month and --out, not --from/--to/--output")
     tenant = args.tenant[0]
@@ -66,8 +72,11 @@ def cmd_export_focus(args: argparse.Namespace) -> int:
         month = parse_month(args.month)
     except ValueError as exc:
         raise ConfigError(f"--month: {exc}") from exc
-    if args.out.suffix != ".csv":
-        raise ConfigError(f"--out {args.out}: the FOCUS export writes CSV; name a .csv file")
+    if args.out.suffix not in (".csv", ".parquet"):
+        raise ConfigError(
+            f"--out {args.out}: the FOCUS export writes CSV or Parquet; name a .csv or a "
+            ".parquet file"
+        )
     params = _emitter_params(settings)
     try:
         options = FocusOptions(

@@ -60,6 +60,12 @@ def _config(lookback_days: int, cutoff_days: int) -> TenantConfig:
     )
 
 
+def params(key: str) -> dict[str, str]:
+    """The emitter params of an output key: ``1.3`` is CSV, ``1.3/parquet`` Parquet."""
+    version, _, form = key.partition("/")
+    return {"version": version, "format": form or "csv"}
+
+
 async def run_backfill(
     db_path: Path,
     out: dict[str, Path],
@@ -69,7 +75,7 @@ async def run_backfill(
     lookback_days: int,
     rerun: dt.date | None = None,
 ) -> None:
-    """One run of the tenant with a ``focus`` emitter per version in ``out`` (after an
+    """One run of the tenant with a ``focus`` emitter per key of ``out`` (after an
     operator's rerun request for ``rerun``, if given)."""
     storage = SQLiteBackend(db_path)
     await storage.open()
@@ -78,14 +84,14 @@ async def run_backfill(
             await storage.request_rerun(TENANT, rerun, rerun, clock.now())
         emitters = [
             NamedEmitter(
-                f"focus-{version}",
+                f"focus-{key}",
                 registry.create(
                     "focus",
-                    {"output_dir": str(path), "version": version},
+                    {"output_dir": str(path), **params(key)},
                     storage_backend=storage,
                 ),
             )
-            for version, path in out.items()
+            for key, path in out.items()
         ]
 
         async def no_sleep(_: float) -> None:
@@ -116,11 +122,15 @@ async def three_runs(db: Path, out: dict[str, Path], app: Any, clock: SimClock) 
 
 @pytest.fixture(scope="module")
 def backfill(tmp_path_factory: pytest.TempPathFactory) -> Backfill:
-    """A small organization from 2026-10-11 to 2026-11-21, both versions, three runs."""
+    """A small organization from 2026-10-11 to 2026-11-21, both versions in CSV and in
+    Parquet, three runs."""
     root = tmp_path_factory.mktemp("focus-backfill")
     clock = SimClock(EARLY)
     app = create_app(seed=7, scale="small", clock=clock, metrics_retention_days=None)
-    out = {"1.2": root / "focus-1.2", "1.3": root / "focus-1.3"}
+    out = {
+        key: root / f"focus-{key.replace('/', '-')}"
+        for key in ("1.2", "1.3", "1.2/parquet", "1.3/parquet")
+    }
     lookback = 44
     asyncio.run(three_runs(root / "db.sqlite", out, app, clock))
     today = NOW.date()

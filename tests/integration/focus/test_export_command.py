@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from tests.integration.focus.conftest import TENANT, Backfill
 
@@ -33,6 +34,17 @@ def test_the_command_writes_what_the_emitter_wrote(tmp_path: Path, backfill: Bac
     assert "9 days of 2026-11 are not calculated" in done.stderr
 
 
+def test_parquet_on_demand(tmp_path: Path, backfill: Backfill) -> None:
+    """--out F.parquet writes the Parquet dataset: the emitter's table, value for value."""
+    out = tmp_path / "november.parquet"
+    done = export(tmp_path, backfill, "--month", "2026-11", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    emitted = backfill.out["1.3/parquet"] / TENANT / "2026-11.parquet"
+    assert pq.read_table(out).equals(pq.read_table(emitted))
+    assert pq.read_table(out).num_rows > 0
+    assert f"wrote {out}" in done.stdout
+
+
 def test_version_12_on_demand(tmp_path: Path, backfill: Backfill) -> None:
     """--version 1.2 gives the 1.2 dataset; a closed month says so."""
     out = tmp_path / "october.csv"
@@ -46,7 +58,7 @@ def test_version_12_on_demand(tmp_path: Path, backfill: Backfill) -> None:
     ("args", "status", "message"),
     [
         (["--month", "2026-13", "--out", "x.csv"], 2, "is not YYYY-MM"),
-        (["--month", "2026-11", "--out", "x.parquet"], 2, "name a .csv file"),
+        (["--month", "2026-11", "--out", "x.json"], 2, "name a .csv or a .parquet file"),
         (["--month", "2025-01", "--out", "x.csv"], 1, "no calculated date in 2025-01"),
     ],
 )

@@ -9,6 +9,7 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from tests.integration.focus.conftest import RESTATED, TENANT, Backfill
 from tests.support.focus import available_versions, run_focus_validator
@@ -34,8 +35,22 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def month_files(root: Path) -> list[Path]:
-    return sorted((root / TENANT).glob("*.csv"))
+def read_typed(path: Path) -> list[dict[str, object]]:
+    """A Parquet dataset's rows, with its types (Decimal, datetime, str, None)."""
+    return list(pq.read_table(path).to_pylist())
+
+
+def month_files(root: Path, suffix: str = ".csv") -> list[Path]:
+    return sorted((root / TENANT).glob(f"*{suffix}"))
+
+
+def as_text(value: object) -> str:
+    """A Parquet cell as the CSV dataset writes it (null -> "", UTC instants with Z)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
 
 
 async def _billed(db: Path, first: dt.date, end: dt.date) -> tuple[int, dict[str, int]]:
@@ -100,7 +115,7 @@ def test_the_restated_closed_day_reopened_and_was_counted(backfill: Backfill) ->
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_billed_cost_sums_to_the_bill_to_the_nano(backfill: Backfill, version: str) -> None:
-    """Summed over the export, BilledCost equals the stored bill exactly."""
+    """Summed over the export, BilledCost equals the stored bill exactly (CSV and Parquet)."""
     total, _ = asyncio.run(
         _billed(backfill.db_path, backfill.first, backfill.last + dt.timedelta(days=1))
     )
@@ -109,8 +124,41 @@ def test_billed_cost_sums_to_the_bill_to_the_nano(backfill: Backfill, version: s
         for path in month_files(backfill.out[version])
         for r in read_rows(path)
     )
+    typed = [
+        r["BilledCost"]
+        for path in month_files(backfill.out[f"{version}/parquet"], ".parquet")
+        for r in read_typed(path)
+    ]
     assert total != 0
     assert exported == total
+    decimals = [v for v in typed if isinstance(v, Decimal)]
+    assert len(decimals) == len(typed) > 0
+    assert sum(decimals, Decimal(0)) == Decimal(total).scaleb(-9)  # exact, no float on the way
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_parquet_datasets_hold_the_csv_rows(backfill: Backfill, version: str) -> None:
+    """The Parquet emitter writes the same months and daily partials as the CSV one, and
+    each row's every cell is the CSV row's (decimals equal as numbers, instants in UTC)."""
+    csv_root = backfill.out[version] / TENANT
+    pq_root = backfill.out[f"{version}/parquet"] / TENANT
+    stems = sorted(p.relative_to(csv_root).with_suffix("") for p in csv_root.rglob("*.csv"))
+    assert stems == sorted(
+        p.relative_to(pq_root).with_suffix("") for p in pq_root.rglob("*.parquet")
+    )
+    assert ("2026-11.daily/2026-11-21") in {str(s) for s in stems}
+    for month in ("2026-10", "2026-11"):
+        text = read_rows(csv_root / f"{month}.csv")
+        typed = read_typed(pq_root / f"{month}.parquet")
+        assert len(typed) == len(text) > 0
+        for want, got in zip(text, typed, strict=True):
+            assert list(got) == list(want)  # the same columns, in the same order
+            for name, cell in want.items():
+                value = got[name]
+                if isinstance(value, Decimal):
+                    assert value == Decimal(cell), (name, cell, value)
+                else:
+                    assert as_text(value) == cell, (name, cell, value)
 
 
 def test_allocated_rows_of_an_origin_sum_to_the_origin(backfill: Backfill) -> None:
@@ -144,6 +192,14 @@ def test_credits_and_unallocated_parts_are_exported(backfill: Backfill) -> None:
 def test_version_12_conforms(backfill: Backfill) -> None:
     """The official validator finds no violation in the 1.2 month dataset."""
     path = backfill.out["1.2"] / TENANT / "2026-11.csv"
+    report = run_focus_validator(path, "1.2", applicability_criteria=SUPPORTED)
+    assert report.tests > 400
+    assert report.conforms, report.describe()
+
+
+def test_version_12_parquet_conforms(backfill: Backfill) -> None:
+    """The official validator reads the Parquet month dataset and finds no violation."""
+    path = backfill.out["1.2/parquet"] / TENANT / "2026-11.parquet"
     report = run_focus_validator(path, "1.2", applicability_criteria=SUPPORTED)
     assert report.tests > 400
     assert report.conforms, report.describe()

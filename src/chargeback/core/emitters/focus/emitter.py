@@ -1,6 +1,6 @@
 """The ``focus`` emitter: FOCUS datasets per tenant and billing period (DESIGN §16).
 
-Layout under ``output_dir``::
+Layout under ``output_dir`` (``.parquet`` for ``format: parquet``)::
 
     {tenant}/{YYYY-MM}.csv                  the month's dataset (every calculated date)
     {tenant}/{YYYY-MM}.daily/{date}.csv     one date's rows, while the month is open
@@ -44,8 +44,8 @@ __all__ = ["FocusEmitter", "make_focus_emitter"]
 
 log = structlog.get_logger(__name__)
 
-FORMATS = ("csv",)
-"""Dataset formats written (Parquet needs pyarrow, not a dependency yet: README)."""
+FORMATS = ("csv", "parquet")
+"""Dataset formats written (Parquet: :mod:`.parquet`)."""
 
 
 def _month_key(day: dt.date) -> str:
@@ -59,12 +59,23 @@ class FocusEmitter:
         output_dir: the root directory.
         storage: the backend the datasets are read from.
         options: version, currency and account columns.
+        format: ``csv`` or ``parquet``: the files' format and suffix.
     """
 
-    def __init__(self, output_dir: Path, storage: StorageBackend, options: FocusOptions) -> None:
+    def __init__(
+        self,
+        output_dir: Path,
+        storage: StorageBackend,
+        options: FocusOptions,
+        *,
+        format: str = "csv",  # the YAML param's name
+    ) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"format {format!r} is not one of {', '.join(FORMATS)}")
         self.output_dir = output_dir
         self.storage = storage
         self.options = options
+        self.suffix = f".{format}"
 
     def tenant_dir(self, tenant_id: str) -> Path:
         """The directory of a tenant's datasets.
@@ -78,11 +89,12 @@ class FocusEmitter:
 
     def month_path(self, tenant_id: str, month: dt.date) -> Path:
         """The month dataset's file."""
-        return self.tenant_dir(tenant_id) / f"{_month_key(month)}.csv"
+        return self.tenant_dir(tenant_id) / f"{_month_key(month)}{self.suffix}"
 
     def daily_path(self, tenant_id: str, day: dt.date) -> Path:
         """A date's partial file (written while its month is open)."""
-        return self.tenant_dir(tenant_id) / f"{_month_key(day)}.daily" / f"{day.isoformat()}.csv"
+        daily = self.tenant_dir(tenant_id) / f"{_month_key(day)}.daily"
+        return daily / f"{day.isoformat()}{self.suffix}"
 
     def _manifest_path(self, tenant_id: str, month: dt.date) -> Path:
         return self.tenant_dir(tenant_id) / f".{_month_key(month)}.manifest.json"
@@ -180,22 +192,19 @@ def make_focus_emitter(
     Args:
         output_dir: the root of ``{tenant}/{YYYY-MM}.csv`` and the daily partials.
         storage_backend: injected (``needs_storage_backend``).
-        format: ``csv`` (Parquet is not available yet).
+        format: ``csv`` or ``parquet`` (typed columns, money as exact decimals: README).
         version: FOCUS version, ``"1.3"`` (default, with split cost allocation) or ``"1.2"``.
         currency: ``BillingCurrency`` (Confluent Cloud bills in USD).
         billing_account_id: overrides the organization id found in the inventory.
         billing_account_name: ``BillingAccountName`` (default: the tenant id).
     """
     if format not in FORMATS:
-        raise ValueError(
-            f"format {format!r} is not available; use one of {', '.join(FORMATS)} "
-            "(Parquet needs pyarrow, which chargeback does not depend on yet)"
-        )
+        raise ValueError(f"format {format!r} is not available; use one of {', '.join(FORMATS)}")
     options = FocusOptions(
         version=str(version), currency=currency,
         billing_account_id=billing_account_id, billing_account_name=billing_account_name,
     )  # fmt: skip
-    return FocusEmitter(Path(output_dir), storage_backend, options)
+    return FocusEmitter(Path(output_dir), storage_backend, options, format=format)
 
 
 make_focus_emitter.needs_storage_backend = True  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 from chargeback.core.emitters.csv import _fsync_dir, _remove_stale_temps
 from chargeback.core.emitters.focus.columns import VERSIONS
@@ -28,6 +28,8 @@ from chargeback.core.models import BillingLineItem, ChargebackRow
 from chargeback.core.storage.backend import StorageBackend
 
 __all__ = [
+    "PARQUET_SUFFIX",
+    "CsvSink",
     "ExportResult",
     "FocusOptions",
     "build_context",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 BILLED_COLUMN = "BilledCost"
+PARQUET_SUFFIX = ".parquet"
+"""A dataset file with this suffix is written as Parquet."""
 _BATCH = 2000
 """Rows joined into one write."""
 
@@ -122,27 +126,79 @@ async def build_context(
     )
 
 
+class Sink(Protocol):
+    """Where a dataset's rows go: a CSV or a Parquet file."""
+
+    quoted: bool
+    """Whether the rows' cells come as CSV fields (:class:`~.parts.PartWriter`)."""
+    batch_rows: int
+    """Rows handed to :meth:`write` at a time."""
+
+    def write(self, rows: Sequence[Sequence[str]]) -> None:
+        """Append ``rows``."""
+        ...
+
+    def close(self) -> None:
+        """Finish the file (the caller flushes and syncs it)."""
+        ...
+
+
+class CsvSink:
+    """Appends rows of CSV fields to a text file, after the header."""
+
+    quoted = True
+    batch_rows = _BATCH
+
+    def __init__(self, fh: IO[str], columns: Sequence[str]) -> None:
+        self._fh = fh
+        csv.writer(fh, lineterminator="\n").writerow(columns)
+
+    def write(self, rows: Sequence[Sequence[str]]) -> None:
+        """Append ``rows``: each one ``join``, the batch one write."""
+        self._fh.write("\n".join(map(",".join, rows)) + "\n")
+
+    def close(self) -> None:
+        """Nothing to finish."""
+
+
+def _open_sink(fd: int, columns: Sequence[str], *, parquet: bool) -> tuple[IO[Any], Sink]:
+    """The open temp file ``fd`` and the sink writing the dataset into it."""
+    if not parquet:
+        text = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        return text, CsvSink(text, columns)
+    # pyarrow is imported when a Parquet dataset is written, not by every process that
+    # loads the emitters (~40 MB and a few hundred ms).
+    from chargeback.core.emitters.focus.parquet import ParquetSink  # noqa: PLC0415
+
+    binary = os.fdopen(fd, "wb")
+    try:
+        return binary, ParquetSink(binary, columns)
+    except BaseException:
+        binary.close()
+        raise
+
+
 def _write_day(
-    fh: IO[str],
+    sink: Sink,
     ctx: ExportContext,
     lines: Sequence[BillingLineItem],
     rows: Sequence[ChargebackRow],
 ) -> tuple[int, int]:
     """Append one date's rows; return ``(rows written, BilledCost total in nanos)``.
 
-    The cells come as CSV fields (``quoted``), so a row is one ``join``; rows go out in
-    batches of :data:`_BATCH`.
+    Rows go to ``sink`` in batches of its ``batch_rows``.
     """
     count = 0
-    batch: list[str] = []
-    for record in focus_rows(ctx, lines, rows, quoted=True):
-        batch.append(",".join(record))
-        if len(batch) == _BATCH:
-            fh.write("\n".join(batch) + "\n")
+    batch: list[list[str]] = []
+    size = sink.batch_rows
+    for record in focus_rows(ctx, lines, rows, quoted=sink.quoted):
+        batch.append(record)
+        if len(batch) == size:
+            sink.write(batch)
             count += len(batch)
-            batch.clear()
+            batch = []
     if batch:
-        fh.write("\n".join(batch) + "\n")
+        sink.write(batch)
         count += len(batch)
     with_rows = {r.line_id for r in rows}
     unrowed = sum(line.amount for line in lines if line.line_id not in with_rows)
@@ -161,7 +217,8 @@ async def export_days(
     days: Iterable[dt.date],
     path: Path,
 ) -> ExportResult:
-    """Write the FOCUS rows of ``days`` (calculated dates of ``ctx.tenant_id``) to ``path``.
+    """Write the FOCUS rows of ``days`` (calculated dates of ``ctx.tenant_id``) to ``path``:
+    Parquet when its suffix is ``.parquet`` (:mod:`.parquet`), else CSV.
 
     Atomic: a temp file beside ``path`` is renamed over it when complete; on any error
     the temp file is removed and ``path`` keeps its old content.
@@ -170,9 +227,10 @@ async def export_days(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     written: list[dt.date] = []
     rows_total = billed_total = 0
+    parquet = path.suffix == PARQUET_SUFFIX
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, lineterminator="\n").writerow(ctx.columns)
+        fh, sink = _open_sink(fd, ctx.columns, parquet=parquet)
+        with fh:
             ordered = sorted(days)
             # The next date is read while this one is written: two dates in memory at most.
             ahead = (
@@ -189,7 +247,7 @@ async def export_days(
                         ahead = asyncio.create_task(
                             _read_day(storage, ctx.tenant_id, ordered[i + 1])
                         )
-                    n, billed = await asyncio.to_thread(_write_day, fh, ctx, lines, rows)
+                    n, billed = await asyncio.to_thread(_write_day, sink, ctx, lines, rows)
                     rows_total += n
                     billed_total += billed
                     written.append(day)
@@ -197,6 +255,7 @@ async def export_days(
                 if ahead is not None:
                     ahead.cancel()
                     await asyncio.gather(ahead, return_exceptions=True)
+            await asyncio.to_thread(sink.close)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
