@@ -21,6 +21,10 @@ HOURS = (0, 6, 12, 18)
 PRINCIPALS = ("User:alice", "User:bob", "User:carol")
 GAP_CLUSTER, GAP_DAY = "west-1", dt.date(2026, 2, 20)
 """No sample at all of this cluster on this day (its scrapes failed)."""
+RESET_CLUSTER, RESET_PRINCIPAL, RESET_DAY = "east-2", "User:bob", FIRST
+"""This principal's bytes-out counter on this cluster restarts from 0 at noon (a broker
+restart): the cluster's egress bytes of the day are unknown, though the other
+principal's growth keeps the cluster's sum of deltas positive."""
 BUSY_DAY = dt.date(2026, 2, 12)
 """east-1 grows from 3 to 4 brokers at noon: 3.5 on average, 84 broker-hours."""
 
@@ -81,6 +85,14 @@ def history() -> list[MetricHistory]:
                     if principal not in cluster.principals:
                         continue
                     for direction in ("in", "out"):
+                        if (cluster.id, principal, day, hour, direction) == (
+                            RESET_CLUSTER,
+                            RESET_PRINCIPAL,
+                            RESET_DAY,
+                            12,
+                            "out",
+                        ):
+                            totals[principal, direction] = 0  # fmt: skip
                         totals[principal, direction] += day_bytes(ci, pi, day, direction) // 4
                         if sampled(cluster, day):
                             labels = {"cluster": cluster.id, "principal": principal}

@@ -23,6 +23,8 @@ from tests.integration.self_managed_kafka.history import (
     GAP_CLUSTER,
     GAP_DAY,
     RATE_CARD,
+    RESET_CLUSTER,
+    RESET_DAY,
     expected_quantity,
     expected_rate,
     history,
@@ -128,8 +130,11 @@ async def stored(
     await result[1].close()
 
 
-def gap(cluster: str, product_type: str, day: dt.date) -> bool:
-    """Whether the line has no data: the gap day, and for counters the day after too."""
+def unknown(cluster: str, product_type: str, day: dt.date) -> bool:
+    """Whether the line has no data: the gap day, and for counters the day after too; the
+    egress of the day a counter restarted."""
+    if (cluster, product_type, day) == (RESET_CLUSTER, "KAFKA_NETWORK_EGRESS", RESET_DAY):
+        return True
     if cluster != GAP_CLUSTER:
         return False
     return day == GAP_DAY or (day == AFTER_GAP and product_type in NETWORK)
@@ -145,7 +150,7 @@ async def test_lines_are_known_rates_times_known_quantities(
         for ci, cluster in enumerate(CLUSTERS):
             for product_type in TYPES:
                 line = result.line(cluster.id, product_type, day)
-                if gap(cluster.id, product_type, day):
+                if unknown(cluster.id, product_type, day):
                     continue
                 quantity = expected_quantity(product_type, ci, day)
                 rate = expected_rate(product_type, cluster, day)
@@ -180,7 +185,7 @@ async def test_network_is_split_by_the_known_principal_bytes(
     for ci, cluster in enumerate(CLUSTERS):
         for product_type, direction in NETWORK.items():
             for day in DAYS:
-                if gap(cluster.id, product_type, day):
+                if unknown(cluster.id, product_type, day):
                     continue
                 line = result.line(cluster.id, product_type, day)
                 parts = result.parts(line)
@@ -231,6 +236,52 @@ async def test_a_scrape_gap_is_reported_never_billed_as_zero(
     assert result.line(GAP_CLUSTER, "KAFKA_COMPUTE", AFTER_GAP).error is None
     assert result.line("east-1", "KAFKA_COMPUTE", GAP_DAY).error is None
     assert result.summary.scrape_gap_lines == len(TYPES) + len(NETWORK)
+
+
+async def test_a_counter_that_went_down_is_reported_not_billed(
+    stored: tuple[Stored, SQLiteBackend],
+) -> None:
+    """One principal's restarted counter makes its cluster's egress of the day unknown, though
+    the cluster's sum of deltas stays positive; the next day is billed again, exactly."""
+    result, _ = stored
+    line = result.line(RESET_CLUSTER, "KAFKA_NETWORK_EGRESS", RESET_DAY)
+    assert line.error is not None
+    assert line.error.startswith(f"counter_reset: bytes_out of cluster {RESET_CLUSTER}"), line
+    assert (line.amount, line.quantity) == (0, None)
+    rows = [r for r in result.rows[RESET_DAY] if r.line_id == line.line_id]
+    assert [(r.identity_id, r.amount) for r in rows] == [(UNALLOCATED, 0)]
+    ci = next(i for i, c in enumerate(CLUSTERS) if c.id == RESET_CLUSTER)
+    after = result.line(RESET_CLUSTER, "KAFKA_NETWORK_EGRESS", RESET_DAY + dt.timedelta(days=1))
+    assert after.quantity == expected_quantity("KAFKA_NETWORK_EGRESS", ci, after.date)
+    assert result.line(RESET_CLUSTER, "KAFKA_NETWORK_INGRESS", RESET_DAY).error is None
+    assert result.summary.scrape_gap_lines == len(TYPES) + len(NETWORK)  # not a gap
+
+
+async def test_a_day_without_a_rate_is_reported(server: PrometheusServer, tmp_path: Path) -> None:
+    """An egress rate set only from Feb 10 leaves the earlier egress lines of clusters no
+    override covers with no_rate and no amount; us-west's regional rate still applies."""
+    base = {
+        "compute_per_broker_hour": "0.25",
+        "storage_per_gib_hour": "0.0001",
+        "partition_per_hour": "0.001",
+        "ingress_per_gib": "0.01",
+    }  # RATE_CARD's, no egress
+    card = [{"valid_from": "2026-01-01", "rates": base}, *RATE_CARD[1:],
+            {"valid_from": "2026-02-10", "rates": {"egress_per_gib": "0.02"}}]  # fmt: skip
+    result, storage = await run_tenant(tmp_path, settings(server.url, rate_card=card))
+    try:
+        for day in (DAYS[0], dt.date(2026, 2, 9)):
+            line = result.line("east-1", "KAFKA_NETWORK_EGRESS", day)
+            assert line.error is not None
+            assert line.error.startswith("no_rate: the rate card sets no egress_per_gib"), line
+            assert (line.amount, line.unit_price) == (0, None)
+            assert result.line("west-1", "KAFKA_NETWORK_EGRESS", day).error is None
+        feb10 = result.line("east-1", "KAFKA_NETWORK_EGRESS", dt.date(2026, 2, 10))
+        assert (feb10.error, feb10.unit_price) == (None, Decimal("0.02"))
+        report = await build_report(storage, "onprem", DAYS[0], DAYS[-1] + dt.timedelta(days=1))
+        assert report.ok, report.mismatches
+    finally:
+        await storage.close()
 
 
 async def test_reconcile_balances_every_day(stored: tuple[Stored, SQLiteBackend]) -> None:

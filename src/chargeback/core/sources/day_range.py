@@ -13,6 +13,7 @@ consecutive chunks (Prometheus refuses more than 11,000 points per series).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,10 +25,23 @@ from chargeback.core.sources.http import Credentials, HttpClient
 from chargeback.core.sources.values import day_of, parse_decimal
 from chargeback.errors import SourceError
 
-__all__ = ["DAY_WINDOW", "SCRAPE_GAP", "DayRangeQuery", "DaySeries"]
+__all__ = [
+    "DAY_WINDOW",
+    "MIN_PART",
+    "PART_LABEL",
+    "SCRAPE_GAP",
+    "SUM_PART",
+    "DayRangeQuery",
+    "DaySeries",
+    "sum_and_smallest",
+]
 
 DAY_WINDOW = "86399999ms"
 """The range of one UTC day less its last millisecond (range selectors include both ends)."""
+
+PART_LABEL = "chargeback_part"
+"""The label telling the two parts of :func:`sum_and_smallest` apart."""
+SUM_PART, MIN_PART = "sum", "min"
 
 QUERY_RANGE = "/api/v1/query_range"
 _DAY_S = 86400
@@ -40,6 +54,20 @@ class DaySeries:
 
     labels: dict[str, str]
     values: dict[dt.date, Decimal]
+
+
+def sum_and_smallest(values: str, by: Sequence[str] = ()) -> str:
+    """``values`` summed (per ``by`` labels) and, apart, the smallest of them, in ONE query.
+
+    The sum's series carry ``chargeback_part="sum"``, the smallest's ``"min"``: a
+    counter that went down in one series shows as a negative smallest value even where
+    the other series' growth hides it in the sum.
+    """
+    group = f" by ({', '.join(by)})" if by else ""
+    return (
+        f'label_replace(sum{group} ({values}), "{PART_LABEL}", "{SUM_PART}", "", "")'
+        f' or label_replace(min{group} ({values}), "{PART_LABEL}", "{MIN_PART}", "", "")'
+    )
 
 
 class DayRangeQuery:

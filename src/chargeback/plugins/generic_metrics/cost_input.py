@@ -19,9 +19,15 @@ import structlog
 
 from chargeback.core.models import BillingLineItem
 from chargeback.core.money import to_minor
-from chargeback.core.sources.day_range import SCRAPE_GAP, DayRangeQuery
+from chargeback.core.sources.day_range import (
+    MIN_PART,
+    PART_LABEL,
+    SCRAPE_GAP,
+    SUM_PART,
+    DayRangeQuery,
+)
 from chargeback.plugins.generic_metrics.config import CostType, GenericMetricsSettings
-from chargeback.plugins.generic_metrics.promql import MIN_PART, PART_LABEL, SUM_PART, quantity
+from chargeback.plugins.generic_metrics.promql import quantity
 
 __all__ = ["COUNTER_RESET", "NO_RATE", "DayQuantity", "MetricsCostInput", "rate_on"]
 

@@ -9,20 +9,17 @@ Every expression is evaluated per exact UTC day (see
   has no value, and a counter that went down gives a negative value).
 
 A quantity is the sum over the series, sent with the smallest series value of the day
-in the same answer (``part="min"``), so a counter that went down is seen even where the
-others' growth hides it in the sum.
+in the same answer (:func:`~chargeback.core.sources.day_range.sum_and_smallest`), so a
+counter that went down is seen even where the others' growth hides it in the sum.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from chargeback.core.sources.day_range import DAY_WINDOW
+from chargeback.core.sources.day_range import DAY_WINDOW, sum_and_smallest
 
 __all__ = [
-    "MIN_PART",
-    "PART_LABEL",
-    "SUM_PART",
     "Kind",
     "day_values",
     "grouped",
@@ -31,10 +28,6 @@ __all__ = [
 ]
 
 Kind = Literal["gauge_average", "increase"]
-
-PART_LABEL = "chargeback_part"
-"""The label telling a quantity's two series apart (its sum and its smallest term)."""
-SUM_PART, MIN_PART = "sum", "min"
 
 
 def day_values(kind: Kind, select: str) -> str:
@@ -52,11 +45,7 @@ def grouped(kind: Kind, select: str, label: str) -> str:
 
 def quantity(kind: Kind, select: str) -> str:
     """The day's sum over the series of ``select`` and, apart, the smallest series value."""
-    values = day_values(kind, select)
-    return (
-        f'label_replace(sum({values}), "{PART_LABEL}", "{SUM_PART}", "", "")'
-        f' or label_replace(min({values}), "{PART_LABEL}", "{MIN_PART}", "", "")'
-    )
+    return sum_and_smallest(day_values(kind, select))
 
 
 def presence(select: str, label: str) -> str:

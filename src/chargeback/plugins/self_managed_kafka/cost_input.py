@@ -17,10 +17,10 @@ import structlog
 
 from chargeback.core.models import BillingLineItem
 from chargeback.core.money import to_minor
-from chargeback.core.sources.day_range import SCRAPE_GAP, DayRangeQuery
+from chargeback.core.sources.day_range import MIN_PART, PART_LABEL, SCRAPE_GAP, DayRangeQuery
 from chargeback.plugins.self_managed_kafka.config import ClusterSettings, SelfManagedKafkaSettings
 from chargeback.plugins.self_managed_kafka.costs import CATEGORY, COSTS, CostSpec
-from chargeback.plugins.self_managed_kafka.promql import expression, selector
+from chargeback.plugins.self_managed_kafka.promql import quantity, selector
 from chargeback.plugins.self_managed_kafka.rates import RateCard
 
 __all__ = ["SCRAPE_GAP", "KafkaCostInput"]
@@ -55,12 +55,17 @@ class KafkaCostInput:
         names = self._settings.metrics
         ids = [c.id for c in self._settings.clusters]
         select = selector(cost.series(names), names.cluster_label, ids)
-        promql = expression(cost.kind, select, [names.cluster_label])
+        promql = quantity(cost.kind, select, [names.cluster_label])
         out: Quantities = {}
+        smallest: Quantities = {}
         for series in await self._query.days(promql, start, end):
             cluster = series.labels.get(names.cluster_label)
             if cluster is not None:
-                out.update({(cluster, day): v for day, v in series.values.items()})
+                into = smallest if series.labels.get(PART_LABEL) == MIN_PART else out
+                into.update({(cluster, day): v for day, v in series.values.items()})
+        # A counter of one series went down: the day's bytes are unknown; the negative
+        # value marks the day for _problem (counter_reset).
+        out.update({key: low for key, low in smallest.items() if low < 0 and key in out})
         return out
 
     def _line(

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from chargeback.core.sources.day_range import DAY_WINDOW
+from chargeback.core.sources.day_range import DAY_WINDOW, sum_and_smallest
 from chargeback.core.sources.prometheus import promql_regex_literal
 
-__all__ = ["Kind", "expression"]
+__all__ = ["Kind", "expression", "quantity"]
 
 Kind = Literal["gauge_sum", "gauge_max", "counter_delta"]
 
@@ -36,7 +36,19 @@ def expression(kind: Kind, select: str, group: Sequence[str]) -> str:
         return f"sum by ({by}) (avg_over_time({select}[{DAY_WINDOW}]))"
     if kind == "gauge_max":
         return f"max by ({by}) (avg_over_time({select}[{DAY_WINDOW}]))"
+    return f"sum by ({by}) ({_delta(select)})"
+
+
+def quantity(kind: Kind, select: str, group: Sequence[str]) -> str:
+    """A cost's day value per ``group``; a counter's with its smallest series delta apart
+    (:func:`~chargeback.core.sources.day_range.sum_and_smallest`), so one broker's reset
+    is seen even where the other brokers' bytes hide it in the sum."""
+    if kind != "counter_delta":
+        return expression(kind, select, group)
+    return sum_and_smallest(_delta(select), group)
+
+
+def _delta(select: str) -> str:
     return (
-        f"sum by ({by}) (last_over_time({select}[{DAY_WINDOW}])"
-        f" - last_over_time({select}[{DAY_WINDOW}] offset 1d))"
+        f"last_over_time({select}[{DAY_WINDOW}]) - last_over_time({select}[{DAY_WINDOW}] offset 1d)"
     )
