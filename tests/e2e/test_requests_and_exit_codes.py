@@ -41,6 +41,9 @@ pytestmark = pytest.mark.e2e
 __all__ = ["procs", "sim"]  # fixtures, imported to be used here
 
 SLOW_USAGE = {"rate_slow": 1.0, "slow_seconds": 3, "paths": ["/v2/metrics"]}
+STALLED_USAGE = {**SLOW_USAGE, "slow_seconds": 60}
+"""Slow enough that a run is still going while a second command starts on a loaded machine
+(the run makes only a few Metrics API calls since they cover many clusters each)."""
 
 
 def runs(config_dir: Path) -> list[dict[str, str | None]]:
@@ -273,7 +276,7 @@ class TestOnceStops:
 def test_a_live_process_run_is_not_interrupted(tmp_path: Path, sim: str) -> None:
     """A run of a process still alive (a slow ``once``) stays 'running' when another starts."""
     config = write_config(tmp_path, sim)
-    assert httpx.post(f"{sim}/_sim/faults", json=SLOW_USAGE).status_code == 200
+    assert httpx.post(f"{sim}/_sim/faults", json=STALLED_USAGE).status_code == 200
     slow = subprocess.Popen(
         [*CLI, "once", "--config", str(config)],
         stdout=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 One class for both backends: the statements are the same apart from the parameter
 marker, dates and times (ISO text on SQLite, ``DATE``/``TIMESTAMPTZ`` on PostgreSQL) and
-how a connection runs a statement; :class:`_Dialect` holds those differences. The
+how a connection runs a statement; :class:`Dialect` holds those differences. The
 transactions are the backend's own (its ``_write`` / ``_read``: the write lock and the
 error translation), so an attribution write queues behind a date commit like any
 other write.
@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from chargeback.core.ownership.attribution import DateAttribution, TeamTotal
 from chargeback.core.ownership.rules import RuleSet
 from chargeback.core.ownership.store import AttributionState, OwnershipStore
-from chargeback.core.storage._util import datetime_to_text
+from chargeback.core.storage._dialect import POSTGRES, SQLITE, Dialect
 from chargeback.core.storage.backend import StorageBackend
 
 __all__ = ["ownership_store"]
@@ -62,48 +61,6 @@ class _Transactions(Protocol):
     def _read(self, action: str) -> AbstractAsyncContextManager[Any]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Dialect:
-    marker: str
-    date: Callable[[dt.date], Any]
-    time: Callable[[dt.datetime], Any]
-    fetch: Callable[[Any, str, Sequence[Any]], Any]
-    execute: Callable[[Any, str, Sequence[Any]], Any]
-    executemany: Callable[[Any, str, Sequence[Sequence[Any]]], Any]
-    serialize: str | None = None
-    """Run first in a transaction that reads then writes a tenant's rule versions, so
-    replicas starting one tenant at once record its rules once (SQLite: its write lock)."""
-
-
-async def _sqlite_fetch(conn: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in await conn.execute_fetchall(sql, params)]
-
-
-async def _pg_fetch(conn: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    cur = await conn.execute(sql, params)
-    return [tuple(r) for r in await cur.fetchall()]
-
-
-async def _execute(conn: Any, sql: str, params: Sequence[Any]) -> None:
-    await conn.execute(sql, params)
-
-
-async def _sqlite_many(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    await conn.executemany(sql, rows)
-
-
-async def _pg_many(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    async with conn.cursor() as cur:
-        await cur.executemany(sql, rows)
-
-
-_SQLITE = _Dialect("?", dt.date.isoformat, datetime_to_text, _sqlite_fetch, _execute, _sqlite_many)
-_POSTGRES = _Dialect(
-    "%s", lambda d: d, lambda t: t, _pg_fetch, _execute, _pg_many,
-    serialize="SELECT pg_advisory_xact_lock(hashtext('ownership rules ' || %s))",
-)  # fmt: skip
-
-
 def _day(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
@@ -111,12 +68,12 @@ def _day(value: Any) -> dt.date:
 class _SqlOwnershipStore:
     """:class:`~chargeback.core.ownership.store.OwnershipStore` on a core backend."""
 
-    def __init__(self, backend: _Transactions, dialect: _Dialect) -> None:
+    def __init__(self, backend: _Transactions, dialect: Dialect) -> None:
         self._backend = backend
         self._d = dialect
 
     def _sql(self, text: str) -> str:
-        return text if self._d.marker == "?" else text.replace("?", self._d.marker)
+        return self._d.sql(text)
 
     def _write(self, action: str) -> AbstractAsyncContextManager[Any]:
         return self._backend._write(action)  # the backend's own transaction
@@ -216,9 +173,9 @@ def ownership_store(backend: StorageBackend) -> OwnershipStore:
     from chargeback.core.storage.sqlite import SQLiteBackend  # noqa: PLC0415
 
     if isinstance(backend, SQLiteBackend):
-        return _SqlOwnershipStore(cast(_Transactions, backend), _SQLITE)
+        return _SqlOwnershipStore(cast(_Transactions, backend), SQLITE)
     from chargeback.core.storage.postgres.backend import PostgresBackend  # noqa: PLC0415
 
     if isinstance(backend, PostgresBackend):
-        return _SqlOwnershipStore(cast(_Transactions, backend), _POSTGRES)
+        return _SqlOwnershipStore(cast(_Transactions, backend), POSTGRES)
     raise TypeError(f"no ownership store for {type(backend).__name__}")

@@ -19,20 +19,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import aiosqlite
 import structlog
 
 from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
 from chargeback.core.plugin.protocols import PluginRows, StorageModule
-from chargeback.core.storage import _commit, _inventory, _queries, _runs
+from chargeback.core.storage import _commit, _inventory, _queries
 from chargeback.core.storage._connection import check_read_only_schema, connect
+from chargeback.core.storage._dialect import SQLITE, Dialect
 from chargeback.core.storage._ledger import SQLiteLedger
 from chargeback.core.storage._lines import LineReads
 from chargeback.core.storage._periods import PeriodStore
+from chargeback.core.storage._runs import RunStore
 from chargeback.core.storage._util import (
     datetime_to_text,
     rollback_quietly,
@@ -69,7 +72,7 @@ _DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
 """What a database call can raise: sqlite3 errors, ints beyond 64 bits, a closed connection."""
 
 
-class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore):
+class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore, RunStore):
     """The :class:`~chargeback.core.storage.backend.StorageBackend` on one SQLite file.
 
     Args:
@@ -86,6 +89,8 @@ class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore):
 
     The usage ledger's methods come from :class:`~chargeback.core.storage._ledger.SQLiteLedger`.
     """
+
+    _dialect: ClassVar[Dialect] = SQLITE
 
     def __init__(
         self,
@@ -250,43 +255,6 @@ class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore):
                 log.info("storage module migrated", namespace=namespace, versions=applied)
 
     # -- runs --------------------------------------------------------------------------
-    async def start_run(
-        self, tenant_id: str, run_id: str, trigger: str, started_at: dt.datetime
-    ) -> None:
-        """Record a run as started (status ``running``, owned by this process)."""
-        async with self._write(f"recording the start of run {run_id!r}") as conn:
-            await _runs.start_run(conn, tenant_id, run_id, trigger, started_at)
-
-    async def finish_run(
-        self,
-        run_id: str,
-        *,
-        status: str,
-        finished_at: dt.datetime,
-        counts: Mapping[str, int],
-        error: str | None = None,
-    ) -> None:
-        """Record a run's outcome.
-
-        Raises:
-            StorageError: no run with this id was started.
-        """
-        action = f"recording the outcome of run {run_id!r}"
-        async with self._write(action) as conn:
-            found = await _runs.finish_run(
-                conn, run_id, status=status, finished_at=finished_at, counts=counts, error=error
-            )
-            if not found:
-                raise StorageError(f"{action} failed: no run {run_id!r} was started")
-
-    async def interrupt_stale_runs(self, finished_at: dt.datetime) -> int:
-        """Mark every run still ``running`` whose owner process is gone ``interrupted``.
-
-        Returns how many (see :mod:`~chargeback.core.storage.owner`).
-        """
-        async with self._write("marking interrupted runs") as conn:
-            return await _runs.interrupt_stale_runs(conn, finished_at)
-
     async def list_runs(self, tenant_id: str, limit: int = 20) -> list[RunRecord]:
         """Return the newest runs of a tenant, newest first."""
         async with self._read("listing runs") as conn:
@@ -300,33 +268,10 @@ class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore):
         async with self._read("reading date states") as conn:
             return await _queries.date_states(conn, tenant_id, start, end)
 
-    async def request_rerun(
-        self, tenant_id: str, start: dt.date, end: dt.date, requested_at: dt.datetime
-    ) -> int:
-        """Record an operator's rerun request (inclusive range); return its id.
-
-        Raises:
-            ValueError: ``start`` is after ``end``.
-        """
-        if start > end:
-            raise ValueError(f"a rerun range must have start <= end, got {start} > {end}")
-        async with self._write(f"recording a rerun request for tenant {tenant_id!r}") as conn:
-            request_id = await _runs.request_rerun(conn, tenant_id, start, end, requested_at)
-        if request_id is None:  # pragma: no cover - sqlite always sets it after an INSERT
-            raise StorageError("recording a rerun request failed: no id was assigned")
-        return request_id
-
     async def pending_reruns(self, tenant_id: str) -> list[RerunRequest]:
         """Return the rerun requests not yet completed, oldest first."""
         async with self._read("reading rerun requests") as conn:
             return await _queries.pending_reruns(conn, tenant_id)
-
-    async def complete_reruns(self, request_ids: Sequence[int], completed_at: dt.datetime) -> None:
-        """Mark rerun requests as done (unknown or already completed ids are ignored)."""
-        if not request_ids:
-            return
-        async with self._write("completing rerun requests") as conn:
-            await _runs.complete_reruns(conn, request_ids, completed_at)
 
     # -- inventory ---------------------------------------------------------------------
     async def sync_inventory(
@@ -344,18 +289,14 @@ class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore):
         """
         async with self._write(f"syncing the inventory of tenant {tenant_id!r}") as conn:
             return await _inventory.sync_inventory(
-                conn,
-                tenant_id=tenant_id,
-                resources=resources,
-                identities=identities,
-                seen_at=seen_at,
-                deletable_types=deletable_types,
-            )
+                conn, SQLITE, tenant_id=tenant_id, resources=resources, identities=identities,
+                seen_at=seen_at, deletable_types=deletable_types,
+            )  # fmt: skip
 
     async def load_inventory(self, tenant_id: str) -> tuple[list[Resource], list[Identity]]:
         """Return every resource and identity ever seen, deleted ones with ``deleted_at``."""
         async with self._read(f"loading the inventory of tenant {tenant_id!r}") as conn:
-            return await _inventory.load_inventory(conn, tenant_id)
+            return await _inventory.load_inventory(conn, SQLITE, tenant_id)
 
     # -- the date commit ---------------------------------------------------------------
     async def commit_date(

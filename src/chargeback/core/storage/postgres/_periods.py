@@ -9,16 +9,12 @@ from typing import Any, Protocol
 import psycopg
 
 from chargeback.core.storage import _periods as shared
+from chargeback.core.storage._dialect import pg as _pg
 from chargeback.core.storage.backend import PeriodSync, Restatement
 
 __all__ = ["PostgresPeriodStore"]
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
-
-
-def _pg(sql: str) -> str:
-    """SQLite's ``?`` placeholders as psycopg's ``%s`` (the statements have no literal ``?``)."""
-    return sql.replace("?", "%s")
 
 
 _SELECT = _pg(shared.SELECT_DAYS)  # one writer per tenant (leases): no row locks needed

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import structlog
@@ -27,6 +27,8 @@ from psycopg_pool import AsyncConnectionPool
 from chargeback.core.models import BillingLineItem, ChargebackRow, Identity, Resource
 from chargeback.core.plugin.protocols import Migration, PluginRows, StorageModule
 from chargeback.core.storage import _commit as shared_commit
+from chargeback.core.storage import _inventory
+from chargeback.core.storage._dialect import POSTGRES, Dialect
 from chargeback.core.storage.backend import (
     CostTotal,
     DateState,
@@ -36,7 +38,7 @@ from chargeback.core.storage.backend import (
 )
 from chargeback.core.storage.factory import redact_url
 from chargeback.core.storage.migrations import CORE_NAMESPACE
-from chargeback.core.storage.postgres import _inventory, _migrate, _queries
+from chargeback.core.storage.postgres import _migrate, _queries
 from chargeback.core.storage.postgres._commit import Fence, write_commit
 from chargeback.core.storage.postgres._errors import DB_ERRORS, translate_error
 from chargeback.core.storage.postgres._ledger import PostgresLedger
@@ -76,6 +78,8 @@ class PostgresBackend(PostgresLedger, PostgresLineReads, PostgresPeriodStore, Po
         pool_size: the most connections this backend opens at once.
         connect_timeout_s: how long opening a connection may take.
     """
+
+    _dialect: ClassVar[Dialect] = POSTGRES
 
     def __init__(
         self,
@@ -279,44 +283,11 @@ class PostgresBackend(PostgresLedger, PostgresLineReads, PostgresPeriodStore, Po
         async with self._read("reading date states") as conn:
             return await _queries.date_states(conn, tenant_id, start, end)
 
-    async def request_rerun(
-        self, tenant_id: str, start: dt.date, end: dt.date, requested_at: dt.datetime
-    ) -> int:
-        """Record an operator's rerun request (inclusive range); return its id.
-
-        Raises:
-            ValueError: ``start`` is after ``end``.
-        """
-        if start > end:
-            raise ValueError(f"a rerun range must have start <= end, got {start} > {end}")
-        async with self._write(f"recording a rerun request for tenant {tenant_id!r}") as conn:
-            cur = await conn.execute(
-                "INSERT INTO rerun_requests (tenant_id, start_date, end_date, requested_at) "
-                "VALUES (%s, %s, %s, %s) RETURNING request_id",
-                (tenant_id, start, end, requested_at),
-            )
-            row = await cur.fetchone()
-        if row is None:  # pragma: no cover - RETURNING always gives the row
-            raise StorageError("recording a rerun request failed: no id was assigned")
-        return int(row[0])
-
     async def pending_reruns(self, tenant_id: str) -> list[RerunRequest]:
         """Return the rerun requests not yet completed, oldest first."""
         async with self._read("reading rerun requests") as conn:
             return await _queries.pending_reruns(conn, tenant_id)
 
-    async def complete_reruns(self, request_ids: Sequence[int], completed_at: dt.datetime) -> None:
-        """Mark rerun requests as done (unknown or already completed ids are ignored)."""
-        if not request_ids:
-            return
-        async with self._write("completing rerun requests") as conn:
-            await conn.execute(
-                "UPDATE rerun_requests SET completed_at = %s "
-                "WHERE request_id = ANY(%s) AND completed_at IS NULL",
-                (completed_at, [int(i) for i in request_ids]),
-            )
-
-    # -- inventory ---------------------------------------------------------------------
     async def sync_inventory(
         self,
         tenant_id: str,
@@ -329,14 +300,14 @@ class PostgresBackend(PostgresLedger, PostgresLineReads, PostgresPeriodStore, Po
         """Upsert what was listed; mark unlisted items of ``deletable_types`` deleted."""
         async with self._write(f"syncing the inventory of tenant {tenant_id!r}") as conn:
             return await _inventory.sync_inventory(
-                conn, tenant_id=tenant_id, resources=resources, identities=identities,
+                conn, POSTGRES, tenant_id=tenant_id, resources=resources, identities=identities,
                 seen_at=seen_at, deletable_types=deletable_types,
             )  # fmt: skip
 
     async def load_inventory(self, tenant_id: str) -> tuple[list[Resource], list[Identity]]:
         """Return every resource and identity ever seen, deleted ones with ``deleted_at``."""
         async with self._read(f"loading the inventory of tenant {tenant_id!r}") as conn:
-            return await _inventory.load_inventory(conn, tenant_id)
+            return await _inventory.load_inventory(conn, POSTGRES, tenant_id)
 
     # -- the date commit ---------------------------------------------------------------
     async def commit_date(
