@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import SecretStr
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from chargeback.core.models import SCRAPE_GAP
-from chargeback.core.sources.http import Credentials, HttpClient
+from chargeback.core.sources.http import Credentials, HttpClient, HttpSettings
 from chargeback.core.sources.values import day_of, parse_decimal
 from chargeback.errors import SourceError
 
@@ -32,6 +33,7 @@ __all__ = [
     "SCRAPE_GAP",
     "SUM_PART",
     "DayRangeQuery",
+    "DayRangeServer",
     "DaySeries",
     "sum_and_smallest",
 ]
@@ -68,6 +70,34 @@ def sum_and_smallest(values: str, by: Sequence[str] = ()) -> str:
         f'label_replace(sum{group} ({values}), "{PART_LABEL}", "{SUM_PART}", "", "")'
         f' or label_replace(min{group} ({values}), "{PART_LABEL}", "{MIN_PART}", "", "")'
     )
+
+
+class DayRangeServer(BaseModel):
+    """The settings of a Prometheus server queried per UTC day (a plugin's ``prometheus``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    max_points: int = Field(default=_MAX_POINTS, ge=1)
+    """Days per ``query_range`` request at most; longer runs are chunked."""
+
+    def connect(
+        self, http: HttpSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> tuple[HttpClient, DayRangeQuery]:
+        """The tenant's client for this server (its caller closes it) and the query on it."""
+        client = HttpClient(
+            Credentials(self.username or "", self.password or SecretStr("")),
+            http,
+            transport=transport,
+            auth_hint="check the Prometheus username and password of this tenant",
+        )
+        query = DayRangeQuery(
+            client, self.url, username=self.username, password=self.password,
+            max_points=self.max_points,
+        )  # fmt: skip
+        return client, query
 
 
 class DayRangeQuery:

@@ -12,9 +12,10 @@ import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chargeback.core.sources import HttpSettings
+from chargeback.core.sources.day_range import DayRangeServer as PrometheusServer
 
 __all__ = [
     "Allocation",
@@ -54,18 +55,6 @@ def _check_label(value: str) -> str:
     if not _LABEL.fullmatch(value):
         raise ValueError(f"{value!r} is not a Prometheus label name")
     return value
-
-
-class PrometheusServer(BaseModel):
-    """The Prometheus that scrapes the platform."""
-
-    model_config = _FROZEN
-
-    url: str
-    username: str | None = None
-    password: SecretStr | None = None
-    max_points: int = Field(default=11_000, ge=1)
-    """Days per ``query_range`` request at most; longer runs are chunked."""
 
 
 class Rate(BaseModel):

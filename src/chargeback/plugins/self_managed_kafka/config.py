@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chargeback.core.sources import HttpSettings
+from chargeback.core.sources.day_range import DayRangeServer as PrometheusServer
 
 __all__ = [
     "ClusterSettings",
@@ -21,18 +22,6 @@ __all__ = [
 ]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-class PrometheusServer(BaseModel):
-    """The Prometheus that scrapes the brokers."""
-
-    model_config = _FROZEN
-
-    url: str
-    username: str | None = None
-    password: SecretStr | None = None
-    max_points: int = Field(default=11_000, ge=1)
-    """Days per ``query_range`` request at most; longer runs are chunked."""
 
 
 class MetricNames(BaseModel):

@@ -11,10 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from chargeback.core.rules import FallbackAllocator
-from chargeback.core.sources import Credentials, HttpClient
+from chargeback.core.sources import HttpClient
 from chargeback.core.sources.day_range import DayRangeQuery
 from chargeback.errors import PluginError
 from chargeback.plugins.self_managed_kafka.config import SelfManagedKafkaSettings
@@ -67,16 +66,7 @@ class SelfManagedKafkaPlugin:
         settings = SelfManagedKafkaSettings.model_validate(dict(config))
         server = settings.prometheus
         self._settings = settings
-        self._client = HttpClient(
-            Credentials(server.username or "", server.password or SecretStr("")),
-            settings.http,
-            transport=self._transport,
-            auth_hint="check the Prometheus username and password of this tenant",
-        )
-        self._query = DayRangeQuery(
-            self._client, server.url, username=server.username,
-            password=server.password, max_points=server.max_points,
-        )  # fmt: skip
+        self._client, self._query = server.connect(settings.http, transport=self._transport)
         self._handler = KafkaHandler(settings, self._query)
 
     def _ready(self) -> tuple[SelfManagedKafkaSettings, DayRangeQuery, KafkaHandler]:
