@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.integration.self_managed_kafka.history import (
     CLUSTERS,
@@ -30,13 +28,12 @@ from tests.integration.self_managed_kafka.history import (
     history,
     principal_bytes,
 )
+from tests.support import plugin_run
+from tests.support.plugin_run import query_range_requests
 from tests.support.prometheus import PrometheusServer, prometheus_with_history
 
-from chargeback.core.engine.orchestrator import TenantRuntime
-from chargeback.core.engine.types import RunStatus, RunSummary, TenantConfig
-from chargeback.core.models import UNALLOCATED, BillingLineItem, ChargebackRow
+from chargeback.core.models import UNALLOCATED, BillingLineItem
 from chargeback.core.money import to_minor
-from chargeback.core.plugin.registry import PluginRegistry
 from chargeback.core.reconcile import build_report
 from chargeback.core.storage.sqlite import SQLiteBackend
 
@@ -69,18 +66,8 @@ def settings(url: str, **extra: Any) -> dict[str, Any]:
     } | extra
 
 
-class Stored:
-    """What one run stored: lines and rows by date, and the run's summary."""
-
-    def __init__(
-        self,
-        lines: dict[dt.date, list[BillingLineItem]],
-        rows: dict[dt.date, list[ChargebackRow]],
-        summary: RunSummary,
-    ) -> None:
-        self.lines = lines
-        self.rows = rows
-        self.summary = summary
+class Stored(plugin_run.Stored):
+    """What one run stored, with its lines found by what identifies them here."""
 
     def line(self, cluster: str, product_type: str, day: dt.date) -> BillingLineItem:
         return next(
@@ -89,35 +76,15 @@ class Stored:
             if x.resource_id == cluster and x.product_type == product_type
         )
 
-    def parts(self, line: BillingLineItem) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row in self.rows[line.date]:
-            if row.line_id == line.line_id:
-                out[row.identity_id] = out.get(row.identity_id, 0) + row.amount
-        return out
-
 
 async def run_tenant(
     tmp_path: Path, plugin_settings: dict[str, Any]
 ) -> tuple[Stored, SQLiteBackend]:
     """Run one tenant over the 30 days and read back what it stored."""
-    storage = SQLiteBackend(tmp_path / "chargeback.db")
-    await storage.open()
-    config = TenantConfig(
-        name="onprem", ecosystem="self_managed_kafka", plugin_settings=plugin_settings,
-        lookback_days=(NOW.date() - DAYS[0]).days, cutoff_days=(NOW.date() - DAYS[-1]).days,
+    return await plugin_run.run_stored(
+        Stored, tmp_path, tenant="onprem", ecosystem="self_managed_kafka",
+        plugin_settings=plugin_settings, days=DAYS, now=NOW,
     )  # fmt: skip
-    runtime = TenantRuntime(
-        config, PluginRegistry.discover().create("self_managed_kafka"), storage, clock=lambda: NOW
-    )
-    try:
-        summary = await runtime.run("test")
-        assert summary.status is RunStatus.SUCCESS, summary.error
-    finally:
-        await runtime.aclose()
-    lines = {d: await storage.read_lines("onprem", d) for d in DAYS}
-    rows = {d: await storage.read_rows("onprem", d) for d in DAYS}
-    return Stored(lines, rows, summary), storage
 
 
 @pytest.fixture
@@ -312,14 +279,6 @@ async def test_static_identities_claim_principals(server: PrometheusServer, tmp_
         assert sum(parts.values()) == line.amount
     finally:
         await storage.close()
-
-
-def query_range_requests(server: PrometheusServer) -> int:
-    """The server's own count of answered ``query_range`` requests."""
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    pattern = r'prometheus_http_requests_total\{code="200",handler="/api/v1/query_range"\} (\d+)'
-    found = re.search(pattern, text)
-    return int(found.group(1)) if found else 0
 
 
 async def test_one_request_per_query_and_chunk(server: PrometheusServer, tmp_path: Path) -> None:
