@@ -11,10 +11,8 @@ take this process's CPU; a smaller one runs on the writer connection's thread. B
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import aiosqlite
@@ -27,12 +25,8 @@ from chargeback.core.storage._util import (
     date_from_text,
     datetime_from_text,
     datetime_to_text,
-    rollback_quietly,
-    run_in_connection,
-    translate_error,
 )
-from chargeback.core.storage._writer import CommitWriter, WriterDiedError
-from chargeback.errors import StorageError
+from chargeback.core.storage._writer import CommitWriter
 
 __all__ = ["SQLiteLedger"]
 
@@ -57,21 +51,17 @@ GROUP BY s.date, r.product_type
 """
 
 
-_DB_ERRORS = (sqlite3.Error, OverflowError, ValueError)
-
-
 class SQLiteLedger:
     """The usage-ledger half of the SQLite backend's storage protocol."""
 
-    _path: str
-    _lock: asyncio.Lock
-    _child: CommitWriter | None
-    _child_min_rows: int | None
-
-    def _writable(self, action: str) -> aiosqlite.Connection:
-        raise NotImplementedError  # pragma: no cover - SQLiteBackend's
-
-    def _write(self, action: str) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+    async def _through_writer(
+        self,
+        action: str,
+        size: int,
+        encode: Callable[[CommitWriter], bytes],
+        work: Callable[..., int],
+        *args: object,
+    ) -> int:
         raise NotImplementedError  # pragma: no cover - SQLiteBackend's
 
     def _read(self, action: str) -> AbstractAsyncContextManager[aiosqlite.Connection]:
@@ -88,24 +78,10 @@ class SQLiteLedger:
             return
         rows = list(rows_of(tenant_id, entries, day=dt.date.isoformat, at=datetime_to_text))
         cells = [(tenant_id, e.day.isoformat(), e.query, e.resource_id) for e in entries]
-        action = f"storing usage of tenant {tenant_id!r}"
-        child = self._child
-        if child is not None and len(rows) < (self._child_min_rows or 0):
-            child = None
-        payload = None if child is None else child.encode_usage(cells, rows)
-        async with self._lock:
-            conn = self._writable(action)
-            try:
-                if conn.in_transaction:  # left open by an interrupted earlier write
-                    await rollback_quietly(conn)
-                if child is not None and payload is not None:
-                    await child.commit(payload)
-                else:
-                    await run_in_connection(conn, write_usage_transaction, cells, rows)
-            except _DB_ERRORS as exc:
-                raise translate_error(exc, action, self._path) from exc
-            except WriterDiedError as exc:
-                raise StorageError(f"{action} failed: {exc}") from exc
+        await self._through_writer(
+            f"storing usage of tenant {tenant_id!r}", len(rows),
+            lambda child: child.encode_usage(cells, rows), write_usage_transaction, cells, rows,
+        )  # fmt: skip
 
     async def read_usage(
         self,

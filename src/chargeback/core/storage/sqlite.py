@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -213,6 +213,41 @@ class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore, RunStore):
             raise StorageError(f"{action} failed: the database {self._path} was opened read-only")
         return conn
 
+    async def _through_writer(
+        self,
+        action: str,
+        size: int,
+        encode: Callable[[CommitWriter], bytes],
+        work: Callable[..., int],
+        *args: object,
+    ) -> int:
+        """Run one write transaction, ``work(conn, *args)``, under the write lock.
+
+        A write of ``size`` rows or more goes to the writer child as ``encode(child)``,
+        encoded before waiting for the lock (a write queued behind the one in flight is
+        ready to go the moment it may); a smaller one runs on the writer connection's
+        thread. Both return ``work``'s result.
+
+        Raises:
+            StorageError: the database failed or the child died (nothing was written).
+        """
+        child = self._child
+        if child is not None and size < (self._child_min_rows or 0):
+            child = None
+        payload = None if child is None else encode(child)
+        async with self._lock:
+            conn = self._writable(action)
+            try:
+                if conn.in_transaction:  # left open by an interrupted earlier write
+                    await rollback_quietly(conn)
+                if child is not None and payload is not None:
+                    return await child.commit(payload)
+                return await run_in_connection(conn, work, *args)
+            except _DB_ERRORS as exc:
+                raise translate_error(exc, action, self._path) from exc
+            except WriterDiedError as exc:
+                raise StorageError(f"{action} failed: {exc}") from exc
+
     @asynccontextmanager
     async def _read(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
         """A connection for reads, errors translated."""
@@ -338,25 +373,10 @@ class SQLiteBackend(SQLiteLedger, LineReads, PeriodStore, RunStore):
             calculated_at=calculated_at,
         )
         action = f"committing tenant {tenant_id!r} date {day}"
-        child = self._child
-        if child is not None and len(lines) + len(rows) < (self._child_min_rows or 0):
-            child = None
-        # Pickled before waiting for the lock: a commit queued behind the one in
-        # flight is ready to go the moment it may.
-        payload = None if child is None else child.encode(prepared)
-        async with self._lock:
-            conn = self._writable(action)
-            try:
-                if conn.in_transaction:  # left open by an interrupted earlier write
-                    await rollback_quietly(conn)
-                if child is not None and payload is not None:
-                    calc_seq = await child.commit(payload)
-                else:
-                    calc_seq = await run_in_connection(conn, _commit.write_commit, prepared)
-            except _DB_ERRORS as exc:
-                raise translate_error(exc, action, self._path) from exc
-            except WriterDiedError as exc:
-                raise StorageError(f"{action} failed: {exc}") from exc
+        calc_seq = await self._through_writer(
+            action, len(lines) + len(rows), lambda child: child.encode(prepared),
+            _commit.write_commit, prepared,
+        )  # fmt: skip
         return _commit.date_state_of(prepared, calc_seq)
 
     # -- emissions ---------------------------------------------------------------------
