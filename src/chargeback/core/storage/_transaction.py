@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 __all__ = [
@@ -157,6 +157,20 @@ def _new_range(
     return last + 1
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed at the end, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
 def write_transaction(
     conn: sqlite3.Connection, batches: Sequence[Batch], state: StateRecord
 ) -> int:
@@ -177,8 +191,7 @@ def write_transaction(
             table's largest ``row_id`` is at the 64-bit limit); nothing was written.
     """
     key = (state.tenant_id, state.date)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         tables = _plugin_tables(conn, batches, state.calculated_at)
         _delete_date(conn, key, tables)
         last = _scalar(conn, _LAST_ROW_ID)
@@ -189,14 +202,7 @@ def write_transaction(
                 if batch.table == _ROWS:
                     count += len(batch.rows)
         first_row_id = _new_range(conn, key, last, count, state.row_count)
-        calc_seq = _scalar(conn, _UPSERT_STATE, (*state, first_row_id))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-    return calc_seq
+        return _scalar(conn, _UPSERT_STATE, (*state, first_row_id))
 
 
 USAGE_DELETE = (
@@ -221,14 +227,7 @@ def write_usage_transaction(
     version of a cell is replaced whole), ``rows`` the :data:`USAGE_INSERT` parameters.
     Any error rolls the transaction back and is raised.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         conn.executemany(USAGE_DELETE, cells)
         conn.executemany(USAGE_INSERT, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
     return len(rows)
