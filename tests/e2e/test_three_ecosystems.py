@@ -31,6 +31,7 @@ from tests.e2e.test_daemon_e2e import (
     tenant,
     wait_until,
 )
+from tests.integration.self_managed_kafka.history import kafka_histories
 from tests.support.prometheus import (
     MetricHistory,
     Point,
@@ -72,14 +73,7 @@ def _kafka() -> list[MetricHistory]:
             points["brokers"].append(Point({"cluster": "east-1"}, at, 3))
             points["parts"].append(Point({"cluster": "east-1"}, at, 12))
             points["log"].append(Point({"cluster": "east-1", "topic": "t"}, at, (n + 40) * 2**30))
-    controller = "kafka_controller_kafkacontroller_"
-    return [
-        MetricHistory("kafka_server_brokertopicmetrics_bytesin", "counter", "in", points["in"]),
-        MetricHistory("kafka_server_brokertopicmetrics_bytesout", "counter", "out", points["out"]),
-        MetricHistory("kafka_log_log_size", "gauge", "log", points["log"]),
-        MetricHistory(controller + "activebrokercount", "gauge", "b", points["brokers"]),
-        MetricHistory(controller + "globalpartitioncount", "gauge", "p", points["parts"]),
-    ]  # fmt: skip
+    return kafka_histories(points)
 
 
 def _platform() -> list[MetricHistory]:

@@ -9,6 +9,7 @@ minus the last of the day before is exactly that day's bytes.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -108,6 +109,12 @@ def history() -> list[MetricHistory]:
                 for topic in range(2):
                     labels = {"cluster": cluster.id, "topic": f"t{topic}", "partition": "0"}
                     points["log"].append(Point(labels, at, log_bytes(ci, topic, day)))
+    return kafka_histories(points)
+
+
+def kafka_histories(points: Mapping[str, list[Point]]) -> list[MetricHistory]:
+    """The series the plugin reads by default (the JMX exporter's names), from ``points``
+    keyed ``in``, ``out`` (bytes counters), ``log`` (log size), ``brokers``, ``parts``."""
     return [
         MetricHistory("kafka_server_brokertopicmetrics_bytesin", "counter", "in", points["in"]),
         MetricHistory("kafka_server_brokertopicmetrics_bytesout", "counter", "out", points["out"]),
